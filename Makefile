@@ -1,0 +1,34 @@
+# Two commands do everything: `make demo` and `make test`. Each creates .venv when it is missing or
+# older than pyproject.toml / constraints.txt, installs the project into it, then runs its job.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Pins the tested CPU torch build; `make CONSTRAINTS= test` lets pip choose (e.g. a CUDA build).
+CONSTRAINTS ?= constraints.txt
+EXTRAS ?= dev,contrib
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m sfl_env.demo
+
+# pytest exits 5 when it collects no test: a broken suite, never a pass.
+test: $(STAMP)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: $(STAMP)
+	$(PY) benchmarks/round_overhead.py
+	$(PY) benchmarks/solver_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
