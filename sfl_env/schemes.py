@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -46,8 +46,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .models import SplitModel
+from .models import SplitModel, build_model
 from .profiling import ModelProfile, profile_model
+
+if TYPE_CHECKING:
+    from .config import SFLConfig
 
 SCHEMES: tuple[str, ...] = ("sfl-ga", "sfl-v1", "sfl-v2", "psl", "fl")
 AGGREGATION_WEIGHTS: tuple[str, ...] = ("data_size", "uniform")
@@ -496,3 +499,32 @@ def _copy(t: torch.Tensor, stack: int | None) -> torch.Tensor:
 def _all_tensors(state: _RoundState):
     yield from state.client.values()
     yield from state.server.values()
+
+
+def build_trainer(config: SFLConfig, seed: int = 0) -> SchemeTrainer:
+    """The whole training system of ``config``: data, partition, model and trainer, all from ``seed``.
+
+    One seed fans out into independent streams for the model's initial weights, the partition, the
+    client batch sampler and the trainer's own randomness (sfl-v2's client order).
+    """
+    from .data import ClientSampler, load_dataset, partition
+
+    model_seed, partition_seed, sampler_seed, trainer_seed = (
+        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(4)
+    )
+    data = load_dataset(config.dataset, config.data_dir, num_train=config.num_train, num_test=config.num_test)
+    clients = partition(
+        data.y_train.numpy(), config.num_clients, config.partition, alpha=config.dirichlet_alpha,
+        shards_per_client=config.shards_per_client, rng=np.random.default_rng(partition_seed),
+    )
+    sampler = ClientSampler(clients, config.batch_size, torch.Generator().manual_seed(sampler_seed))
+    model = build_model(config.model, data.input_shape, data.num_classes, width=config.model_width, seed=model_seed)
+    return SchemeTrainer(
+        model, data.x_train, data.y_train, data.x_test, data.y_test,
+        np.array([len(c) for c in clients]), sampler,
+        scheme=config.scheme, batch_size=config.batch_size, local_iters=config.local_iters, lr=config.lr,
+        momentum=config.momentum, weight_decay=config.weight_decay,
+        aggregation_weights=config.aggregation_weights, gradient_aggregation=config.gradient_aggregation,
+        eval_every=config.eval_every, device=config.device,
+        generator=torch.Generator().manual_seed(trainer_seed),
+    )

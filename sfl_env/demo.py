@@ -1,0 +1,76 @@
+"""Trains one SFL scheme for N rounds at a fixed cut on the embedded default and prints each round.
+
+    python -m sfl_env.demo                       # SFL-GA, digits, K=10, Dirichlet(0.5), cut 1
+    python -m sfl_env.demo --scheme psl --cut 2 --rounds 50
+    python -m sfl_env.demo --set model=mlp lr=0.1 num_clients=20
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+import sys
+import time
+
+from .config import PRESETS, ConfigError, SFLConfig
+from .schemes import build_trainer
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``key=value`` strings -> dict; values are Python literals where they parse, strings otherwise."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is malformed; expected key=value, e.g. lr=0.1")
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="digits")
+    parser.add_argument("--scheme", default=None, help="sfl-ga (default), sfl-v1, sfl-v2, psl or fl")
+    parser.add_argument("--cut", type=int, default=1, help="number of blocks on the clients (default 1)")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--target", type=float, default=0.9, help="report the first round at this accuracy")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any SFLConfig option")
+    args = parser.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.set)
+        if args.scheme is not None:
+            overrides["scheme"] = args.scheme
+        config = SFLConfig.from_kwargs(preset=args.preset, **overrides)
+        trainer = build_trainer(config, seed=args.seed)
+        trainer.model.check_cut(args.cut) if config.scheme != "fl" else None
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    model = trainer.model
+    print(f"{config.scheme} on {config.dataset}: {config.model} ({model.num_blocks} blocks), "
+          f"K={config.num_clients} {config.partition}, cut {args.cut} ({model.cut_names[args.cut - 1]})")
+    print(f"{'round':>5} {'loss':>8} {'test acc':>9} {'up Mbit':>9} {'down Mbit':>10} {'time s':>7}")
+    reached = None
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        r = trainer.run_round(args.cut)
+        acc = "-" if math.isnan(r.test_accuracy) else f"{r.test_accuracy:.3f}"
+        print(f"{r.round_index:>5} {r.train_loss:>8.4f} {acc:>9} {r.bits_up / 1e6:>9.2f} "
+              f"{r.bits_down / 1e6:>10.2f} {time.perf_counter() - start:>7.3f}")
+        if r.diverged:
+            print("training diverged; stopping")
+            return 1
+        if reached is None and r.test_accuracy >= args.target:
+            reached = r.round_index
+    print(f"rounds to {args.target:.0%} test accuracy: {reached if reached else f'not within {args.rounds}'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
