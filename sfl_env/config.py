@@ -16,10 +16,7 @@ from typing import Any
 from .data import DATASETS, PARTITIONS
 from .models import MODELS
 from .schemes import AGGREGATION_WEIGHTS, SCHEMES
-
-
-class ConfigError(ValueError):
-    """An unknown option, or an option with a value outside what is allowed."""
+from .validation import ConfigError, check_choice, check_int, check_number
 
 
 @dataclass(frozen=True)
@@ -48,25 +45,25 @@ class SFLConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("model", self.model, MODELS)
-        _choice("partition", self.partition, PARTITIONS)
-        _choice("scheme", self.scheme, SCHEMES)
-        _choice("aggregation_weights", self.aggregation_weights, AGGREGATION_WEIGHTS)
-        _number("model_width", self.model_width, low=0.0, high=4.0, low_open=True)
-        _integer("num_clients", self.num_clients, low=1, high=10_000)
-        _number("dirichlet_alpha", self.dirichlet_alpha, low=0.0, low_open=True)
-        _integer("shards_per_client", self.shards_per_client, low=1)
-        _integer("batch_size", self.batch_size, low=1)
-        _integer("local_iters", self.local_iters, low=1)
-        _number("lr", self.lr, low=0.0, low_open=True)
-        _number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        _number("weight_decay", self.weight_decay, low=0.0)
-        _number("gradient_aggregation", self.gradient_aggregation, low=0.0, high=1.0)
-        _integer("eval_every", self.eval_every, low=1)
+        check_choice("dataset", self.dataset, DATASETS)
+        check_choice("model", self.model, MODELS)
+        check_choice("partition", self.partition, PARTITIONS)
+        check_choice("scheme", self.scheme, SCHEMES)
+        check_choice("aggregation_weights", self.aggregation_weights, AGGREGATION_WEIGHTS)
+        check_number("model_width", self.model_width, low=0.0, high=4.0, low_open=True)
+        check_int("num_clients", self.num_clients, low=1, high=10_000)
+        check_number("dirichlet_alpha", self.dirichlet_alpha, low=0.0, low_open=True)
+        check_int("shards_per_client", self.shards_per_client, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        check_int("local_iters", self.local_iters, low=1)
+        check_number("lr", self.lr, low=0.0, low_open=True)
+        check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        check_number("weight_decay", self.weight_decay, low=0.0)
+        check_number("gradient_aggregation", self.gradient_aggregation, low=0.0, high=1.0)
+        check_int("eval_every", self.eval_every, low=1)
         for name in ("num_train", "num_test"):
             if getattr(self, name) is not None:
-                _integer(name, getattr(self, name), low=1)
+                check_int(name, getattr(self, name), low=1)
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ConfigError(f"data_dir={self.data_dir!r} is invalid; allowed: a directory path string or None")
         if self.dataset in ("mnist", "fashion-mnist", "cifar10") and self.data_dir is None:
@@ -81,7 +78,7 @@ class SFLConfig:
         """Builds a config from a preset (see :data:`PRESETS`) and keyword overrides."""
         values: dict[str, Any] = {}
         if preset is not None:
-            _choice("preset", preset, tuple(PRESETS))
+            check_choice("preset", preset, tuple(PRESETS))
             values.update(PRESETS[preset])
         known = {f.name for f in dataclasses.fields(cls)}
         for key in kwargs:
@@ -105,29 +102,3 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
     },
 }
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
-
-
-def _integer(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}={value!r} is invalid; allowed: an integer")
-    _number(name, value, low=low, high=high)
-
-
-def _number(
-    name: str, value: Any, *, low: float | None = None, high: float | None = None,
-    low_open: bool = False, high_open: bool = False,
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ConfigError(f"{name}={value!r} is invalid; allowed: a number")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise ConfigError(f"{name}={value!r} is out of range; allowed: {interval}")
