@@ -252,9 +252,19 @@ class SchemeTrainer:
         acc = test_loss = math.nan
         if not diverged and self.round_index % self.eval_every == 0:
             acc, test_loss = self.evaluate()
-        return self._result(
-            cut, previous, float(np.mean(losses)) if losses and not diverged else math.nan,
-            acc, test_loss, diverged, migrated_up, migrated_down,
+        return RoundResult(
+            round_index=self.round_index,
+            scheme=self.scheme,
+            cut=cut,
+            previous_cut=previous,
+            train_loss=float(np.mean(losses)) if losses and not diverged else math.nan,
+            test_accuracy=acc,
+            test_loss=test_loss,
+            diverged=diverged,
+            migrated_bits_up=migrated_up,
+            migrated_bits_down=migrated_down,
+            **round_ledger(self.profile, self.scheme, cut, self.num_clients, self.local_iters, self.batch_size,
+                           self.gradient_aggregation),
         )
 
     def resplit(self, cut: int) -> tuple[float, float]:
@@ -267,15 +277,9 @@ class SchemeTrainer:
         """
         cut = self.model.num_blocks if self.scheme == "fl" else self.model.check_cut(cut)
         previous, self.cut = self.cut, cut
-        if previous is None or previous == cut or self.scheme == "fl":
-            return 0.0, 0.0
         if self.scheme == "psl" and self._psl_clients is not None:
             self._psl_resplit(previous, cut)
-        if cut > previous:
-            return 0.0, self.profile.blocks_bits(previous, cut)
-        if self.scheme == "psl":
-            return self.num_clients * self.profile.blocks_bits(cut, previous), 0.0
-        return 0.0, 0.0
+        return migration_bits(self.profile, self.scheme, previous, cut, self.num_clients)
 
     def optimizer_state(self) -> Tensors:
         """The global momentum buffers, one per parameter (empty without momentum)."""
@@ -299,39 +303,55 @@ class SchemeTrainer:
     # ------------------------------------------------------------------ one local iteration
 
     def _iteration(self, state: _RoundState, cut: int, x: torch.Tensor, y: torch.Tensor) -> float:
-        K, b = y.shape
-        client = self._segment(0, cut)
-        smashed = vmap(_stacked_forward(client.module))(state.client, state.client_buffers, x)
-
         if self.scheme == "sfl-v2":
-            client_losses = self._sequential_server(state, cut, smashed, y)
+            client_losses = self._sequential_server(state, cut, x, y)
         else:
-            if self.scheme == "fl":
-                logits = smashed
-            elif self.scheme == "sfl-v1":
-                server = self._segment(cut, self.model.num_blocks)
-                logits = vmap(_stacked_forward(server.module))(state.server, state.server_buffers, smashed)
-            else:  # sfl-ga, psl: one shared server model on all K smashed batches
-                ratio = self.gradient_aggregation if self.scheme == "sfl-ga" else 0.0
-                smashed = _AggregateSmashedGradient.apply(smashed, self.alpha, ratio)
-                server = self._segment(cut, self.model.num_blocks)
-                logits = functional_call(
-                    server.module, (state.server, state.server_buffers), (smashed.flatten(0, 1),)
-                )
-            per_sample = F.cross_entropy(logits.reshape(K * b, -1), y.reshape(-1), reduction="none")
-            client_losses = per_sample.view(K, b).mean(1)
-            # Independent copies (fl, sfl-v1) each learn from their own loss; a shared server from the
-            # alpha-weighted sum, whose smashed-data gradient is alpha_k G_k (undone at the cut).
-            shared = self.scheme in ("sfl-ga", "psl")
-            (client_losses @ self.alpha if shared else client_losses.sum()).backward()
+            ratio = self.gradient_aggregation if self.scheme == "sfl-ga" else 0.0
+            client_losses = self._forward_backward(state, cut, x, y, ratio)
             self._sgd_step(state.server, state.server_momentum)
         self._sgd_step(state.client, state.client_momentum)
         return float(client_losses.detach() @ self.alpha)
 
-    def _sequential_server(
-        self, state: _RoundState, cut: int, smashed: torch.Tensor, y: torch.Tensor
+    def _forward_backward(
+        self, state: _RoundState, cut: int, x: torch.Tensor, y: torch.Tensor, ratio: float
     ) -> torch.Tensor:
+        """One forward and backward pass of all K clients; leaves the gradients in ``state``."""
+        K, b = y.shape
+        smashed = vmap(_stacked_forward(self._segment(0, cut).module))(state.client, state.client_buffers, x)
+        server = self._segment(cut, self.model.num_blocks)
+        if self.scheme == "fl":
+            logits = smashed
+        elif self.scheme == "sfl-v1":
+            logits = vmap(_stacked_forward(server.module))(state.server, state.server_buffers, smashed)
+        else:  # sfl-ga, psl: one shared server model on all K smashed batches
+            smashed = _AggregateSmashedGradient.apply(smashed, self.alpha, ratio)
+            logits = functional_call(server.module, (state.server, state.server_buffers), (smashed.flatten(0, 1),))
+        per_sample = F.cross_entropy(logits.reshape(K * b, -1), y.reshape(-1), reduction="none")
+        client_losses = per_sample.view(K, b).mean(1)
+        # Independent copies (fl, sfl-v1) each learn from their own loss; a shared server from the
+        # alpha-weighted sum, whose smashed-data gradient is alpha_k G_k (undone at the cut).
+        shared = self.scheme in ("sfl-ga", "psl")
+        (client_losses @ self.alpha if shared else client_losses.sum()).backward()
+        return client_losses
+
+    def client_gradient(self, cut: int, batch: torch.Tensor, ratio: float) -> Tensors:
+        """The FedAvg'd client-side gradient of one SFL-GA iteration on ``batch`` (K, b), at the current
+        weights, when clients back-propagate ``ratio`` * aggregate + (1 - ratio) * own gradient.
+        Nothing is updated: this measures what gradient aggregation does to the client blocks."""
+        cut = self.model.check_cut(cut)
+        state = self._begin_round(cut)
+        batch = batch.to(self.device)
+        saved_scheme, self.scheme = self.scheme, "sfl-ga"
+        try:
+            self._forward_backward(state, cut, self.x_train[batch], self.y_train[batch], ratio)
+        finally:
+            self.scheme = saved_scheme
+        client = self._segment(0, cut)
+        return {g: self._fedavg(state.client[local].grad) for g, local in client.params}
+
+    def _sequential_server(self, state: _RoundState, cut: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """sfl-v2: the server takes one SGD step per client, in a random order; own gradients go back."""
+        smashed = vmap(_stacked_forward(self._segment(0, cut).module))(state.client, state.client_buffers, x)
         server = self._segment(cut, self.model.num_blocks)
         grads = torch.empty_like(smashed)
         losses = torch.empty(len(y), device=self.device)
@@ -446,39 +466,47 @@ class SchemeTrainer:
             )
         return self._segments[key]
 
-    def _result(self, cut, previous, train_loss, acc, test_loss, diverged, migrated_up, migrated_down):
-        p, K, I, b = self.profile, self.num_clients, self.local_iters, self.batch_size
-        fl = self.scheme == "fl"
-        S = 0.0 if fl else p.smashed_bits(cut, b)
-        q = p.model_bits if fl else p.client_model_bits(cut)
-        broadcast = self.scheme == "sfl-ga" and self.gradient_aggregation == 1.0
-        aggregates_models = self.scheme != "psl"
-        return RoundResult(
-            round_index=self.round_index,
-            scheme=self.scheme,
-            cut=cut,
-            previous_cut=previous,
-            num_clients=K,
-            local_iters=I,
-            batch_size=b,
-            train_loss=train_loss,
-            test_accuracy=acc,
-            test_loss=test_loss,
-            diverged=diverged,
-            client_forward_flops=b * p.client_forward_flops(cut),
-            client_backward_flops=b * p.client_backward_flops(cut),
-            server_flops=0.0 if fl else b * p.server_flops(cut),
-            server_sequential=self.scheme == "sfl-v2",
-            smashed_bits=S,
-            gradient_broadcast=broadcast,
-            client_model_bits=q,
-            smashed_bits_up=K * I * S,
-            gradient_bits_down=(1 if broadcast else K) * I * S,
-            model_bits_up=K * q if aggregates_models else 0.0,
-            model_bits_down=q if aggregates_models else 0.0,
-            migrated_bits_up=migrated_up,
-            migrated_bits_down=migrated_down,
-        )
+
+def round_ledger(
+    profile: ModelProfile, scheme: str, cut: int, num_clients: int, local_iters: int, batch_size: int,
+    gradient_aggregation: float = 1.0,
+) -> dict[str, float | int | bool]:
+    """The work and traffic fields of a :class:`RoundResult` (paper_spec.md 1.4), from the profile alone."""
+    p, K, I, b = profile, num_clients, local_iters, batch_size
+    fl = scheme == "fl"
+    S = 0.0 if fl else p.smashed_bits(cut, b)
+    q = p.model_bits if fl else p.client_model_bits(cut)
+    broadcast = scheme == "sfl-ga" and gradient_aggregation == 1.0
+    aggregates_models = scheme != "psl"
+    return {
+        "num_clients": K,
+        "local_iters": I,
+        "batch_size": b,
+        "client_forward_flops": b * p.client_forward_flops(cut),
+        "client_backward_flops": b * p.client_backward_flops(cut),
+        "server_flops": 0.0 if fl else b * p.server_flops(cut),
+        "server_sequential": scheme == "sfl-v2",
+        "smashed_bits": S,
+        "gradient_broadcast": broadcast,
+        "client_model_bits": q,
+        "smashed_bits_up": K * I * S,
+        "gradient_bits_down": (1 if broadcast else K) * I * S,
+        "model_bits_up": K * q if aggregates_models else 0.0,
+        "model_bits_down": q if aggregates_models else 0.0,
+    }
+
+
+def migration_bits(
+    profile: ModelProfile, scheme: str, previous: int | None, cut: int, num_clients: int
+) -> tuple[float, float]:
+    """(uplink, downlink) bits of moving the cut from ``previous`` to ``cut`` (see ``SchemeTrainer.resplit``)."""
+    if previous is None or previous == cut or scheme == "fl":
+        return 0.0, 0.0
+    if cut > previous:
+        return 0.0, profile.blocks_bits(previous, cut)
+    if scheme == "psl":
+        return num_clients * profile.blocks_bits(cut, previous), 0.0
+    return 0.0, 0.0
 
 
 def _stacked_forward(module: nn.Module) -> Callable:

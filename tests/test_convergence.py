@@ -1,0 +1,107 @@
+"""The convergence term Gamma(l), its measurement, and the analytic training model."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sfl_env.config import SFLConfig
+from sfl_env.convergence import (
+    AnalyticTrainer,
+    TrainingCurveModel,
+    bound_gamma,
+    convergence_term,
+    load_curve_model,
+    measure_block_statistics,
+    parameter_fraction,
+)
+from sfl_env.models import build_model
+from sfl_env.profiling import profile_model
+from sfl_env.schemes import SCHEMES, build_trainer
+from sfl_env.validation import ConfigError
+
+CURVE = TrainingCurveModel(
+    scheme="sfl-ga", dataset="digits", model="cnn", speed=(1.0, 0.5, 0.25),
+    acc_0=0.1, acc_inf=0.98, acc_tau=30.0, acc_kappa=2.0,
+    loss_0=2.3, loss_inf=0.1, loss_tau=25.0, loss_kappa=1.5,
+)
+
+
+def test_parameter_fraction_grows_with_the_client_model():
+    model = build_model("cnn", (1, 8, 8), 10)
+    gamma = parameter_fraction(profile_model(model), model.cuts)
+    assert np.all(np.diff(gamma) > 0) and 0 < gamma[0] and gamma[-1] < 1
+
+
+def test_bound_form_sums_client_blocks():
+    grad_sq, err_sq = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 0.25, 0.0, 0.0])
+    gamma = bound_gamma(grad_sq, err_sq, (1, 2, 3), c1=2.0, c2=3.0, local_iters=2, lr=0.5, smoothness=1.0)
+    per_block = 2.0 * (2 * 0.5 * 1.0) ** 2 * grad_sq + 3.0 * err_sq
+    np.testing.assert_allclose(gamma, np.cumsum(per_block)[:3])
+
+
+def test_convergence_term_is_normalised_and_checks_its_inputs():
+    model = build_model("cnn", (1, 8, 8), 10)
+    profile = profile_model(model)
+    for form, kwargs in [("parameter_fraction", {}), ("calibrated", {"curve_model": CURVE}),
+                         ("bound", {"block_grad_sq": np.ones(4), "block_agg_err_sq": np.ones(4)})]:
+        gamma = convergence_term(form, profile, model.cuts, **kwargs)
+        assert gamma.max() == 1.0 and np.all(np.diff(gamma) > 0), form
+    np.testing.assert_allclose(convergence_term("calibrated", profile, model.cuts, curve_model=CURVE), [0.25, 0.5, 1])
+    with pytest.raises(ConfigError, match="convergence='calibrated' needs a fitted TrainingCurveModel"):
+        convergence_term("calibrated", profile, model.cuts)
+    with pytest.raises(ConfigError, match="convergence='loss' is unknown; allowed: 'parameter_fraction'"):
+        convergence_term("loss", profile, model.cuts)
+
+
+def test_measured_aggregation_error_is_zero_for_one_client_and_positive_otherwise():
+    one = build_trainer(SFLConfig(num_clients=1, num_train=200), seed=0)
+    grad_sq, err_sq = measure_block_statistics(one, batches=2)
+    assert np.all(grad_sq[:-1] > 0) and np.all(err_sq == 0), "with K=1 the aggregate is the client's own gradient"
+
+    many = build_trainer(SFLConfig(num_clients=5, num_train=300), seed=0)
+    grad_sq, err_sq = measure_block_statistics(many, batches=2)
+    assert np.all(err_sq[:-1] > 0) and err_sq[-1] == 0, "the server block never sees the aggregation"
+
+
+def test_measuring_trains_nothing():
+    trainer = build_trainer(SFLConfig(num_clients=3, num_train=200), seed=0)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    measure_block_statistics(trainer, batches=1)
+    assert all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, trainer.model.parameters()))
+
+
+def test_curve_model_is_monotone_and_invertible():
+    p = np.linspace(0, 200, 401)
+    acc = CURVE.accuracy(p)
+    assert acc[0] == pytest.approx(0.1) and np.all(np.diff(acc) >= 0) and acc[-1] <= 0.98
+    assert np.all(np.diff(CURVE.loss(p)) <= 0)
+    assert CURVE.accuracy(CURVE.progress_to(0.9)) == pytest.approx(0.9)
+    assert CURVE.progress_to(0.99) == math.inf and CURVE.progress_to(0.05) == 0.0
+    # half the speed, twice the rounds (up to rounding to whole rounds)
+    assert CURVE.rounds_to(0.9, 2) == math.ceil(2 * CURVE.progress_to(0.9))
+    assert TrainingCurveModel.from_dict(CURVE.to_dict()) == CURVE
+
+
+def test_analytic_trainer_follows_the_curve_and_keeps_the_real_ledger():
+    config = SFLConfig(num_train=200)
+    real = build_trainer(config, seed=0)
+    analytic = AnalyticTrainer(real.model, CURVE, scheme="sfl-ga", num_clients=10, batch_size=32, local_iters=5)
+    cuts = (1, 3, 3, 2, 1)
+    results = [analytic.run_round(cut) for cut in cuts]
+    expected_progress = np.cumsum([CURVE.speed[c - 1] for c in cuts])
+    np.testing.assert_allclose([r.test_accuracy for r in results], CURVE.accuracy(expected_progress))
+    for cut, r in zip(cuts, results):
+        reference = real.run_round(cut)
+        assert (r.bits_up, r.bits_down, r.server_flops, r.migrated_bits_down) == (
+            reference.bits_up, reference.bits_down, reference.server_flops, reference.migrated_bits_down)
+
+
+def test_shipped_calibration_covers_every_scheme_and_cut():
+    for scheme in SCHEMES:
+        curve = load_curve_model(scheme)
+        assert len(curve.speed) == 3 and curve.acc_inf > 0.9
+    ga = load_curve_model("sfl-ga")
+    assert ga.speed[0] > ga.speed[1] > ga.speed[2], "sfl-ga: a smaller client-side model converges faster"
+    with pytest.raises(ConfigError, match="no calibrated training model for cifar10/vgg11"):
+        load_curve_model("sfl-ga", dataset="cifar10", model="vgg11")

@@ -1,0 +1,292 @@
+"""Round latency ledger: hand-computed phases for every scheme, critical-path bookkeeping, monotonicity."""
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from sfl_env.latency import PHASES, iteration_problem_inputs, round_latency
+from sfl_env.schemes import SCHEMES, RoundResult
+from sfl_env.validation import ConfigError
+from sfl_env.wireless import (
+    Channel,
+    ComputeConfig,
+    WirelessConfig,
+    broadcast_rate_bps,
+    client_cpu_hz,
+    unicast_rate_bps,
+    uplink_rate_bps,
+)
+
+
+def make_result(scheme="sfl-ga", **overrides) -> RoundResult:
+    """A round with the traffic counters each scheme reports, from per-iteration work and sizes."""
+    values = dict(
+        round_index=1, scheme=scheme, cut=2, previous_cut=1, num_clients=2, local_iters=3, batch_size=32,
+        train_loss=1.0, test_accuracy=math.nan, test_loss=math.nan, diverged=False,
+        client_forward_flops=1e8, client_backward_flops=2e8, server_flops=1e9,
+        server_sequential=scheme == "sfl-v2", smashed_bits=1e5, gradient_broadcast=scheme == "sfl-ga",
+        client_model_bits=1e6, migrated_bits_up=0.0, migrated_bits_down=2e6,
+    )
+    if scheme == "fl":
+        values |= dict(server_flops=0.0, smashed_bits=0.0, migrated_bits_down=0.0, cut=4, previous_cut=4)
+    if scheme == "psl":
+        values |= dict(migrated_bits_up=4e6, migrated_bits_down=0.0, cut=1, previous_cut=2)
+    values |= overrides
+    K, I, S, q = values["num_clients"], values["local_iters"], values["smashed_bits"], values["client_model_bits"]
+    aggregates = scheme != "psl"
+    values |= dict(
+        smashed_bits_up=K * I * S,
+        gradient_bits_down=(1 if values["gradient_broadcast"] else K) * I * S,
+        model_bits_up=K * q if aggregates else 0.0,
+        model_bits_down=q if aggregates else 0.0,
+    )
+    return RoundResult(**values)
+
+
+# The hand case: B = 1 MHz, B_D = 5 MHz, p = 0.1 W, P_s = 1 W. Client full-band uplink SNRs 1.5 and 7.5,
+# so at beta = 1/2 the rates are 0.5 MHz * log2(4) = 1 Mbit/s and 0.5 MHz * log2(16) = 2 Mbit/s; the
+# downlink SNRs are 3 and 15: broadcast 5 MHz * log2(4) = 10 Mbit/s, unicasts 5 and 10 Mbit/s.
+# f = 1 and 2 GHz, F = 10 GHz, one cycle per FLOP, phi = (0.8, 0.2). Per iteration:
+#   t_F = (0.1, 0.05)  t_U = (0.1, 0.05)  t_S = (0.125, 0.5)  t_B = (0.2, 0.1)
+#   S / r_D = 0.01     S / r^D = (0.02, 0.01)
+# Model aggregation: max(1, 0.5) + 0.1 = 1.1 s; a 2 Mbit migration broadcast: 0.2 s.
+HAND_WIRELESS = WirelessConfig(
+    bandwidth_mhz=1.0, downlink_bandwidth_mhz=5.0, client_power_dbm=20.0, server_power_dbm=30.0
+)
+HAND_COMPUTE = ComputeConfig(client_cycles_per_flop=1.0, server_cycles_per_flop=1.0, server_cpu_ghz=10.0)
+HAND_GAIN = np.array([1.5, 7.5]) * HAND_WIRELESS.bandwidth_hz * HAND_WIRELESS.noise_psd_w_per_hz / 0.1
+HAND_CPU_HZ = np.array([1e9, 2e9])
+HAND_BETA, HAND_PHI = np.array([0.5, 0.5]), np.array([0.8, 0.2])
+
+HAND_PHASES = {  # I = 3 iterations; order of PHASES
+    # straggler before the barrier: client 1 (0.6 s); then the broadcast; then the slower backward
+    "sfl-ga": (0.15, 0.15, 1.5, 0.03, 0.6, 1.1, 0.2),
+    # chains 0.545 and 0.71 s: client 1 is the straggler of everything
+    "sfl-v1": (0.15, 0.15, 1.5, 0.03, 0.3, 1.1, 0.2),
+    # client 0 is slower to upload (0.2 s); server 0.1 s per client; client 0 slower after (0.22 s)
+    "sfl-v2": (0.3, 0.3, 0.6, 0.06, 0.6, 1.1, 0.2),
+    # as sfl-v1, no model aggregation; each client uploads 2 Mbit of migrated blocks: max(2, 1) s
+    "psl": (0.15, 0.15, 1.5, 0.03, 0.3, 0.0, 2.0),
+    # client 0: 3 * (0.1 + 0.2) s of training + 1 s upload; then a 0.1 s model broadcast
+    "fl": (0.3, 0.0, 0.0, 0.0, 0.6, 1.1, 0.0),
+}
+HAND_TOTALS = {"sfl-ga": 3.73, "sfl-v1": 3.43, "sfl-v2": 3.16, "psl": 4.13, "fl": 2.0}
+
+
+def hand_latency(result, beta=HAND_BETA, phi=HAND_PHI, wireless=HAND_WIRELESS, compute=HAND_COMPUTE):
+    return round_latency(
+        result, bandwidth_share=beta, server_cpu_share=phi, uplink_gain=HAND_GAIN,
+        client_cpu_hz=HAND_CPU_HZ, wireless=wireless, compute=compute,
+    )
+
+
+def test_hand_case_rates():
+    w = HAND_WIRELESS
+    uplink = uplink_rate_bps(HAND_BETA, HAND_GAIN, w.client_power_w, w.bandwidth_hz, w.noise_psd_w_per_hz)
+    downlink = (HAND_GAIN, w.server_power_w, w.downlink_bandwidth_hz, w.noise_psd_w_per_hz)
+    assert uplink == pytest.approx([1e6, 2e6], rel=1e-12)
+    assert broadcast_rate_bps(*downlink) == pytest.approx(1e7, rel=1e-12)
+    assert unicast_rate_bps(*downlink, 2) == pytest.approx([5e6, 1e7], rel=1e-12)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_hand_case_every_phase_and_total(scheme):
+    latency = hand_latency(make_result(scheme))
+    assert tuple(latency.phases) == PHASES
+    assert tuple(latency.phases.values()) == pytest.approx(HAND_PHASES[scheme], rel=1e-12, abs=1e-15)
+    assert latency.total_s == pytest.approx(HAND_TOTALS[scheme], rel=1e-12)
+
+
+def test_hand_case_per_client_arrays():
+    latency = hand_latency(make_result("sfl-ga"))
+    assert latency.client_forward_s == pytest.approx([0.1, 0.05])
+    assert latency.uplink_s == pytest.approx([0.1, 0.05])
+    assert latency.server_s == pytest.approx([0.125, 0.5])
+    assert latency.gradient_downlink_s == pytest.approx([0.01, 0.01])
+    assert latency.client_backward_s == pytest.approx([0.2, 0.1])
+    assert hand_latency(make_result("sfl-v1")).gradient_downlink_s == pytest.approx([0.02, 0.01])
+    assert hand_latency(make_result("sfl-v2")).server_s == pytest.approx([0.1, 0.1])
+    with pytest.raises(ValueError):
+        latency.uplink_s[0] = 0.0
+
+
+def test_partial_gradient_aggregation_unicasts_after_the_barrier():
+    latency = hand_latency(make_result("sfl-ga", gradient_broadcast=False))
+    # 0.6 s before the barrier, then client 0's unicast + backward, 0.02 + 0.2 s
+    assert latency.phases["gradient_downlink"] == pytest.approx(0.06)
+    assert latency.phases["client_backward"] == pytest.approx(0.6)
+    assert latency.total_s == pytest.approx(3 * 0.82 + 1.3)
+
+
+def test_sfl_v2_ignores_the_server_share():
+    result = make_result("sfl-v2")
+    assert hand_latency(result, phi=np.array([1.0, 0.0])).total_s == hand_latency(result).total_s
+
+
+@pytest.mark.parametrize("num_clients", [1, 2, 5, 8])
+def test_sfl_ga_broadcasts_one_gradient_while_sfl_v1_unicasts_k(num_clients):
+    w = WirelessConfig()
+    gain = np.full(num_clients, 1e-11)
+    args = dict(
+        bandwidth_share=np.full(num_clients, 1 / num_clients), server_cpu_share=np.full(num_clients, 1 / num_clients),
+        uplink_gain=gain, client_cpu_hz=np.full(num_clients, 1e9), wireless=w, compute=ComputeConfig(),
+    )
+    ga = round_latency(make_result("sfl-ga", num_clients=num_clients), **args)
+    v1 = round_latency(make_result("sfl-v1", num_clients=num_clients), **args)
+    broadcast_s = 1e5 / broadcast_rate_bps(gain, w.server_power_w, w.downlink_bandwidth_hz, w.noise_psd_w_per_hz)
+    assert ga.phases["gradient_downlink"] == pytest.approx(3 * broadcast_s, rel=1e-12)
+    assert v1.phases["gradient_downlink"] == pytest.approx(3 * num_clients * broadcast_s, rel=1e-12)
+
+
+def reference_total(result, beta, phi, gain, cpu_hz, w, c):
+    """The round formulas written out directly, without any phase bookkeeping."""
+    K, I, S, q = result.num_clients, result.local_iters, result.smashed_bits, result.client_model_bits
+    with np.errstate(divide="ignore"):
+        r = uplink_rate_bps(beta, gain, w.client_power_w, w.bandwidth_hz, w.noise_psd_w_per_hz)
+        r_d = broadcast_rate_bps(gain, w.server_power_w, w.downlink_bandwidth_hz, w.noise_psd_w_per_hz)
+        r_dk = unicast_rate_bps(gain, w.server_power_w, w.downlink_bandwidth_hz, w.noise_psd_w_per_hz, K)
+        t_f = c.client_cycles_per_flop * result.client_forward_flops / cpu_hz
+        t_b = c.client_cycles_per_flop * result.client_backward_flops / cpu_hz
+        cycles = c.server_cycles_per_flop * result.server_flops
+        t_s = cycles / (phi * c.server_cpu_hz)
+        if result.scheme == "fl":
+            return np.max(I * (t_f + t_b) + q / r) + q / r_d
+        if result.scheme == "sfl-ga":
+            t_it = np.max(t_f + S / r + t_s) + S / r_d + np.max(t_b)
+        elif result.scheme == "sfl-v2":
+            t_it = np.max(t_f + S / r) + K * cycles / c.server_cpu_hz + np.max(S / r_dk + t_b)
+        else:
+            t_it = np.max(t_f + S / r + t_s + S / r_dk + t_b)
+        aggregation = np.max(q / r) + q / r_d if result.scheme != "psl" else 0.0
+        migration = result.migrated_bits_down / r_d
+        if result.migrated_bits_up > 0:
+            migration += np.max(result.migrated_bits_up / K / r)
+    return I * t_it + aggregation + migration
+
+
+def random_case(seed, scheme):
+    rng = np.random.default_rng(seed)
+    K = int(rng.integers(1, 7))
+    fl = scheme == "fl"
+    result = make_result(
+        scheme, num_clients=K, local_iters=int(rng.integers(1, 6)),
+        client_forward_flops=float(rng.uniform(1e6, 1e9)), client_backward_flops=float(rng.uniform(1e6, 2e9)),
+        server_flops=0.0 if fl else float(rng.uniform(1e6, 1e10)),
+        smashed_bits=0.0 if fl else float(rng.uniform(1e3, 1e7)), client_model_bits=float(rng.uniform(1e4, 1e8)),
+        migrated_bits_up=float(rng.choice([0.0, rng.uniform(0, 1e7)])) if scheme == "psl" else 0.0,
+        migrated_bits_down=0.0 if fl else float(rng.choice([0.0, rng.uniform(0, 1e7)])),
+    )
+    wireless = WirelessConfig(bandwidth_mhz=float(rng.uniform(1, 20)), downlink_bandwidth_mhz=float(rng.uniform(1, 20)))
+    compute = ComputeConfig()
+    shares = dict(bandwidth_share=rng.dirichlet(np.ones(K)), server_cpu_share=rng.dirichlet(np.ones(K)))
+    state = dict(uplink_gain=Channel(K, wireless, rng).gain, client_cpu_hz=client_cpu_hz(K, compute, rng))
+    return result, shares, state, wireless, compute
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("seed", range(20))
+def test_phases_sum_to_the_reference_total_on_random_cases(scheme, seed):
+    result, shares, state, wireless, compute = random_case(seed, scheme)
+    latency = round_latency(result, **shares, **state, wireless=wireless, compute=compute)
+    expected = reference_total(
+        result, shares["bandwidth_share"], shares["server_cpu_share"], state["uplink_gain"],
+        state["client_cpu_hz"], wireless, compute,
+    )
+    assert latency.total_s == pytest.approx(expected, rel=1e-12)
+    assert math.fsum(latency.phases.values()) == pytest.approx(latency.total_s, rel=1e-14)
+    assert all(seconds >= 0 for seconds in latency.phases.values())
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("band", ["bandwidth_mhz", "downlink_bandwidth_mhz"])
+def test_more_bandwidth_never_increases_latency(scheme, seed, band):
+    result, shares, state, wireless, compute = random_case(seed, scheme)
+    before = round_latency(result, **shares, **state, wireless=wireless, compute=compute).total_s
+    wider = dataclasses.replace(wireless, **{band: 2 * getattr(wireless, band)})
+    after = round_latency(result, **shares, **state, wireless=wider, compute=compute).total_s
+    assert after < before  # every scheme sends something on both links, and every transfer gets faster
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_iteration_problem_inputs_reproduce_the_pre_barrier_time(seed):
+    result, shares, state, wireless, compute = random_case(seed, "sfl-ga")
+    inputs = iteration_problem_inputs(result, state["uplink_gain"], state["client_cpu_hz"], wireless, compute)
+    assert set(inputs) == {
+        "fixed_time_s", "upload_bits", "server_cycles", "channel_gain", "tx_power_w",
+        "noise_psd_w_per_hz", "bandwidth_hz", "server_cpu_hz",
+    }
+    beta, phi = shares["bandwidth_share"], shares["server_cpu_share"]
+    rate = uplink_rate_bps(beta, inputs["channel_gain"], inputs["tx_power_w"], inputs["bandwidth_hz"],
+                           inputs["noise_psd_w_per_hz"])
+    solver_t = np.max(
+        inputs["fixed_time_s"] + inputs["upload_bits"] / rate + inputs["server_cycles"] / (phi * inputs["server_cpu_hz"])
+    )
+    latency = round_latency(result, **shares, **state, wireless=wireless, compute=compute)
+    ledger_t = np.max(latency.client_forward_s + latency.uplink_s + latency.server_s)
+    assert solver_t == pytest.approx(ledger_t, rel=1e-12)
+    pre_barrier = latency.phases["client_forward"] + latency.phases["uplink"] + latency.phases["server"]
+    assert pre_barrier == pytest.approx(result.local_iters * ledger_t, rel=1e-12)
+
+
+def test_iteration_problem_inputs_build_a_resource_problem():
+    solvers = pytest.importorskip("solvers")
+    if not all(hasattr(solvers, name) for name in ("ResourceProblem", "solve")):
+        pytest.skip("the solvers package does not export ResourceProblem and solve yet")
+    result, _, state, wireless, compute = random_case(0, "sfl-ga")
+    problem = solvers.ResourceProblem(
+        **iteration_problem_inputs(result, state["uplink_gain"], state["client_cpu_hz"], wireless, compute)
+    )
+    allocation = solvers.solve(problem)
+    latency = round_latency(
+        result, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
+        **state, wireless=wireless, compute=compute,
+    )
+    ledger_t = np.max(latency.client_forward_s + latency.uplink_s + latency.server_s)
+    assert allocation.latency_s == pytest.approx(ledger_t, rel=1e-9)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_zero_bandwidth_share_makes_the_round_infinite_without_warnings(scheme):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        latency = hand_latency(make_result(scheme), beta=np.array([1.0, 0.0]))
+    assert latency.total_s == math.inf
+    assert latency.uplink_s[1] == math.inf or scheme == "fl"
+
+
+def test_a_zero_server_share_is_infinite_only_where_the_share_is_used():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ga = hand_latency(make_result("sfl-ga"), phi=np.array([1.0, 0.0]))
+        v2 = hand_latency(make_result("sfl-v2"), phi=np.array([1.0, 0.0]))
+    assert ga.total_s == math.inf and ga.phases["server"] == math.inf
+    assert math.isfinite(v2.total_s)
+
+
+def test_a_zero_share_without_work_costs_nothing():
+    result = make_result("psl", smashed_bits=0.0, server_flops=0.0, migrated_bits_up=0.0)
+    latency = hand_latency(result, beta=np.array([1.0, 0.0]), phi=np.array([1.0, 0.0]))
+    assert math.isfinite(latency.total_s)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(bandwidth_share=np.array([0.5, 0.5, 0.0])), "bandwidth_share has shape"),
+        (dict(bandwidth_share=np.array([0.7, 0.7])), "bandwidth_share sums to 1.4"),
+        (dict(server_cpu_share=np.array([-0.1, 0.5])), "server_cpu_share="),
+        (dict(client_cpu_hz=np.array([0.0, 1e9])), "client_cpu_hz="),
+        (dict(uplink_gain=np.array([np.nan, 1e-10])), "uplink_gain="),
+    ],
+)
+def test_bad_inputs_raise_config_errors(overrides, match):
+    args = dict(
+        bandwidth_share=HAND_BETA, server_cpu_share=HAND_PHI, uplink_gain=HAND_GAIN, client_cpu_hz=HAND_CPU_HZ,
+        wireless=HAND_WIRELESS, compute=HAND_COMPUTE,
+    ) | overrides
+    with pytest.raises(ConfigError, match=match):
+        round_latency(make_result("sfl-ga"), **args)
