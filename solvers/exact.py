@@ -1,0 +1,450 @@
+"""Fast exact solver for the resource allocation problem, vectorised over clients (no cvxpy).
+
+Parametrisation.  A client with upload work is described by its per-Hz SNR ``z = c / beta``
+(``c = p g / (B N0)`` is its SNR over the whole band): its bandwidth share is ``beta = c / z``
+and its upload time ``kappa * h(z)``, with ``h(z) = z / ln(1 + z)`` and ``kappa = D ln2 / (B c)``
+the upload time with unlimited bandwidth.  Both are explicit and monotone in ``z``; the solver
+works with ``s = ln z``.
+
+Optimality conditions.  Every client with work finishes exactly at ``T``.  A client with both
+upload and server work splits its slack so that its marginal values of bandwidth and CPU are
+in a ratio ``sigma**2`` common to all clients, which makes its compute time
+``sigma * m * q(z)`` with ``q(z) = z sqrt(h'(z))`` and ``m = sqrt(gamma kappa / c)``
+(``gamma = C / F``).  With ``sum(beta) = 1`` and ``sum(phi) = 1`` this is a square system in
+``(s_1, ..., s_n, gap, ln sigma)``, where ``gap = T - floor`` and ``floor = max(a + kappa)``:
+
+    client k:   ln(kappa_k (h(z_k) - 1) + sigma m_k q(z_k)) - ln(gap + floor - a_k - kappa_k) = 0
+    resources:  1 / sum(beta) - 1 = 0,   1 / sum(phi) - 1 = 0
+
+The client equations are nearly linear in ``s`` and the resource equations in ``T``.
+
+Algorithm.  Newton's method on this system, with the diagonal client block eliminated first,
+so that a step costs one vectorised pass and a 2x2 solve.  It starts from the optimum of a
+model with a closed-form solution (each client's spectral efficiency frozen), refined a few
+times; trial points are pulled back onto the client equations by per-client Newton steps and
+accepted when the largest residual decreases.  Should Newton still fail, a slower safeguarded
+method takes over: bracketed root finding on ``ln sigma`` (CPU balance) nested inside one on
+``gap`` (bandwidth balance), both monotone.  Clients without upload work get no bandwidth and
+clients without server work no CPU; when no client has both kinds of work, the two resources
+decouple into two one-dimensional problems.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .problem import LN2, ResourceProblem
+
+_SERIES_BELOW = 1e-2  # below this z the closed forms in _evaluate lose digits to cancellation
+# (z - ln(1+z)) / z^2 and (ln(1+z) - z/(1+z)) / z^2 as power series, highest power first
+_Z_MINUS_LOG = np.array([(-1) ** n / n for n in range(11, 1, -1)])
+_LOG_MINUS_FRACTION = np.array([(-1) ** n * (n - 1) / n for n in range(11, 1, -1)])
+
+# Newton iteration
+_TOLERANCE = 1e-10  # largest residual at convergence
+_STALL_TOLERANCE = 1e-9  # relative latency error accepted when round-off stalls the iteration
+_MAX_ITERATIONS = 60
+_MAX_HALVINGS = 30
+_MAX_LOG_STEP = 4.0  # largest change of ln z or ln sigma in one step
+_FLOOR_FRACTION = 0.9  # a step may close at most this fraction of the gap
+_PULL_BACK_TOLERANCE = 0.1  # client residual below which a trial point needs no pull-back
+_MAX_PULL_BACK_STEPS = 30
+# starting point
+_MODEL_ROUNDS = 4  # re-solves of the closed-form model
+_MIN_ELASTICITY = 0.01  # keeps the model finite for clients in bandwidth saturation
+_MODEL_FLOOR_FRACTION = 0.1  # the start keeps at least this fraction of the equal split's gap
+# safeguarded fallback
+_FALLBACK_TOLERANCE = 1e-8  # relative latency error accepted from it
+_SETTLED = 1e-13  # client residual of its evaluations, and tolerance of its root finding
+_MAX_SETTLE_STEPS = 300
+_MAX_ABS_TAU = 700.0  # |ln sigma| beyond this overflows
+_CLAMP = 1e3  # |ln(sum of shares)| is capped at this for the root finder
+
+
+class ExactSolverError(RuntimeError):
+    """Raised when neither the Newton iteration nor the safeguarded fallback converges."""
+
+
+class _Clients:
+    """Constants of the clients in one system.
+
+    Upload clients (``D > 0``): ``c, kappa, gamma, m`` (``m = gamma = 0`` for an upload-only
+    one), ``a_kappa = a + kappa`` and ``d = floor - a_kappa``.  Compute-only clients
+    (``D = 0 < C``): ``a_cpu, gamma_cpu`` and ``d_cpu = floor - a_cpu``.  ``floor`` is the
+    infimum of the feasible latencies.
+    """
+
+    def __init__(self, problem: ResourceProblem, upload: np.ndarray, cpu_only: np.ndarray) -> None:
+        everyone = upload.size == problem.num_clients
+        pick = (lambda values: values) if everyone else (lambda values: values[upload])
+        a = pick(problem.fixed_time_s)
+        self.c = pick(problem.full_band_snr)
+        self.kappa = pick(problem.upload_bits) * (LN2 / problem.bandwidth_hz) / self.c
+        self.gamma = pick(problem.server_cycles) / problem.server_cpu_hz
+        self.m = np.sqrt(self.gamma * self.kappa / self.c)
+        self.gamma_over_m = np.divide(self.gamma, self.m, out=np.zeros_like(self.m), where=self.m > 0)
+        self.a_kappa = a + self.kappa
+        self.a_cpu = problem.fixed_time_s[cpu_only]
+        self.gamma_cpu = problem.server_cycles[cpu_only] / problem.server_cpu_hz
+        self.has_upload = upload.size > 0
+        self.has_cpu_only = cpu_only.size > 0
+        self.coupled = bool(np.any(self.m > 0))
+        self.has_cpu = self.has_cpu_only or self.coupled
+        floors = [self.a_kappa, self.a_cpu]
+        self.floor = max(float(f.max()) for f in floors if f.size)
+        # The iteration works with gap = T - floor, so a client's slack is gap + d: computing
+        # T - a instead would lose all digits of a slack that is tiny next to T.
+        self.d = self.floor - self.a_kappa
+        self.d_cpu = self.floor - self.a_cpu
+
+
+@dataclass
+class _Point:
+    """An iterate (gap = T - floor, tau = ln sigma, s) and everything the Newton step needs there."""
+
+    gap: float
+    tau: float
+    s: np.ndarray
+    r: np.ndarray  # client residuals
+    dr_ds: np.ndarray
+    dr_dgap: np.ndarray
+    dr_dtau: np.ndarray
+    dlogq: np.ndarray  # d ln q / d ln z
+    beta: np.ndarray
+    phi: np.ndarray  # CPU share of the upload clients (0 for the upload-only ones)
+    phi_cpu: np.ndarray  # CPU share of the compute-only clients
+    sum_beta: float
+    sum_phi: float
+    client_error: float  # largest |r|
+    bandwidth_error: float  # |1 / sum(beta) - 1|
+    cpu_error: float  # |1 / sum(phi) - 1|
+    error: float  # largest residual, inf if any is not finite
+
+
+def _shape(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(h(z) - 1, h'(z), q(z), d ln q / d ln z) for h(z) = z / ln(1 + z) and q = z sqrt(h')."""
+    log1p = np.log1p(z)
+    u = z / (1.0 + z)
+    f = log1p - u  # = h'(z) ln(1+z)^2
+    z_minus_log = z - log1p
+    small = None
+    if z.size and z.min() < _SERIES_BELOW:
+        small = z < _SERIES_BELOW
+        zs = z[small]
+        z_minus_log[small] = np.polyval(_Z_MINUS_LOG, zs) * zs * zs
+        f[small] = np.polyval(_LOG_MINUS_FRACTION, zs) * zs * zs
+    inv_log = 1.0 / log1p
+    dlogq = 1.0 + u * (u / (2.0 * f) - inv_log)
+    if small is not None:
+        dlogq[small] = 1.0 + zs * (-1.0 / 6.0 + zs * (7.0 / 36.0 - zs * 227.0 / 1080.0))
+    return z_minus_log * inv_log, f * inv_log * inv_log, z * np.sqrt(f) * inv_log, dlogq
+
+
+def _evaluate(clients: _Clients, gap: float, tau: float, s: np.ndarray) -> _Point:
+    z = np.exp(s)
+    h_minus_1, dh, q, dlogq = _shape(z)
+    sigma = math.exp(tau)
+    sigma_mq = (sigma * clients.m) * q
+    excess = clients.kappa * h_minus_1 + sigma_mq
+    inv_excess = 1.0 / excess
+    slack = gap + clients.d
+    r = np.log(excess / slack)
+    beta = clients.c / z
+    phi = clients.gamma_over_m / (sigma * q)
+    phi_cpu = clients.gamma_cpu / (gap + clients.d_cpu) if clients.has_cpu_only else clients.gamma_cpu
+    sum_beta = float(beta.sum())
+    sum_phi = float(phi.sum()) + (float(phi_cpu.sum()) if clients.has_cpu_only else 0.0)
+    client_error = float(np.abs(r).max()) if r.size else 0.0
+    bandwidth_error = abs(1.0 / sum_beta - 1.0) if clients.has_upload else 0.0
+    cpu_error = abs(1.0 / sum_phi - 1.0) if clients.has_cpu else 0.0
+    error = max(client_error, bandwidth_error, cpu_error)
+    return _Point(
+        gap, tau, s, r,
+        dr_ds=(clients.kappa * z * dh + sigma_mq * dlogq) * inv_excess,
+        dr_dgap=-1.0 / slack,
+        dr_dtau=sigma_mq * inv_excess,
+        dlogq=dlogq, beta=beta, phi=phi, phi_cpu=phi_cpu,
+        sum_beta=sum_beta, sum_phi=sum_phi, client_error=client_error,
+        bandwidth_error=bandwidth_error, cpu_error=cpu_error,
+        error=error if math.isfinite(error) else math.inf,
+    )  # fmt: skip
+
+
+def _newton_step(clients: _Clients, p: _Point) -> tuple[np.ndarray, float, float]:
+    """(ds, dgap, dtau) solving the linearised system.
+
+    Each client's linearised equation gives ``ds = -(r + dr_dgap dgap + dr_dtau dtau) / dr_ds``.
+    With it, ``d ln(sum)`` of each resource is linear in ``(dgap, dtau)``, and Newton on
+    ``1 / sum - 1`` asks for ``d ln(sum) = 1 - sum``: a 2x2 system.
+    """
+    ds_dr = 1.0 / p.dr_ds
+    rows, rhs = [], []
+    if clients.has_upload:  # d ln(sum beta) = -sum(beta ds) / sum(beta)
+        w = p.beta * ds_dr / p.sum_beta
+        rows.append((w @ p.dr_dgap, w @ p.dr_dtau))
+        rhs.append(1.0 - p.sum_beta - w @ p.r)
+    if clients.has_cpu:  # d ln(sum phi) = -(sum(phi (dlogq ds + dtau)) + cpu-only terms) / sum(phi)
+        w = p.phi * p.dlogq * ds_dr / p.sum_phi
+        cpu_only = float((p.phi_cpu / (p.gap + clients.d_cpu)).sum()) if clients.has_cpu_only else 0.0
+        rows.append((w @ p.dr_dgap - cpu_only / p.sum_phi, w @ p.dr_dtau - float(p.phi.sum()) / p.sum_phi))
+        rhs.append(1.0 - p.sum_phi - w @ p.r)
+    if clients.coupled:
+        (j11, j12), (j21, j22) = rows
+        det = j11 * j22 - j12 * j21
+        dgap = (rhs[0] * j22 - j12 * rhs[1]) / det
+        dtau = (j11 * rhs[1] - j21 * rhs[0]) / det
+    else:
+        dgap, dtau = rhs[0] / rows[0][0], 0.0
+    ds = (p.r + p.dr_dgap * dgap + p.dr_dtau * dtau) * -ds_dr
+    return ds, float(dgap), float(dtau)
+
+
+def _pulled_back(
+    clients: _Clients,
+    gap: float,
+    tau: float,
+    s: np.ndarray,
+    tolerance: float = _PULL_BACK_TOLERANCE,
+    max_steps: int = _MAX_PULL_BACK_STEPS,
+) -> _Point:
+    """The point at (gap, tau) after per-client Newton steps on s, until every client residual
+    is below ``tolerance`` (or the step budget is spent; the caller judges the result)."""
+    for _ in range(max_steps):
+        p = _evaluate(clients, gap, tau, s)
+        if not p.r.size or not p.client_error >= tolerance:  # also stops at NaN
+            return p
+        s = s - np.clip(p.r / p.dr_ds, -_MAX_LOG_STEP, _MAX_LOG_STEP)
+    return p
+
+
+def _step_length(p: _Point, ds: np.ndarray, dgap: float, dtau: float) -> float:
+    largest_log_step = max(float(np.abs(ds).max()) if ds.size else 0.0, abs(dtau))
+    alpha = min(1.0, _MAX_LOG_STEP / largest_log_step) if largest_log_step > 0 else 1.0
+    if dgap < 0:
+        alpha = min(alpha, _FLOOR_FRACTION * p.gap / -dgap)
+    return alpha
+
+
+def _latency_error(clients: _Clients, p: _Point) -> float:
+    """The residuals as relative errors in latency: a client's weighted by its slack, a
+    resource's by the longest time spent on it, all over T.  Unlike ``p.error`` this is not
+    limited by round-off when some times are tiny next to others."""
+    T = clients.floor + p.gap
+    slack = p.gap + clients.d
+    compute = np.divide(clients.gamma, p.phi, out=np.zeros_like(slack), where=p.phi > 0)
+    longest_compute = max(float(compute.max(initial=0.0)), p.gap + float(clients.d_cpu.max(initial=-p.gap)))
+    longest_upload = float((slack + clients.kappa - compute).max(initial=0.0))
+    return max(
+        float(np.abs(p.r * slack).max(initial=0.0)),
+        p.bandwidth_error * longest_upload,
+        p.cpu_error * longest_compute if clients.has_cpu else 0.0,
+    ) / T
+
+
+def _newton(clients: _Clients, p: _Point) -> _Point:
+    if not math.isfinite(p.error):
+        raise ExactSolverError("non-finite values at the starting point")
+    for _ in range(_MAX_ITERATIONS):
+        if p.error < _TOLERANCE:
+            return p
+        ds, dgap, dtau = _newton_step(clients, p)
+        alpha = _step_length(p, ds, dgap, dtau)
+        for _ in range(_MAX_HALVINGS):
+            trial = _pulled_back(clients, p.gap + alpha * dgap, p.tau + alpha * dtau, p.s + alpha * ds)
+            if trial.error < p.error:
+                break
+            alpha *= 0.5
+        else:
+            break
+        if trial.error > 0.5 * p.error and _latency_error(clients, trial) < _STALL_TOLERANCE:
+            return trial  # progress has stalled at round-off level
+        p = trial
+    if _latency_error(clients, p) < _STALL_TOLERANCE:
+        return p
+    raise ExactSolverError(f"Newton iteration did not converge (residual {p.error:.3g})")
+
+
+def _equal_split_gap(clients: _Clients) -> float:
+    """Latency of the equal split among the clients of this system, minus the floor."""
+    n_upload = clients.c.size
+    n_cpu = clients.a_cpu.size + int(np.count_nonzero(clients.gamma))
+    z = clients.c * n_upload
+    upload_excess = clients.kappa * _shape(z)[0]  # upload time minus kappa
+    gaps = (upload_excess + clients.gamma * n_cpu - clients.d, clients.gamma_cpu * n_cpu - clients.d_cpu)
+    return max(float(gap.max()) for gap in gaps if gap.size)
+
+
+def _model_solution(clients: _Clients, T: float) -> tuple[float, float, np.ndarray]:
+    """(T, sigma, beta) of a model of the problem that has a closed-form optimum.
+
+    The model freezes, at the current shares, each client's upload work ``U = u * beta``, the
+    elasticity ``e = -d ln u / d ln beta`` and the ratio ``w = T / (T - a)``.  Its optimum is
+    ``beta = w (U + sigma sqrt(e U gamma)) / T`` and ``phi = w (gamma + sqrt(U gamma / e) / sigma) / T``
+    with sigma the root of a quadratic.  Re-solving at the new shares converges quickly.
+    """
+    a = clients.a_kappa - clients.kappa
+    upload_per_log = clients.kappa * clients.c  # upload work U = this / ln(1 + z)
+    beta = np.full(clients.c.size, 1.0 / max(clients.c.size, 1))
+    sigma = 1.0
+    for _ in range(_MODEL_ROUNDS):
+        z = clients.c / beta
+        log1p = np.log1p(z)
+        work = upload_per_log / log1p
+        elasticity = np.maximum(1.0 - z / ((1.0 + z) * log1p), _MIN_ELASTICITY)
+        mixed = np.sqrt(work * clients.gamma * elasticity)
+        weight = T / np.maximum(T - a, 1e-3 * T)
+        upload_total = float(weight @ work)
+        m1 = float(weight @ mixed)
+        m2 = float(weight @ (mixed / elasticity))
+        cpu_total = float(weight @ clients.gamma)
+        if clients.has_cpu_only:
+            cpu_total += float((T / np.maximum(T - clients.a_cpu, 1e-3 * T)) @ clients.gamma_cpu)
+        if m1 > 0:  # sum(beta) = sum(phi) = 1  <=>  upload_total + sigma m1 = cpu_total + m2 / sigma = T
+            sigma = _positive_root(m1, upload_total - cpu_total, -m2)
+        T = upload_total + sigma * m1 if clients.has_upload else cpu_total
+        beta = weight * (work + sigma * mixed) / T
+    return T, sigma, beta
+
+
+def _positive_root(a: float, b: float, c: float) -> float:
+    """The positive root of a x^2 + b x + c (a > 0 > c), without cancellation."""
+    root = math.sqrt(b * b - 4.0 * a * c)
+    return (root - b) / (2.0 * a) if b < 0 else -2.0 * c / (root + b)
+
+
+def _initial_point(clients: _Clients) -> _Point:
+    """The model's solution (the equal split should it be unusable), with T kept between the
+    floor and the equal split's latency."""
+    equal_gap = _equal_split_gap(clients)
+    T, sigma, beta = _model_solution(clients, clients.floor + equal_gap)
+    gap = T - clients.floor
+    if not (math.isfinite(gap) and 0 < sigma < math.inf and np.all((beta > 0) & (beta < math.inf))):
+        gap, sigma, beta = equal_gap, 1.0, np.full(clients.c.size, 1.0 / max(clients.c.size, 1))
+    gap = min(max(gap, _MODEL_FLOOR_FRACTION * equal_gap), equal_gap)
+    return _pulled_back(clients, gap, math.log(sigma), np.log(clients.c / beta))
+
+
+def _solve_nested(clients: _Clients, start: _Point) -> _Point:
+    """Safeguarded fallback for when Newton fails: nested bracketed 1-D root finding.
+
+    At a given gap, ln sigma is the root of ln(sum phi), which decreases in ln sigma (no root:
+    the CPU cannot suffice, the gap is too small).  The gap is the root of ln(sum beta) at that
+    sigma (of the single resource equation for an uncoupled system), which decreases in the gap.
+    Slow but sure.  Every evaluation starts from the same point and settles the client
+    equations fully, so that the functions handed to the root finder are deterministic.
+    """
+    from scipy.optimize import brentq  # only needed on this rare path
+
+    def settle(gap: float, tau: float) -> _Point:
+        return _pulled_back(clients, gap, tau, start.s, _SETTLED, _MAX_SETTLE_STEPS)
+
+    def balanced(gap: float) -> _Point | None:
+        if not clients.coupled:
+            return settle(gap, 0.0)
+        cpu_excess = lambda tau: _clamped_log(settle(gap, tau).sum_phi)  # noqa: E731
+        bracket = _bracket_decreasing(cpu_excess, start.tau, _MAX_ABS_TAU)
+        if bracket is None:
+            return None
+        return settle(gap, brentq(cpu_excess, *bracket, xtol=_SETTLED))
+
+    def resource_excess(log_gap: float) -> float:
+        p = balanced(math.exp(log_gap))
+        if p is None:
+            return _CLAMP
+        return _clamped_log(p.sum_beta if clients.has_upload else p.sum_phi)
+
+    upper = math.log(start.gap) + 1.0 if start.gap > 0 else math.nan
+    bracket = _bracket_decreasing(resource_excess, upper, abs(upper) + 2.0 * _MAX_ABS_TAU)
+    if bracket is None:
+        raise ExactSolverError("no bracket for the latency")
+    p = balanced(math.exp(brentq(resource_excess, *bracket, xtol=_SETTLED)))
+    if p is None or not _latency_error(clients, p) < _FALLBACK_TOLERANCE:
+        raise ExactSolverError("the safeguarded iteration did not converge either")
+    return p
+
+
+def _clamped_log(value: float) -> float:
+    """ln(value) limited to +-_CLAMP, so that root finders see finite values (NaN stays NaN)."""
+    if math.isnan(value):
+        return value
+    return max(-_CLAMP, min(_CLAMP, math.log(value))) if value > 0 else -_CLAMP
+
+
+def _bracket_decreasing(f: Callable[[float], float], x: float, limit: float) -> tuple[float, float] | None:
+    """(lo, hi) with f(lo) >= 0 >= f(hi) for a decreasing f, searched outwards from x by doubling
+    steps while |x| stays below limit; None if there is none."""
+    if not math.isfinite(x):
+        return None
+    step = 1.0
+    lo = hi = x
+    f_lo = f_hi = f(x)
+    while f_lo < 0:
+        hi, lo = lo, lo - step
+        step *= 2.0
+        if abs(lo) > limit:
+            return None
+        f_lo = f(lo)
+    while f_hi > 0:
+        lo, hi = hi, hi + step
+        step *= 2.0
+        if abs(hi) > limit:
+            return None
+        f_hi = f(hi)
+    return (lo, hi) if f_lo >= 0 >= f_hi else None  # not so when f is NaN
+
+
+def _solve_system(problem: ResourceProblem, upload: np.ndarray, cpu_only: np.ndarray) -> _Point:
+    clients = _Clients(problem, upload, cpu_only)
+    start = _initial_point(clients)
+    try:
+        return _newton(clients, start)
+    except ExactSolverError:
+        settled = _solve_nested(clients, start)
+    try:
+        return _newton(clients, settled)  # polish, now from close by
+    except ExactSolverError:
+        return settled
+
+
+def solve_exact(problem: ResourceProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal (bandwidth_share, server_cpu_share); raises ExactSolverError on failure."""
+    with np.errstate(all="ignore"):  # overflow or 0/0 far from the solution shows up as an inf error
+        return _solve(problem)
+
+
+def _solve(problem: ResourceProblem) -> tuple[np.ndarray, np.ndarray]:
+    has_upload = problem.upload_bits > 0
+    has_compute = problem.server_cycles > 0
+    if has_upload.all() and has_compute.all():  # the common case: one coupled system of everyone
+        everyone = np.arange(problem.num_clients)
+        p = _solve_system(problem, everyone, everyone[:0])
+        beta, phi = p.beta, p.phi
+    else:
+        beta, phi = _solve_by_kind(problem, has_upload, has_compute)
+    if not (np.isfinite(beta).all() and np.isfinite(phi).all()):
+        raise ExactSolverError("non-finite shares")
+    # Both resources bind at the optimum: hand out exactly all of each one that is used.
+    return beta / (beta.sum() or 1.0), phi / (phi.sum() or 1.0)
+
+
+def _solve_by_kind(
+    problem: ResourceProblem, has_upload: np.ndarray, has_compute: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shares when some clients lack upload or server work (idle clients get nothing)."""
+    upload = np.flatnonzero(has_upload)
+    cpu_only = np.flatnonzero(has_compute & ~has_upload)
+    beta = np.zeros(problem.num_clients)
+    phi = np.zeros(problem.num_clients)
+    if np.any(has_upload & has_compute):
+        p = _solve_system(problem, upload, cpu_only)
+        beta[upload], phi[upload], phi[cpu_only] = p.beta, p.phi, p.phi_cpu
+    else:  # the resources decouple
+        if upload.size:
+            beta[upload] = _solve_system(problem, upload, cpu_only[:0]).beta
+        if cpu_only.size:
+            phi[cpu_only] = _solve_system(problem, upload[:0], cpu_only).phi_cpu
+    return beta, phi
