@@ -115,8 +115,13 @@ class TrainingCurveModel:
     """Test accuracy and loss as functions of progress p, the sum of ``speed[cut]`` over past rounds.
 
     accuracy(p) = a_inf - (a_inf - a_0) exp(-(p / tau)^kappa), and the same shape for the loss with its
-    own constants. ``speed`` holds one value per candidate cut (index = cut - 1); the shallowest cut of
-    sfl-ga has speed 1, so p counts "rounds at that cut".
+    own constants. ``speed`` holds one value per candidate cut (index = cut - 1); the shallowest cut has
+    speed 1, so p counts "rounds at that cut".
+
+    Real test accuracy fluctuates around that curve from round to round, and "rounds to 90 %" is the
+    first round that touches 90 %, which such fluctuations bring forward. The model therefore carries
+    the fitted fluctuation: an AR(1) process with standard deviation ``acc_noise_std`` and lag-one
+    correlation ``acc_noise_corr``, which :class:`AnalyticTrainer` adds and :meth:`rounds_to` accounts for.
     """
 
     scheme: str
@@ -131,6 +136,8 @@ class TrainingCurveModel:
     loss_inf: float
     loss_tau: float
     loss_kappa: float
+    acc_noise_std: float = 0.0
+    acc_noise_corr: float = 0.0
 
     def speeds_for(self, cuts: tuple[int, ...]) -> np.ndarray:
         return np.array([self.speed[cut - 1] for cut in cuts])
@@ -150,9 +157,24 @@ class TrainingCurveModel:
         ratio = (self.acc_inf - accuracy) / (self.acc_inf - self.acc_0)
         return self.acc_tau * (-math.log(ratio)) ** (1.0 / self.acc_kappa)
 
-    def rounds_to(self, accuracy: float, cut: int) -> float:
-        """Rounds at a fixed cut to reach ``accuracy``: the first whole round at or past it."""
-        return math.ceil(self.progress_to(accuracy) / self.speed[cut - 1] - 1e-9)
+    def expected_rounds_to(self, accuracy: float, cut: int) -> float:
+        """Rounds at a fixed cut until the noiseless curve reaches ``accuracy`` (inf if it never does)."""
+        progress = self.progress_to(accuracy)
+        return progress if math.isinf(progress) else math.ceil(progress / self.speed[cut - 1] - 1e-9)
+
+    def rounds_to(self, accuracy: float, cut: int, *, samples: int = 2000, horizon: int = 3000, seed: int = 0) -> float:
+        """Median first round at or above ``accuracy`` at a fixed cut, fluctuations included (inf if the
+        median run has not got there within ``horizon`` rounds). Deterministic for a given ``seed``."""
+        expected = self.expected_rounds_to(accuracy, cut)
+        if self.acc_noise_std == 0:
+            return expected
+        if math.isfinite(expected):  # past the noiseless crossing the curve keeps rising: passage is near
+            horizon = min(horizon, 2 * expected + 50)
+        curve = self.accuracy(self.speed[cut - 1] * np.arange(1, horizon + 1))
+        noise = ar1_noise(np.random.default_rng(seed), (samples, horizon), self.acc_noise_std, self.acc_noise_corr)
+        hit = (curve + noise) >= accuracy
+        first = np.where(hit.any(1), hit.argmax(1) + 1, np.inf)
+        return float(np.median(first))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +182,16 @@ class TrainingCurveModel:
     @classmethod
     def from_dict(cls, values: dict) -> TrainingCurveModel:
         return cls(**{**values, "speed": tuple(values["speed"])})
+
+
+def ar1_noise(rng: np.random.Generator, shape: tuple[int, int], std: float, corr: float) -> np.ndarray:
+    """Stationary AR(1) sequences along the last axis: marginal ``std``, lag-one correlation ``corr``."""
+    noise = np.empty(shape)
+    noise[..., 0] = rng.normal(0.0, std, shape[:-1])
+    innovations = rng.normal(0.0, std * math.sqrt(1.0 - corr**2), shape)
+    for t in range(1, shape[-1]):
+        noise[..., t] = corr * noise[..., t - 1] + innovations[..., t]
+    return noise
 
 
 def _saturating(p, start: float, end: float, tau: float, kappa: float):
@@ -190,8 +222,9 @@ class AnalyticTrainer:
     """Drop-in for :class:`~sfl_env.schemes.SchemeTrainer` that follows the fitted curve instead of training.
 
     ``run_round(cut)`` returns a :class:`~sfl_env.schemes.RoundResult` with the same work and traffic
-    fields as real training (they come from the model's profile) and the curve model's accuracy and
-    loss after the accumulated progress. It costs microseconds per round.
+    fields as real training (they come from the model's profile), the curve model's loss after the
+    accumulated progress, and its accuracy plus the fitted AR(1) fluctuation drawn from ``rng`` (clipped
+    to [0, 1]). It costs microseconds per round.
     """
 
     def __init__(
@@ -206,6 +239,7 @@ class AnalyticTrainer:
         gradient_aggregation: float = 1.0,
         eval_every: int = 1,
         bits_per_value: int = 32,
+        rng: np.random.Generator | None = None,
     ) -> None:
         if len(curve.speed) != len(model.cuts):
             raise ConfigError(
@@ -216,6 +250,8 @@ class AnalyticTrainer:
         self.num_clients, self.batch_size, self.local_iters = num_clients, batch_size, local_iters
         self.gradient_aggregation, self.eval_every = gradient_aggregation, eval_every
         self.progress, self.round_index, self.cut = 0.0, 0, None
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self._noise = self.rng.normal(0.0, curve.acc_noise_std)
 
     def resplit(self, cut: int) -> tuple[float, float]:
         cut = self.model.num_blocks if self.scheme == "fl" else self.model.check_cut(cut)
@@ -223,7 +259,8 @@ class AnalyticTrainer:
         return migration_bits(self.profile, self.scheme, previous, cut, self.num_clients)
 
     def evaluate(self) -> tuple[float, float]:
-        return self.curve.accuracy(self.progress), self.curve.loss(self.progress)
+        accuracy = min(max(self.curve.accuracy(self.progress) + self._noise, 0.0), 1.0)
+        return accuracy, self.curve.loss(self.progress)
 
     def run_round(self, cut: int) -> RoundResult:
         previous = self.cut
@@ -231,6 +268,8 @@ class AnalyticTrainer:
         speed_cut = 1 if self.scheme == "fl" else self.cut
         self.progress += self.curve.speed[speed_cut - 1]
         self.round_index += 1
+        corr, std = self.curve.acc_noise_corr, self.curve.acc_noise_std
+        self._noise = corr * self._noise + self.rng.normal(0.0, std * math.sqrt(1.0 - corr**2))
         acc, loss = self.evaluate() if self.round_index % self.eval_every == 0 else (math.nan, math.nan)
         return RoundResult(
             round_index=self.round_index, scheme=self.scheme, cut=self.cut, previous_cut=previous,

@@ -83,6 +83,25 @@ def test_curve_model_is_monotone_and_invertible():
     assert TrainingCurveModel.from_dict(CURVE.to_dict()) == CURVE
 
 
+def test_fluctuations_bring_the_first_passage_forward_and_are_seeded():
+    noisy = TrainingCurveModel.from_dict(CURVE.to_dict() | {"acc_noise_std": 0.05, "acc_noise_corr": 0.6})
+    assert CURVE.rounds_to(0.9, 1) == CURVE.expected_rounds_to(0.9, 1)
+    assert noisy.rounds_to(0.9, 1) < noisy.expected_rounds_to(0.9, 1)
+    assert noisy.rounds_to(0.9, 1, seed=3) == noisy.rounds_to(0.9, 1, seed=3)
+    model = build_model("cnn", (1, 8, 8), 10)
+
+    def run(seed):
+        trainer = AnalyticTrainer(model, noisy, scheme="sfl-ga", num_clients=10, batch_size=32, local_iters=5,
+                                  rng=np.random.default_rng(seed))
+        return np.array([trainer.run_round(1).test_accuracy for _ in range(200)])
+
+    a, b, c = run(0), run(0), run(1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    residual = a - CURVE.accuracy(np.arange(1, 201))
+    assert 0.03 < residual[50:].std() < 0.07 and np.corrcoef(residual[:-1], residual[1:])[0, 1] > 0.3
+    assert a.min() >= 0 and a.max() <= 1
+
+
 def test_analytic_trainer_follows_the_curve_and_keeps_the_real_ledger():
     config = SFLConfig(num_train=200)
     real = build_trainer(config, seed=0)

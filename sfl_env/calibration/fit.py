@@ -2,8 +2,9 @@
 
 For every scheme and every fixed cut, trains ``--seeds`` real runs on the given preset, averages their
 test-accuracy and test-loss curves, and fits one :class:`~sfl_env.convergence.TrainingCurveModel` per
-scheme: a shared curve shape and one speed per cut. Prints measured vs predicted rounds to the target
-accuracy for every cut.
+scheme: a shared curve shape and one speed per cut, plus the run-to-run fluctuation around it (AR(1)).
+Prints measured vs predicted rounds to the target accuracy for every cut: the median first round at
+the target over the seeds against the same over simulated runs of the model.
 
     python -m sfl_env.calibration.fit                    # all schemes on digits/cnn, 3 seeds
     python -m sfl_env.calibration.fit --schemes sfl-ga --rounds 300 --out my-fit.json
@@ -12,6 +13,7 @@ accuracy for every cut.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -69,6 +71,15 @@ def fit_shape(
     return speeds, [start, end, tau, kappa]
 
 
+def fluctuation(model: TrainingCurveModel, acc: dict[int, np.ndarray]) -> tuple[float, float]:
+    """Standard deviation and lag-one correlation of single runs around the fitted curve, pooled."""
+    residuals = [row - model.accuracy(model.speed[cut - 1] * np.arange(1, len(row) + 1))
+                 for cut, runs in acc.items() for row in runs]
+    pooled = np.concatenate(residuals)
+    lagged = np.corrcoef(np.concatenate([r[:-1] for r in residuals]), np.concatenate([r[1:] for r in residuals]))
+    return float(pooled.std()), float(np.clip(lagged[0, 1], 0.0, 0.99))
+
+
 def measured_rounds(acc: np.ndarray, target: float) -> float:
     """Median over seeds of the first round at or above ``target`` (inf if a seed never gets there)."""
     hits = [next((t + 1 for t, a in enumerate(row) if a >= target), math.inf) for row in acc]
@@ -105,11 +116,13 @@ def main() -> None:
             loss_0=loss_shape[0], loss_inf=loss_shape[1],
             loss_tau=loss_shape[2], loss_kappa=loss_shape[3],
         )
+        std, corr = fluctuation(model, {c: a for c, (a, _) in runs.items()})
+        model = dataclasses.replace(model, acc_noise_std=std, acc_noise_corr=corr)
         existing[scheme] = model.to_dict()
         rows = []
         for cut in cuts:
             measured = measured_rounds(runs[cut][0], args.target)
-            predicted = model.rounds_to(args.target, cut)
+            predicted = model.rounds_to(args.target, cut, horizon=max(3 * rounds, 1000))
             error = abs(predicted - measured) / measured if math.isfinite(measured) else math.nan
             rows.append({"cut": cut, "measured": measured, "predicted": predicted, "relative_error": error})
             print(f"{scheme:>7} cut {cut}: rounds to {args.target:.0%} measured {measured:g}, "
