@@ -7,3 +7,19 @@ PSL or FL).
 """
 
 __version__ = "0.1.0"
+
+
+def register_envs() -> None:
+    """Registers the environment ids with Gymnasium; safe to call again (``import sfl_env`` does it)."""
+    import gymnasium as gym
+
+    ids = {
+        "SFLEnv-v0": {},
+        "SFLEnvAnalytic-v0": {"training": "analytic"},
+    }
+    for env_id, kwargs in ids.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="sfl_env.env:SFLEnv", kwargs=kwargs)
+
+
+register_envs()

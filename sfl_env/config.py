@@ -15,8 +15,11 @@ from typing import Any
 
 from .data import DATASETS, PARTITIONS
 from .models import MODELS
+from .convergence import GAMMA_FORMS
+from .privacy import PRIVACY_RULES
 from .schemes import AGGREGATION_WEIGHTS, SCHEMES
 from .validation import ConfigError, check_choice, check_int, check_number
+from .wireless import ComputeConfig, WirelessConfig
 
 
 @dataclass(frozen=True)
@@ -102,3 +105,87 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
     },
 }
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Everything ``gym.make("SFLEnv-v0", **kwargs)`` accepts: the SFL system, the radio and compute
+    model, and the episode, reward, privacy and solver options. Keyword arguments are flat; each is
+    routed to the sub-config that owns it."""
+
+    system: SFLConfig = SFLConfig()
+    wireless: WirelessConfig = WirelessConfig()
+    compute: ComputeConfig = ComputeConfig()
+    training: str = "real"  # "real" PyTorch rounds, or the calibrated "analytic" model
+    max_rounds: int = 60
+    target_accuracy: float = 0.9
+    rho: float = 0.5  # weight of the convergence term against the latency term
+    reward: str = "paper"
+    convergence: str = "parameter_fraction"
+    privacy: str = "mask"
+    privacy_rule: str = "min_blocks"
+    min_client_blocks: int = 1
+    max_leakage: float | None = None
+    privacy_penalty: float = 1.0
+    solver: str = "exact"
+    allocation: str = "optimal"
+
+    def __post_init__(self) -> None:
+        check_choice("training", self.training, TRAININGS)
+        check_int("max_rounds", self.max_rounds, low=1)
+        check_number("target_accuracy", self.target_accuracy, low=0.0, high=1.0, low_open=True)
+        check_number("rho", self.rho, low=0.0, high=1.0)
+        check_choice("reward", self.reward, REWARDS)
+        check_choice("convergence", self.convergence, GAMMA_FORMS)
+        check_choice("privacy", self.privacy, PRIVACY_MODES)
+        check_choice("privacy_rule", self.privacy_rule, PRIVACY_RULES)
+        check_int("min_client_blocks", self.min_client_blocks, low=1)
+        if self.max_leakage is not None:
+            check_number("max_leakage", self.max_leakage, low=0.0, high=1.0)
+        if self.privacy_rule == "leakage" and self.max_leakage is None:
+            raise ConfigError("privacy_rule='leakage' needs max_leakage, a distance correlation in [0, 1]")
+        check_number("privacy_penalty", self.privacy_penalty, low=0.0)
+        check_choice("solver", self.solver, ("exact", "cvxpy"))
+        check_choice("allocation", self.allocation, ALLOCATIONS)
+        if self.convergence == "bound":
+            raise ConfigError("convergence='bound' needs measured block statistics; in the env use "
+                              "'parameter_fraction' or 'calibrated'")
+
+    @classmethod
+    def from_kwargs(cls, preset: str | None = None, **kwargs: Any) -> EnvConfig:
+        groups = {name: {f.name for f in dataclasses.fields(kind)}
+                  for name, kind in (("system", SFLConfig), ("wireless", WirelessConfig), ("compute", ComputeConfig))}
+        own = {f.name for f in dataclasses.fields(cls)} - set(groups)
+        routed: dict[str, dict[str, Any]] = {name: {} for name in groups}
+        top: dict[str, Any] = {}
+        known = own.union(*groups.values())
+        for key, value in kwargs.items():
+            if key in own:
+                top[key] = value
+                continue
+            owner = next((name for name, fields in groups.items() if key in fields), None)
+            if owner is None:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown option {key!r}{hint}; allowed: {', '.join(sorted(known))}")
+            routed[owner][key] = value
+        return cls(
+            system=SFLConfig.from_kwargs(preset=preset, **routed["system"]),
+            wireless=WirelessConfig(**routed["wireless"]),
+            compute=ComputeConfig(**routed["compute"]),
+            **top,
+        )
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """The flat keyword form (inverse of :meth:`from_kwargs`)."""
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("system", "wireless", "compute")}
+        for part in (self.system, self.wireless, self.compute):
+            flat |= dataclasses.asdict(part)
+        return flat
+
+
+TRAININGS: tuple[str, ...] = ("real", "analytic")
+REWARDS: tuple[str, ...] = ("paper", "time_to_accuracy")
+PRIVACY_MODES: tuple[str, ...] = ("mask", "penalty")
+ALLOCATIONS: tuple[str, ...] = ("optimal", "equal")

@@ -30,6 +30,7 @@ bandwidth share, or needs server work with a zero CPU share, makes the round inf
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,11 +72,13 @@ class LatencyBreakdown:
 
 def transfer_s(bits: float | np.ndarray, rate_bps: ArrayLike) -> np.ndarray:
     """``bits / rate``: 0 for nothing to send, inf for bits over a zero rate (no warning)."""
-    bits = np.broadcast_to(np.asarray(bits, dtype=np.float64), np.shape(rate_bps))
+    if isinstance(bits, float) and isinstance(rate_bps, float):
+        return np.float64(0.0 if bits <= 0 else bits / rate_bps if rate_bps > 0 else math.inf)
+    bits = np.asarray(bits, dtype=np.float64)
     rate = np.asarray(rate_bps, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         seconds = bits / rate
-    return np.where(bits > 0, np.where(rate > 0, seconds, np.inf), 0.0)
+    return np.where(bits > 0, np.where(rate > 0, seconds, np.inf), 0.0 * rate)
 
 
 def round_latency(
@@ -244,7 +247,7 @@ def _per_client(name: str, value: ArrayLike, num_clients: int, *, positive: bool
     if array.shape != (num_clients,):
         raise ConfigError(f"{name} has shape {array.shape}; allowed: one value per client, shape ({num_clients},)")
     ok = (array > 0) if positive else (array >= 0)
-    if not np.all(ok & np.isfinite(array)):
+    if not (ok & np.isfinite(array)).all():
         raise ConfigError(f"{name}={array!r} is out of range; allowed: finite values {'>' if positive else '>='} 0")
     return array
 
@@ -257,6 +260,9 @@ def _shares(name: str, value: ArrayLike, num_clients: int) -> np.ndarray:
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
-    array = np.array(array, dtype=np.float64)
+    """Freezes a freshly computed float array in place (copies only what it does not own)."""
+    array = np.asarray(array, dtype=np.float64)
+    if array.base is not None or array.flags.writeable is False:
+        array = array.copy()
     array.setflags(write=False)
     return array

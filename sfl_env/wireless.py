@@ -13,6 +13,7 @@ is SI (Hz, W, W/Hz, m, bit/s, cycles/s).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,15 +84,15 @@ class WirelessConfig:
     def downlink_bandwidth_hz(self) -> float:
         return self.downlink_bandwidth_mhz * 1e6
 
-    @property
+    @functools.cached_property
     def noise_psd_w_per_hz(self) -> float:
         return float(dbm_to_w(self.noise_psd_dbm_per_hz))
 
-    @property
+    @functools.cached_property
     def client_power_w(self) -> float:
         return float(dbm_to_w(self.client_power_dbm))
 
-    @property
+    @functools.cached_property
     def server_power_w(self) -> float:
         return float(dbm_to_w(self.server_power_dbm))
 
@@ -151,6 +152,7 @@ class Channel:
         self._rng = rng
         self._distance_m = rng.uniform(*config.distance_m, num_clients)
         self._fading = self._innovation()
+        self._gain = self._compute_gain()
 
     def step(self) -> None:
         """Advances one round: new fading state, then the mobility step of every distance."""
@@ -160,6 +162,7 @@ class Channel:
         if self.config.mobility_m_per_round > 0:
             moved = self._distance_m + self._rng.normal(0.0, self.config.mobility_m_per_round, self.num_clients)
             self._distance_m = _reflect(moved, *self.config.distance_m)
+        self._gain = self._compute_gain()
 
     @property
     def distance_m(self) -> np.ndarray:
@@ -172,9 +175,14 @@ class Channel:
 
     @property
     def gain(self) -> np.ndarray:
-        """Linear power gain ``g_k = 10^(-PL_k/10) |h_k|^2`` of each client, shape (K,)."""
+        """Linear power gain ``g_k = 10^(-PL_k/10) |h_k|^2`` of each client, shape (K,), read-only."""
+        return self._gain
+
+    def _compute_gain(self) -> np.ndarray:
         loss_db = path_loss_db(self._distance_m, self.config.path_loss_intercept_db, self.config.path_loss_slope_db)
-        return 10.0 ** (-loss_db / 10.0) * self.fading_power
+        gain = 10.0 ** (-loss_db / 10.0) * self.fading_power
+        gain.setflags(write=False)
+        return gain
 
     def _innovation(self) -> np.ndarray:
         if self.config.fading == "none":

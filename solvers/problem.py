@@ -17,6 +17,7 @@ A term whose work is zero (``D_k = 0`` or ``C_k = 0``) vanishes and needs no sha
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ def _allowed(lower: float, inclusive: bool) -> str:
 
 def _check_values(name: str, values: np.ndarray, lower: float, inclusive: bool) -> None:
     ok = np.isfinite(values) & ((values >= lower) if inclusive else (values > lower))
-    if not np.all(ok):
+    if not ok.all():
         index = int(np.flatnonzero(~ok)[0])
         where = f" at index {index}" if values.size > 1 else ""
         raise ValueError(f"{name}: got {float(values[index])!r}{where}; allowed are {_allowed(lower, inclusive)}")
@@ -57,6 +58,8 @@ def _as_float_vector(name: str, value: object) -> np.ndarray:
 
 
 def _as_positive_scalar(name: str, value: object) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
     array = _as_float_vector(name, value)
     if array.ndim != 0 and array.shape != (1,):
         raise ValueError(f"{name}: got shape {array.shape}; allowed is a scalar")

@@ -1,0 +1,348 @@
+"""SFLEnv: cut-point selection in Split Federated Learning as a Gymnasium environment.
+
+Environment card
+----------------
+Each step is one training round of the SFL system. The agent picks the cut for the round; the env
+checks it against the privacy constraint, trains the round (real PyTorch, or the calibrated analytic
+model in ``SFLEnvAnalytic-v0``), allocates uplink bandwidth and server CPU with the resource solver,
+prices the round with the latency ledger, and draws the next round's channel.
+
+Action space
+    ``Discrete(n_cuts)``: index ``i`` selects cut ``model.cuts[i]``, i.e. ``i + 1`` blocks on the
+    clients. ``action_masks()`` (and ``info["action_mask"]``) says which cuts privacy allows.
+    With ``privacy="mask"`` a disallowed action raises ``ValueError``; with ``privacy="penalty"`` it is
+    replaced by the nearest allowed cut and ``privacy_penalty`` is subtracted from the reward.
+Observation space
+    ``Box(0, 1, (2K + 5,), float32)``, in this order:
+    ``[0, K)`` channel gain of each client in dB, scaled from [-PL(d_max) - 30 dB, -PL(d_min) + 10 dB];
+    ``[K, 2K)`` client CPU frequency / the top of its range;
+    ``2K`` previous cut index + 1 over n_cuts (0 before the first round);
+    ``2K + 1`` rounds done / max_rounds;
+    ``2K + 2`` last test accuracy; ``2K + 3`` last train loss / ln(classes), clipped;
+    ``2K + 4`` last round latency / its reference latency, divided by 4 and clipped.
+Reward
+    ``paper``: ``-(rho * Gamma(l) + (1 - rho) * T(l) / T_ref)``, with Gamma normalised to a maximum of
+    1 over the cuts and ``T_ref`` the latency of the shallowest allowed cut under an equal split in
+    the same round and channel. ``time_to_accuracy``: ``-T(l) / T_ref``. The raw components are in
+    ``info["rewards"]``.
+Episode end
+    ``terminated`` when the test accuracy reaches ``target_accuracy`` or the round diverged;
+    ``truncated`` after ``max_rounds`` rounds.
+Info
+    ``cut``, ``latency_s``, ``latency`` (seconds per phase), ``bits_up``, ``bits_down``,
+    ``train_loss``, ``test_accuracy`` (NaN when not evaluated), ``allocation``
+    (``bandwidth_share``, ``server_cpu_share``), ``rewards``, ``action_mask``, ``solver`` (method,
+    status, fallback), ``privacy`` (rule, violated, requested cut), ``diverged``. Wall-clock times are
+    not in ``info`` (they would make two runs with the same seed differ); ``env.unwrapped.timings``
+    holds the last step's round, solve and step seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from solvers import Allocation, ResourceProblem, equal_split, solve
+
+from .config import EnvConfig
+from .data import load_dataset
+from .convergence import AnalyticTrainer, convergence_term, load_curve_model
+from .latency import iteration_problem_inputs, round_latency
+from .models import build_model
+from .privacy import allowed_cuts
+from .profiling import profile_model
+from .schemes import RoundResult, build_trainer, round_ledger
+from .wireless import Channel, client_cpu_hz, path_loss_db
+
+
+class SFLEnv(gym.Env):
+    """Split Federated Learning with a per-round cut; see the module docstring for the card."""
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r} is unknown; allowed: None, 'ansi', 'rgb_array'")
+        self.render_mode = render_mode
+        self.config = EnvConfig.from_kwargs(**kwargs)
+        system = self.config.system
+        # Spaces are fixed here; data and weights are built lazily by reset().
+        shape = _input_shape(system)
+        probe_model = build_model(system.model, *shape, width=system.model_width)
+        self.cuts = probe_model.cuts
+        self.profile = profile_model(probe_model)
+        self.num_clients = system.num_clients
+        self.action_space = spaces.Discrete(len(self.cuts))
+        self.observation_space = spaces.Box(0.0, 1.0, (2 * self.num_clients + 5,), dtype=np.float32)
+        self.timings: dict[str, float] = {}
+        wireless = self.config.wireless
+        pl = (wireless.path_loss_intercept_db, wireless.path_loss_slope_db)
+        # Gains are observed in dB between the farthest client in a deep fade and the nearest in a peak.
+        self._gain_range_db = (-float(path_loss_db(wireless.distance_m[1], *pl)) - 30.0,
+                               -float(path_loss_db(wireless.distance_m[0], *pl)) + 10.0)
+        self._trainer = None
+        self._last: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ Gymnasium API
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        cfg = self.config
+        episode_seed = int(self.np_random.integers(2**31 - 1))
+        channel_seed, trainer_seed = np.random.SeedSequence(episode_seed).spawn(2)
+        rng = np.random.default_rng(channel_seed)
+        self._channel = Channel(self.num_clients, cfg.wireless, rng)
+        self._cpu_hz = client_cpu_hz(self.num_clients, cfg.compute, rng)
+        self._trainer = self._make_trainer(int(trainer_seed.generate_state(1)[0]))
+        self._mask = self._privacy_mask()
+        self._gamma = self._convergence_term()
+        self._reference_s = self._reference_latency()
+        self._round, self._previous_index = 0, None
+        self._accuracy, self._loss, self._latency_ratio = 0.0, math.log(self._num_classes), 0.0
+        self._last = None
+        return self._observation(), {"action_mask": self._mask.copy()}
+
+    def step(self, action):
+        if self._trainer is None:
+            raise RuntimeError("call reset() before step()")
+        if not self.action_space.contains(action):
+            raise ValueError(
+                f"action={action!r} is invalid; allowed: an integer in 0..{self.action_space.n - 1} "
+                f"(cut index; cut = action + 1 client blocks)"
+            )
+        start = time.perf_counter()
+        requested = int(action)
+        index, violated = self._apply_privacy(requested)
+        cut = self.cuts[index]
+
+        round_start = time.perf_counter()
+        result = self._trainer.run_round(cut)
+        round_s = time.perf_counter() - round_start
+
+        solve_start = time.perf_counter()
+        allocation = self._allocate(result)
+        solve_s = time.perf_counter() - solve_start
+
+        latency = self._latency(result, allocation)
+        reference = self._reference_s
+        latency_term = latency.total_s / reference if reference > 0 else 0.0
+        gamma = float(self._gamma[index])
+        rewards = {
+            "convergence": gamma,
+            "latency": latency_term,
+            "latency_s": latency.total_s,
+            "reference_latency_s": reference,
+            "privacy_penalty": self.config.privacy_penalty if violated else 0.0,
+        }
+        if self.config.reward == "paper":
+            reward = -(self.config.rho * gamma + (1.0 - self.config.rho) * latency_term)
+        else:
+            reward = -latency_term
+        reward -= rewards["privacy_penalty"]
+
+        self._round += 1
+        self._previous_index = index
+        if not math.isnan(result.test_accuracy):
+            self._accuracy = result.test_accuracy
+        if math.isfinite(result.train_loss):
+            self._loss = result.train_loss
+        self._latency_ratio = latency_term
+        terminated = result.diverged or self._accuracy >= self.config.target_accuracy
+        truncated = not terminated and self._round >= self.config.max_rounds
+        self._channel.step()
+
+        info = {
+            "cut": cut,
+            "latency_s": latency.total_s,
+            "latency": dict(latency.phases),
+            "bits_up": result.bits_up,
+            "bits_down": result.bits_down,
+            "train_loss": result.train_loss,
+            "test_accuracy": result.test_accuracy,
+            "allocation": {
+                "bandwidth_share": allocation.bandwidth_share.copy(),
+                "server_cpu_share": allocation.server_cpu_share.copy(),
+            },
+            "rewards": rewards,
+            "action_mask": self._mask.copy(),
+            "solver": {"method": allocation.method, "status": allocation.status, "fallback": allocation.fallback},
+            "privacy": {"mode": self.config.privacy, "rule": self.config.privacy_rule,
+                        "violated": violated, "requested_cut": self.cuts[requested]},
+            "diverged": result.diverged,
+        }
+        self._last = {"result": result, "allocation": allocation, "latency": latency, "reward": reward}
+        self.timings = {"round_s": round_s, "solve_s": solve_s, "step_s": time.perf_counter() - start}
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        """Allowed actions (sb3-contrib MaskablePPO reads this)."""
+        if self._trainer is None:
+            return np.ones(self.action_space.n, dtype=bool)
+        return self._mask.copy()
+
+    def render(self):
+        if self.render_mode is None or self._last is None:
+            return None
+        if self.render_mode == "ansi":
+            return self._render_text()
+        return self._render_image()
+
+    def close(self) -> None:
+        self._trainer = None
+
+    # ------------------------------------------------------------------ one step, piece by piece
+
+    def _make_trainer(self, seed: int):
+        system = self.config.system
+        if self.config.training == "real":
+            return build_trainer(system, seed=seed)
+        model = build_model(system.model, *_input_shape(system), width=system.model_width, seed=seed)
+        curve = load_curve_model(system.scheme, system.dataset, system.model)
+        return AnalyticTrainer(
+            model, curve, scheme=system.scheme, num_clients=system.num_clients, batch_size=system.batch_size,
+            local_iters=system.local_iters, gradient_aggregation=system.gradient_aggregation,
+            eval_every=system.eval_every, rng=np.random.default_rng(seed),
+        )
+
+    @property
+    def _num_classes(self) -> int:
+        return self._trainer.model.num_classes
+
+    def _privacy_mask(self) -> np.ndarray:
+        cfg = self.config
+        probe = None
+        if cfg.privacy_rule == "leakage":
+            if self.config.training != "real":
+                raise ValueError("privacy_rule='leakage' measures real smashed data; it needs training='real'")
+            probe = self._trainer.x_test[:256]
+        return allowed_cuts(self._trainer.model, cfg.privacy_rule, min_client_blocks=cfg.min_client_blocks,
+                            max_leakage=cfg.max_leakage, probe=probe)
+
+    def _convergence_term(self) -> np.ndarray:
+        form = self.config.convergence
+        curve = None
+        if form == "calibrated":
+            system = self.config.system
+            curve = load_curve_model(system.scheme, system.dataset, system.model)
+        return convergence_term(form, self.profile, self.cuts, curve_model=curve)
+
+    def _apply_privacy(self, index: int) -> tuple[int, bool]:
+        if self._mask[index]:
+            return index, False
+        if self.config.privacy == "mask":
+            allowed = [i for i in range(len(self.cuts)) if self._mask[i]]
+            raise ValueError(
+                f"action={index} (cut {self.cuts[index]}) violates the privacy constraint "
+                f"({self.config.privacy_rule}); allowed actions: {allowed}. Use action_masks(), or "
+                f"privacy='penalty' to replace it by the nearest allowed cut with a penalty"
+            )
+        allowed = np.flatnonzero(self._mask)
+        return int(allowed[np.argmin(np.abs(allowed - index))]), True
+
+    def _problem(self, result: RoundResult) -> ResourceProblem:
+        inputs = iteration_problem_inputs(result, self._channel.gain, self._cpu_hz, self.config.wireless,
+                                          self.config.compute)
+        return ResourceProblem(**inputs)
+
+    def _allocate(self, result: RoundResult) -> Allocation:
+        problem = self._problem(result)
+        if self.config.allocation == "equal":
+            return equal_split(problem)
+        return solve(problem, method=self.config.solver)
+
+    def _latency(self, result: RoundResult, allocation: Allocation):
+        return round_latency(
+            result, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
+            uplink_gain=self._channel.gain, client_cpu_hz=self._cpu_hz, wireless=self.config.wireless,
+            compute=self.config.compute,
+        )
+
+    def _reference_latency(self) -> float:
+        """T_ref: one round at the shallowest allowed cut under an equal split, with every client's
+        fading at its mean (|h|^2 = 1). Fixed for the episode, so rewards compare across rounds."""
+        system = self.config.system
+        cut = self.cuts[int(np.flatnonzero(self._mask)[0])]
+        ledger = round_ledger(self.profile, system.scheme, cut, self.num_clients, system.local_iters,
+                              system.batch_size, system.gradient_aggregation)
+        reference = RoundResult(
+            round_index=0, scheme=system.scheme, cut=cut, previous_cut=cut,
+            train_loss=math.nan, test_accuracy=math.nan, test_loss=math.nan, diverged=False,
+            migrated_bits_up=0.0, migrated_bits_down=0.0, **ledger,
+        )
+        gain = self._channel.gain / self._channel.fading_power
+        inputs = iteration_problem_inputs(reference, gain, self._cpu_hz, self.config.wireless, self.config.compute)
+        shares = equal_split(ResourceProblem(**inputs))
+        return round_latency(
+            reference, bandwidth_share=shares.bandwidth_share, server_cpu_share=shares.server_cpu_share,
+            uplink_gain=gain, client_cpu_hz=self._cpu_hz, wireless=self.config.wireless, compute=self.config.compute,
+        ).total_s
+
+    def _observation(self) -> np.ndarray:
+        low_db, high_db = self._gain_range_db
+        gain_db = 10 * np.log10(np.maximum(self._channel.gain, 1e-300))
+        previous = 0.0 if self._previous_index is None else (self._previous_index + 1) / len(self.cuts)
+        obs = np.concatenate([
+            (gain_db - low_db) / (high_db - low_db),
+            self._cpu_hz / self.config.compute.client_cpu_hz[1],
+            [previous, self._round / self.config.max_rounds, self._accuracy,
+             self._loss / math.log(self._num_classes), self._latency_ratio / 4.0],
+        ])
+        return np.clip(obs, 0.0, 1.0).astype(np.float32)
+
+    # ------------------------------------------------------------------ rendering
+
+    def _render_text(self) -> str:
+        result, allocation, latency = self._last["result"], self._last["allocation"], self._last["latency"]
+        lines = [
+            f"round {result.round_index}  scheme {result.scheme}  cut {result.cut}  reward {self._last['reward']:.4f}",
+            f"test accuracy {result.test_accuracy:.4f}  train loss {result.train_loss:.4f}  "
+            f"latency {latency.total_s:.4f} s  up {result.bits_up / 1e6:.2f} Mbit  down {result.bits_down / 1e6:.2f} Mbit",
+            "phases: " + "  ".join(f"{k} {v:.4f}s" for k, v in latency.phases.items()),
+            f"{'client':>6} {'gain dB':>8} {'cpu GHz':>8} {'band %':>7} {'server %':>9} {'up s/it':>8}",
+        ]
+        gain_db = 10 * np.log10(self._channel.gain)
+        for k in range(self.num_clients):
+            lines.append(
+                f"{k:>6} {gain_db[k]:>8.1f} {self._cpu_hz[k] / 1e9:>8.2f} {100 * allocation.bandwidth_share[k]:>7.1f} "
+                f"{100 * allocation.server_cpu_share[k]:>9.1f} {latency.uplink_s[k]:>8.4f}"
+            )
+        return "\n".join(lines)
+
+    def _render_image(self) -> np.ndarray:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        result, allocation = self._last["result"], self._last["allocation"]
+        fig, axes = plt.subplots(1, 3, figsize=(9, 3), dpi=80)
+        clients = np.arange(self.num_clients)
+        axes[0].bar(clients, 10 * np.log10(self._channel.gain))
+        axes[0].set_title("channel gain (dB)")
+        axes[1].bar(clients - 0.2, allocation.bandwidth_share, 0.4, label="band")
+        axes[1].bar(clients + 0.2, allocation.server_cpu_share, 0.4, label="server")
+        axes[1].set_title("allocation")
+        axes[1].legend(fontsize=7)
+        blocks = self._trainer.model.num_blocks
+        axes[2].barh(["model"], [result.cut], color="tab:orange", label="clients")
+        axes[2].barh(["model"], [blocks - result.cut], left=[result.cut], color="tab:blue", label="server")
+        axes[2].set_xlim(0, blocks)
+        axes[2].set_title(f"cut {result.cut} of {blocks} blocks")
+        axes[2].legend(fontsize=7)
+        fig.tight_layout()
+        fig.canvas.draw()
+        image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        plt.close(fig)
+        return image
+
+
+def _input_shape(system) -> tuple[tuple[int, int, int], int]:
+    """(input shape, classes) of the configured dataset (loads are cached in-process)."""
+    data = load_dataset(system.dataset, system.data_dir, num_train=system.num_train, num_test=system.num_test)
+    return data.input_shape, data.num_classes
+

@@ -1,0 +1,232 @@
+"""SFLEnv through the Gymnasium API: checkers, determinism, pickling, subprocesses, errors, SB3."""
+
+import multiprocessing
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import sfl_env
+from sfl_env.validation import ConfigError
+
+ENV_IDS = [env_id for env_id, spec in gym.registry.items() if str(spec.entry_point).startswith("sfl_env")]
+FAST = {"num_train": 400, "num_test": 200, "num_clients": 4, "local_iters": 2, "max_rounds": 4}
+
+# Warnings allowed from the checkers; any other warning fails the test.
+ALLOWED_WARNINGS = (
+    # The rgb_array figure is drawn with matplotlib; the checker re-creates the env per render mode.
+    "The environment is being initialised with render_mode",
+)
+
+
+def make(env_id="SFLEnvAnalytic-v0", **kwargs):
+    return gym.make(env_id, **kwargs)
+
+
+def test_both_ids_are_registered():
+    assert {"SFLEnv-v0", "SFLEnvAnalytic-v0"} <= set(ENV_IDS)
+    sfl_env.register_envs()  # idempotent
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gymnasium_and_sb3_checkers_pass_without_unexpected_warnings(env_id):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = make(env_id, **(FAST if env_id == "SFLEnv-v0" else {}))
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=True)
+        env.close()
+    unexpected = [str(w.message) for w in caught if not any(a in str(w.message) for a in ALLOWED_WARNINGS)]
+    assert not unexpected, unexpected
+
+
+def rollout(env, seed, actions):
+    obs, info = env.reset(seed=seed)
+    out = [(obs, info)]
+    for action in actions:
+        out.append(env.step(action))
+    return out
+
+
+@pytest.mark.parametrize("env_id, kwargs", [("SFLEnvAnalytic-v0", {}), ("SFLEnv-v0", FAST)])
+def test_same_seed_same_episode_different_seed_differs(env_id, kwargs):
+    actions = [0, 2, 1, 2, 0, 1, 1, 2, 0, 0][: kwargs.get("max_rounds", 10)]
+    a = rollout(make(env_id, **kwargs), 7, actions)
+    b = rollout(make(env_id, **kwargs), 7, actions)
+    c = rollout(make(env_id, **kwargs), 8, actions)
+    for x, y in zip(a, b):
+        for u, v in zip(x, y):
+            assert gym.utils.env_checker.data_equivalence(u, v, exact=True)
+    assert not np.array_equal(a[1][0], c[1][0])
+
+
+def test_pickle_and_spec_json_round_trip():
+    env = make(rho=0.3)
+    env.reset(seed=0)
+    env.step(1)
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.unwrapped.config == env.unwrapped.config
+    spec = gym.spec("SFLEnvAnalytic-v0")
+    assert gym.envs.registration.EnvSpec.from_json(spec.to_json()) == spec
+
+
+def _make_in_child(queue):
+    import gymnasium
+
+    env = gymnasium.make("sfl_env:SFLEnvAnalytic-v0")
+    obs, _ = env.reset(seed=0)
+    queue.put(obs.shape)
+
+
+def test_creation_in_a_spawned_subprocess():
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_make_in_child, args=(queue,))
+    child.start()
+    shape = queue.get(timeout=120)
+    child.join(timeout=60)
+    assert child.exitcode == 0 and shape == make().observation_space.shape
+
+
+def test_subproc_vec_env_with_two_workers_steps():
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    venv = make_vec_env("sfl_env:SFLEnvAnalytic-v0", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv,
+                        vec_env_kwargs={"start_method": "spawn"})
+    venv.reset()
+    obs, rewards, dones, infos = venv.step(np.array([0, 2]))
+    assert obs.shape == (2, venv.observation_space.shape[0]) and [i["cut"] for i in infos] == [1, 3]
+    venv.close()
+
+
+def test_truncates_at_max_rounds():
+    env = make(max_rounds=3, target_accuracy=1.0)
+    env.reset(seed=0)
+    flags = [env.step(0)[2:4] for _ in range(3)]
+    assert flags == [(False, False), (False, False), (False, True)]
+
+
+def test_terminates_at_the_target_accuracy():
+    env = make(target_accuracy=0.3, max_rounds=200)
+    env.reset(seed=0)
+    for _ in range(200):
+        _, _, terminated, truncated, info = env.step(0)
+        if terminated:
+            break
+    assert terminated and not truncated and info["test_accuracy"] >= 0.3
+
+
+def test_info_holds_the_documented_keys_and_a_consistent_ledger():
+    env = make()
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(1)
+    assert set(info) == {"cut", "latency_s", "latency", "bits_up", "bits_down", "train_loss", "test_accuracy",
+                         "allocation", "rewards", "action_mask", "solver", "privacy", "diverged"}
+    assert info["cut"] == 2 and info["latency_s"] == pytest.approx(sum(info["latency"].values()))
+    r = info["rewards"]
+    assert reward == pytest.approx(-(0.5 * r["convergence"] + 0.5 * r["latency"]))
+    assert info["allocation"]["bandwidth_share"].sum() <= 1 + 1e-9
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rho": 2}, r"rho=2 is out of range; allowed: \[0.0, 1.0\]"),
+        ({"solver": "gurobi"}, "solver='gurobi' is unknown; allowed: 'exact', 'cvxpy'"),
+        ({"num_clinets": 3}, "unknown option 'num_clinets' \\(did you mean 'num_clients'\\?\\)"),
+        ({"reward": "accuracy"}, "reward='accuracy' is unknown"),
+        ({"bandwidth_mhz": -1}, "bandwidth_mhz=-1 is out of range"),
+        ({"privacy_rule": "leakage"}, "privacy_rule='leakage' needs max_leakage"),
+    ],
+)
+def test_bad_keywords_name_the_option(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        make(**kwargs)
+
+
+@pytest.mark.parametrize("action", [-1, 3, 1.5, "1"])
+def test_bad_actions_are_refused_clearly(action):
+    env = make()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"is invalid; allowed: an integer in 0..2"):
+        env.step(action)
+
+
+def test_privacy_mask_refuses_or_penalises():
+    env = make(min_client_blocks=2)
+    _, info = env.reset(seed=0)
+    assert info["action_mask"].tolist() == [False, True, True] == env.unwrapped.action_masks().tolist()
+    with pytest.raises(ValueError, match=r"violates the privacy constraint.*allowed actions: \[1, 2\]"):
+        env.step(0)
+    env = make(min_client_blocks=2, privacy="penalty", privacy_penalty=0.5)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(0)
+    assert info["cut"] == 2 and info["privacy"]["violated"] and info["rewards"]["privacy_penalty"] == 0.5
+
+
+def test_a_failed_solve_falls_back_and_says_so(monkeypatch):
+    import sfl_env.env as env_module
+
+    def broken(problem, method="exact"):
+        from solvers import equal_split
+        import dataclasses
+
+        return dataclasses.replace(equal_split(problem), status="solver_error", fallback=True)
+
+    monkeypatch.setattr(env_module, "solve", broken)
+    env = make()
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(0)
+    assert info["solver"]["fallback"] and info["solver"]["status"] == "solver_error" and np.isfinite(reward)
+
+
+def test_a_diverged_round_ends_the_episode():
+    env = make("SFLEnv-v0", **(FAST | {"lr": 1e30}))
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step(0)
+    assert info["diverged"] and terminated and not truncated and np.isfinite(reward)
+
+
+def test_renders_text_and_an_image():
+    env = make(render_mode="ansi")
+    env.reset(seed=0)
+    env.step(0)
+    text = env.render()
+    assert "cut 1" in text and "latency" in text
+    env = make(render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(2)
+    image = env.render()
+    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+    env.close()
+    env.close()
+
+
+@pytest.mark.parametrize("algo", ["DQN", "PPO", "A2C"])
+def test_sb3_agents_learn_a_few_hundred_steps(algo):
+    import stable_baselines3
+
+    env = make()
+    kwargs = {"learning_starts": 50} if algo == "DQN" else {"n_steps": 64} if algo == "PPO" else {}
+    model = getattr(stable_baselines3, algo)("MlpPolicy", env, seed=0, device="cpu", **kwargs)
+    model.learn(total_timesteps=300)
+    action, _ = model.predict(env.reset(seed=1)[0], deterministic=True)
+    assert env.action_space.contains(int(action))
+
+
+def test_maskable_ppo_never_picks_a_masked_cut():
+    from sb3_contrib import MaskablePPO
+
+    env = make(min_client_blocks=2)
+    model = MaskablePPO("MlpPolicy", env, n_steps=64, seed=0, device="cpu")
+    model.learn(total_timesteps=128)
+    obs, _ = env.reset(seed=3)
+    for _ in range(20):
+        action, _ = model.predict(obs, action_masks=env.unwrapped.action_masks())
+        assert int(action) != 0
+        obs, *_ = env.step(int(action))
