@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="digits")
     parser.add_argument("--scheme", default=None, help="sfl-ga (default), sfl-v1, sfl-v2, psl or fl")
     parser.add_argument("--cut", type=int, default=1, help="number of blocks on the clients (default 1)")
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=70)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", type=float, default=0.9, help="report the first round at this accuracy")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any SFLConfig option")

@@ -230,3 +230,13 @@ def test_maskable_ppo_never_picks_a_masked_cut():
         action, _ = model.predict(obs, action_masks=env.unwrapped.action_masks())
         assert int(action) != 0
         obs, *_ = env.step(int(action))
+
+
+def test_measured_leakage_decides_the_mask():
+    env = make("SFLEnv-v0", **(FAST | {"privacy_rule": "leakage", "max_leakage": 0.95}))
+    _, info = env.reset(seed=0)
+    assert info["action_mask"].tolist() == [False, False, True], "shallow cuts leak more than the threshold"
+    with pytest.raises(ConfigError, match=r"no cut of model 'cnn' is allowed by rule='leakage'.*measured leakage"):
+        make("SFLEnv-v0", **(FAST | {"privacy_rule": "leakage", "max_leakage": 0.1})).reset(seed=0)
+    with pytest.raises(ValueError, match="needs training='real'"):
+        make(privacy_rule="leakage", max_leakage=0.5).reset(seed=0)
