@@ -2,8 +2,11 @@
 
 Modules, in the order a round flows through them: ``config`` (one validated configuration),
 ``data`` (datasets and client partitions), ``models`` (splittable model zoo), ``profiling``
-(per-block FLOPs and bits) and ``schemes`` (one real training round of SFL-GA, SFL-V1, SFL-V2,
-PSL or FL).
+(per-block FLOPs and bits), ``schemes`` (one real training round of SFL-GA, SFL-V1, SFL-V2, PSL or
+FL), ``privacy`` (allowed cuts), ``wireless`` and ``latency`` (seconds and bits of a round),
+``convergence`` (the convergence term and the calibrated analytic training model) and ``env``
+(the Gymnasium environment). Importing the package registers ``SFLEnv-v0`` and
+``SFLEnvAnalytic-v0``.
 """
 
 __version__ = "0.1.0"
