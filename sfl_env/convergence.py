@@ -20,6 +20,7 @@ to that script.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -200,9 +201,11 @@ def _saturating(p, start: float, end: float, tau: float, kappa: float):
     return float(value) if value.ndim == 0 else value
 
 
+@functools.lru_cache(maxsize=64)
 def load_curve_model(scheme: str, dataset: str = "digits", model: str = "cnn", path: str | Path | None = None
                      ) -> TrainingCurveModel:
-    """The fitted curve model of ``scheme`` on (dataset, model) from the calibration file."""
+    """The fitted curve model of ``scheme`` on (dataset, model) from the calibration file (read once per
+    process and argument set)."""
     source = resources.files("sfl_env.calibration").joinpath(f"{dataset}-{model}.json") if path is None else Path(path)
     if not source.is_file():
         raise ConfigError(
