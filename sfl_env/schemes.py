@@ -307,21 +307,22 @@ class SchemeTrainer:
             client_losses = self._sequential_server(state, cut, x, y)
         else:
             ratio = self.gradient_aggregation if self.scheme == "sfl-ga" else 0.0
-            client_losses = self._forward_backward(state, cut, x, y, ratio)
+            client_losses = self._forward_backward(state, cut, x, y, ratio, self.scheme)
             self._sgd_step(state.server, state.server_momentum)
         self._sgd_step(state.client, state.client_momentum)
         return float(client_losses.detach() @ self.alpha)
 
     def _forward_backward(
-        self, state: _RoundState, cut: int, x: torch.Tensor, y: torch.Tensor, ratio: float
+        self, state: _RoundState, cut: int, x: torch.Tensor, y: torch.Tensor, ratio: float, scheme: str
     ) -> torch.Tensor:
-        """One forward and backward pass of all K clients; leaves the gradients in ``state``."""
+        """One forward and backward pass of all K clients as ``scheme`` does it; leaves the gradients in
+        ``state``."""
         K, b = y.shape
         smashed = vmap(_stacked_forward(self._segment(0, cut).module))(state.client, state.client_buffers, x)
         server = self._segment(cut, self.model.num_blocks)
-        if self.scheme == "fl":
+        if scheme == "fl":
             logits = smashed
-        elif self.scheme == "sfl-v1":
+        elif scheme == "sfl-v1":
             logits = vmap(_stacked_forward(server.module))(state.server, state.server_buffers, smashed)
         else:  # sfl-ga, psl: one shared server model on all K smashed batches
             smashed = _AggregateSmashedGradient.apply(smashed, self.alpha, ratio)
@@ -330,22 +331,21 @@ class SchemeTrainer:
         client_losses = per_sample.view(K, b).mean(1)
         # Independent copies (fl, sfl-v1) each learn from their own loss; a shared server from the
         # alpha-weighted sum, whose smashed-data gradient is alpha_k G_k (undone at the cut).
-        shared = self.scheme in ("sfl-ga", "psl")
+        shared = scheme in ("sfl-ga", "psl")
         (client_losses @ self.alpha if shared else client_losses.sum()).backward()
         return client_losses
 
     def client_gradient(self, cut: int, batch: torch.Tensor, ratio: float) -> Tensors:
         """The FedAvg'd client-side gradient of one SFL-GA iteration on ``batch`` (K, b), at the current
         weights, when clients back-propagate ``ratio`` * aggregate + (1 - ratio) * own gradient.
-        Nothing is updated: this measures what gradient aggregation does to the client blocks."""
+        Nothing is updated: this measures what gradient aggregation does to the client blocks. Needs a
+        scheme with one shared server model (sfl-ga or psl)."""
+        if self.scheme not in ("sfl-ga", "psl"):
+            raise ValueError(f"client_gradient needs scheme 'sfl-ga' or 'psl' (one shared server); got {self.scheme!r}")
         cut = self.model.check_cut(cut)
         state = self._begin_round(cut)
         batch = batch.to(self.device)
-        saved_scheme, self.scheme = self.scheme, "sfl-ga"
-        try:
-            self._forward_backward(state, cut, self.x_train[batch], self.y_train[batch], ratio)
-        finally:
-            self.scheme = saved_scheme
+        self._forward_backward(state, cut, self.x_train[batch], self.y_train[batch], ratio, "sfl-ga")
         client = self._segment(0, cut)
         return {g: self._fedavg(state.client[local].grad) for g, local in client.params}
 

@@ -343,3 +343,8 @@ def test_runs_on_cuda():
     trainer = make_trainer("sfl-ga", device="cuda")
     r = trainer.run_round(2)
     assert math.isfinite(r.train_loss) and next(trainer.model.parameters()).is_cuda
+
+
+def test_client_gradient_needs_a_shared_server():
+    with pytest.raises(ValueError, match="client_gradient needs scheme 'sfl-ga' or 'psl'"):
+        make_trainer("sfl-v1").client_gradient(2, RandomSampler(4, 8).next_batch(), ratio=1.0)
