@@ -72,8 +72,8 @@ class SFLEnv(gym.Env):
         self.config = EnvConfig.from_kwargs(**kwargs)
         system = self.config.system
         # Spaces are fixed here; data and weights are built lazily by reset().
-        shape = _input_shape(system)
-        probe_model = build_model(system.model, *shape, width=system.model_width)
+        self._data_shape = _input_shape(system)  # (input shape, classes), loaded once
+        probe_model = build_model(system.model, *self._data_shape, width=system.model_width)
         self.cuts = probe_model.cuts
         self.profile = profile_model(probe_model)
         self.num_clients = system.num_clients
@@ -201,7 +201,7 @@ class SFLEnv(gym.Env):
         system = self.config.system
         if self.config.training == "real":
             return build_trainer(system, seed=seed)
-        model = build_model(system.model, *_input_shape(system), width=system.model_width, seed=seed)
+        model = build_model(system.model, *self._data_shape, width=system.model_width, seed=seed)
         curve = load_curve_model(system.scheme, system.dataset, system.model)
         return AnalyticTrainer(
             model, curve, scheme=system.scheme, num_clients=system.num_clients, batch_size=system.batch_size,
