@@ -1,4 +1,128 @@
 """Cut-selection agents: the paper's Double DQN, Stable-Baselines3 adapters and baseline policies.
 
-They talk to the environment only through the Gymnasium API. Nothing is exported yet.
+Every agent implements :class:`agents.base.Agent` (``predict(obs, action_mask)``, ``learn``,
+``save``/``load``) and talks to the environment only through its public API.
+
+    import agents
+    agent = agents.make("ddqn", env, seed=0)          # hyperparameters from agents/configs/ddqn.yml
+    agent = agents.load("runs/ddqn-seed0")             # a train_agent.py run, ready to predict
+
+Names: ``ddqn``; the SB3 algorithms ``dqn``, ``ppo``, ``a2c``, ``qrdqn``, ``maskable-ppo``; and the
+baselines ``random``, ``fixed-shallowest``, ``fixed-middle``, ``fixed-deepest``, ``greedy-latency``
+and ``oracle``.
 """
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .base import Agent, Callback
+from .baselines import FixedCutAgent, GreedyLatencyAgent, OracleAgent, RandomAgent
+from .ddqn import DDQNAgent
+from .sb3 import ALGORITHMS, SB3Agent
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+BASELINES = ("random", "fixed-shallowest", "fixed-middle", "fixed-deepest", "greedy-latency", "oracle")
+LEARNERS = ("ddqn", *ALGORITHMS)
+AGENTS = LEARNERS + BASELINES
+RUN_CONFIG = "config.json"
+
+__all__ = ["AGENTS", "Agent", "Callback", "check_name", "hyperparameters", "load", "make"]
+
+
+def check_name(name: str) -> str:
+    if name not in AGENTS:
+        close = difflib.get_close_matches(name, AGENTS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown agent {name!r}{hint}; allowed: {', '.join(AGENTS)}")
+    return name
+
+
+def hyperparameters(name: str, env_id: str | None = None) -> dict[str, Any]:
+    """The agent's hyperparameters for ``env_id``: ``configs/<name>.yml``'s ``default`` updated by its
+    ``env_id`` section (rl-baselines3-zoo style). Baselines have none."""
+    check_name(name)
+    path = CONFIG_DIR / f"{name}.yml"
+    if name in BASELINES or not path.is_file():
+        return {}
+    with path.open() as file:
+        sections = yaml.safe_load(file) or {}
+    return dict(sections.get("default", {})) | dict(sections.get(env_id, {}) if env_id else {})
+
+
+def make(name: str, env: Any = None, *, seed: int = 0, env_id: str | None = None, **overrides: Any) -> Agent:
+    """Builds agent ``name`` for ``env`` (a Gymnasium env or an SB3 ``VecEnv``; its spaces size the agent).
+
+    ``overrides`` replace single hyperparameters; an unknown one raises naming the allowed keys.
+    Baselines are bound to ``env`` when it is a single Gymnasium env.
+    """
+    check_name(name)
+    if env is None:
+        raise ValueError(f"agents.make({name!r}) needs the env it will act in (for its spaces)")
+    env_id = env_id or _env_id(env)
+    n_actions = int(env.action_space.n)
+    params = hyperparameters(name, env_id) | overrides
+    params.pop("n_timesteps", None)
+    if name == "ddqn":
+        return DDQNAgent(int(env.observation_space.shape[0]), n_actions, seed=seed, **params)
+    if name in ALGORITHMS:
+        return SB3Agent(name, n_actions, seed=seed, **params)
+    if params:
+        raise ValueError(f"baseline {name!r} takes no hyperparameters; got {', '.join(sorted(params))}")
+    if name == "random":
+        agent: Agent = RandomAgent(n_actions, seed)
+    elif name.startswith("fixed-"):
+        agent = FixedCutAgent(n_actions, seed, position=name.removeprefix("fixed-"))
+    elif name == "greedy-latency":
+        agent = GreedyLatencyAgent(n_actions, seed)
+    else:
+        agent = OracleAgent(n_actions, seed)
+    if hasattr(env, "get_wrapper_attr"):  # a single Gymnasium env, not a VecEnv
+        agent.bind(env)
+    return agent
+
+
+def load(run_folder: str | Path, env: Any = None) -> Agent:
+    """The trained agent of a ``train_agent.py`` run folder (its final model), ready to ``predict``.
+
+    ``env``, when given, is bound to the agent (needed by ``greedy-latency`` and ``oracle``).
+    """
+    folder = Path(run_folder)
+    config_path = folder / RUN_CONFIG
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder} is not a train_agent.py run folder: {RUN_CONFIG} is missing")
+    try:
+        config = json.loads(config_path.read_text())
+        name, seed, n_actions = config["agent"], int(config["seed"]), int(config["n_actions"])
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"{config_path} is corrupt or incomplete: {error}") from error
+    check_name(name)
+    if name == "ddqn":
+        agent: Agent = DDQNAgent.load(folder / "model.pt")
+    elif name in ALGORITHMS:
+        agent = SB3Agent(name, n_actions, seed=seed, **config.get("hyperparameters", {})).load_model(folder / "model")
+    else:
+        agent = make(name, _SpacesOnly(n_actions), seed=seed, env_id=config.get("env_id"))
+    return agent.bind(env) if env is not None else agent
+
+
+def _env_id(env: Any) -> str | None:
+    spec = getattr(env, "spec", None)
+    if spec is None and hasattr(env, "get_attr"):  # SB3 VecEnv
+        spec = env.get_attr("spec", indices=[0])[0]
+    return spec.id if spec is not None else None
+
+
+class _SpacesOnly:
+    """Stands in for an env when rebuilding a baseline: only the action count is needed."""
+
+    def __init__(self, n_actions: int) -> None:
+        import gymnasium as gym
+
+        self.action_space = gym.spaces.Discrete(n_actions)
+        self.spec = None

@@ -1,0 +1,151 @@
+"""Run logs: local JSONL/CSV files are the source of truth; Weights & Biases mirrors them when enabled.
+
+``RunLog`` appends every record to ``metrics.jsonl`` (one JSON object per line, flushed at once) and
+episode and evaluation rows to ``episodes.csv`` and ``evaluations.csv``. ``WandbMirror`` forwards
+the same records to W&B; any W&B failure (no network, a bad key, a crash of its service) is reported
+once and turns the mirror off, never the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import netrc
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+class RunLog:
+    """Append-only metric files of one run folder (safe to reopen on resume)."""
+
+    def __init__(self, folder: str | Path, mirror: WandbMirror | None = None) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.mirror = mirror
+        self._jsonl = (self.folder / "metrics.jsonl").open("a")
+        self._csv: dict[str, tuple[Any, csv.DictWriter]] = {}
+
+    def record(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        """One record of ``kind`` (``train``, ``episode``, ``eval`` ...) at env step ``step``."""
+        row = {"kind": kind, "step": int(step), "time": round(time.time(), 3)} | {k: _plain(v) for k, v in values.items()}
+        self._jsonl.write(json.dumps(row, allow_nan=True) + "\n")
+        self._jsonl.flush()
+        if kind in ("episode", "eval"):
+            self._csv_row("episodes.csv" if kind == "episode" else "evaluations.csv", row)
+        if self.mirror is not None:
+            prefix = {"episode": "rollout/", "eval": "eval/"}.get(kind, "")
+            numeric = {(k if "/" in k else prefix + k): v for k, v in row.items()
+                       if k not in ("kind", "step", "time") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.mirror.log(numeric, step)
+
+    def _csv_row(self, name: str, row: dict[str, Any]) -> None:
+        if name not in self._csv:
+            path = self.folder / name
+            fields = list(row)
+            if path.is_file() and path.stat().st_size > 0:
+                with path.open() as existing:
+                    fields = next(csv.reader(existing), fields)
+            file = path.open("a", newline="")
+            writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
+            if file.tell() == 0:
+                writer.writeheader()
+            self._csv[name] = (file, writer)
+        file, writer = self._csv[name]
+        writer.writerow(row)
+        file.flush()
+
+    def close(self) -> None:
+        self._jsonl.close()
+        for file, _ in self._csv.values():
+            file.close()
+        self._csv.clear()
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl``; a torn last line (a killed run) is skipped."""
+    records = []
+    with Path(path).open() as file:
+        for line in file:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def default_wandb_mode() -> str:
+    """``online`` when an API key is configured (``WANDB_API_KEY`` or a netrc entry), else ``offline``."""
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        return "online" if netrc.netrc().authenticators(host) else "offline"
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return "offline"
+
+
+class WandbMirror:
+    """Mirrors records to a W&B run; degrades to a no-op (with one warning) on any W&B error."""
+
+    def __init__(self, *, project: str, entity: str | None, mode: str, folder: Path, name: str, run_id: str,
+                 config: dict[str, Any]) -> None:
+        if mode not in WANDB_MODES:
+            raise ValueError(f"wandb mode {mode!r} is unknown; allowed: {', '.join(WANDB_MODES)}")
+        self.run = None
+        self.mode = mode
+        try:
+            import wandb
+
+            self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(folder), name=name, id=run_id,
+                                  resume="allow", config=config, reinit="finish_previous")
+        except Exception as error:  # a tracking outage must not stop training
+            self._fail("start", error)
+
+    @property
+    def directory(self) -> str | None:
+        return None if self.run is None else getattr(self.run, "dir", None)
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        if self.run is None or not values:
+            return
+        try:
+            self.run.log({k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}, step=step)
+        except Exception as error:
+            self._fail("log", error)
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.summary.update({k: v for k, v in values.items() if isinstance(v, (int, float, str))})
+        except Exception as error:
+            self._fail("summary", error)
+
+    def finish(self) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.finish()
+        except Exception as error:
+            self._fail("finish", error)
+        self.run = None
+
+    def _fail(self, what: str, error: Exception) -> None:
+        warnings.warn(f"W&B {what} failed ({type(error).__name__}: {error}); W&B mirroring is off for this run, "
+                      f"the local metrics.jsonl keeps every record", RuntimeWarning, stacklevel=3)
+        self.run = None
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe scalars (numpy numbers to Python numbers)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

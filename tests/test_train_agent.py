@@ -1,0 +1,113 @@
+"""train_agent.py end to end: run folder, offline W&B, Ctrl-C and resume, and its error messages."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import agents
+import train_agent
+from agents.tracking import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--env-kwargs", "max_rounds=20", "--eval-episodes", "2", "--no-progress",
+        "--hyperparams", "learning_starts=50", "batch_size=16", "log_interval=100"]
+
+
+def test_run_folder_holds_config_metrics_model_summary_and_offline_wandb(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    code = train_agent.main(["--agent", "ddqn", "--total-steps", "400", "--out", str(run), "--seed", "2",
+                             "--track", "--wandb-mode", "offline", "--checkpoint-freq", "200", *FAST])
+    assert code == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["agent"] == "ddqn" and config["env_kwargs"] == {"max_rounds": 20}
+    assert config["hyperparameters"]["batch_size"] == 16 and config["hyperparameters"]["gamma"] == 0.9
+
+    records = read_jsonl(run / "metrics.jsonl")
+    kinds = {r["kind"] for r in records}
+    assert {"episode", "eval", "train"} <= kinds
+    episodes = [r for r in records if r["kind"] == "episode"]
+    assert [r["step"] for r in episodes] == [20 * (i + 1) for i in range(len(episodes))]
+    assert all(np.isfinite(r["return"]) and r["length"] == 20 for r in episodes)
+    assert (run / "episodes.csv").read_text().count("\n") == len(episodes) + 1
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 400 and summary["seed"] == 2 and not summary["interrupted"]
+    assert summary["eval_episodes"] == 2 and np.isfinite(summary["eval_std_return"])
+    assert summary["random_mean_return"] < summary["oracle_mean_return"]
+    assert np.isfinite(summary["normalised_score"])
+
+    offline = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 1
+    logged = offline[0].read_bytes()
+    assert b"eval/mean_return" in logged and b"rollout/return" in logged and b"train/loss" in logged
+
+    agent = agents.load(run)
+    assert isinstance(agent, agents.DDQNAgent) and agent.num_steps == 400
+    assert agent.predict(np.zeros(config["obs_dim"], np.float32), np.array([False, False, True])) == 2
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_total(tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "train_agent.py"), "--agent", "ddqn", "--total-steps", "200000",
+               "--out", str(run), "--checkpoint-freq", "100000", "--eval-freq", "100000", *FAST]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=os.environ | {"PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 120
+    while time.time() < deadline and not _episodes_logged(run, 5):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "--resume" in out
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    interrupted_at = state["num_steps"]
+    assert 100 <= interrupted_at < 200_000
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] and summary["steps"] == interrupted_at
+
+    total = interrupted_at + 300
+    assert train_agent.main(["--resume", "--out", str(run), "--total-steps", str(total), "--no-progress"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == total and not summary["interrupted"]
+    assert agents.load(run).num_steps == total
+    steps = [r["step"] for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "episode"]
+    assert steps == sorted(steps) and steps[-1] <= total
+
+
+def _episodes_logged(run: Path, count: int) -> bool:
+    path = run / "metrics.jsonl"
+    return path.is_file() and sum(1 for r in read_jsonl(path) if r["kind"] == "episode") >= count
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--agent", "dqnn"], "unknown agent 'dqnn' (did you mean 'dqn'?)"),
+    (["--env-id", "SFLEnvAnalytic-v9"], "--env-id 'SFLEnvAnalytic-v9' is not registered (did you mean"),
+    (["--env-kwargs", "rho"], "override 'rho' is malformed; expected key=value"),
+    (["--env-kwargs", "rho=7"], "rho=7"),
+    (["--env-kwargs", "colour=red"], "colour"),
+    (["--hyperparams", "gama=0.5"], "unknown ddqn hyperparameter 'gama'"),
+    (["--n-envs", "0"], "--n-envs=0 is out of range"),
+    (["--resume", "--out", "nowhere"], "nothing to resume"),
+])
+def test_bad_arguments_exit_with_a_clear_message(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        train_agent.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_refuses_to_overwrite_an_existing_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_agent.main(["--agent", "random", "--total-steps", "20", "--out", str(run), *FAST[:5]]) == 0
+    with pytest.raises(SystemExit):
+        train_agent.main(["--agent", "random", "--total-steps", "20", "--out", str(run), *FAST[:5]])
+    assert "already holds a run; pass --resume" in capsys.readouterr().err

@@ -1,0 +1,366 @@
+"""Train one agent on one SFLEnv configuration, with checkpoints, local metrics and optional W&B tracking.
+
+    python train_agent.py --agent ddqn                                   # SFLEnvAnalytic-v0, 50k steps
+    python train_agent.py --agent ppo --seed 3 --n-envs 2 --total-steps 20000
+    python train_agent.py --agent ddqn --env-kwargs rho=0.3 min_client_blocks=2 --track
+    python train_agent.py --resume --out runs/ddqn__SFLEnvAnalytic-v0__0   # continue an interrupted run
+
+The run folder (``--out``) holds ``config.json`` (everything resolved), ``metrics.jsonl`` (every
+record; the source of truth), ``episodes.csv`` and ``evaluations.csv``, ``checkpoint/`` (the latest
+resumable state), the final model (``model.pt`` or ``model.zip``) and ``summary.json`` (evaluation
+return mean and std, the random and oracle references on the same evaluation seeds, the normalised
+score, steps, wall time, seed). With ``--track`` W&B mirrors the records (``offline`` when no API key
+is configured; ``wandb sync <run>/wandb/offline-run-*`` uploads it later).
+
+Ctrl-C stops after the current step, saves a checkpoint and the summary so far, and exits with 130; a
+second Ctrl-C aborts at once. ``--resume`` continues from the checkpoint with the same step count,
+weights, optimiser and replay buffer (the episode in progress at the interruption restarts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import functools
+import json
+import math
+import platform
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import agents
+import sfl_env
+from agents.base import Agent, Callback
+from agents.rollout import evaluate, evaluation_seeds, mean_return, normalised_score
+from agents.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode
+from sfl_env.demo import parse_overrides
+
+CHECKPOINT = "checkpoint"
+DEFAULT_ENV_ID = "SFLEnvAnalytic-v0"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agent", default="ddqn", help=f"one of: {', '.join(agents.AGENTS)} (default ddqn)")
+    parser.add_argument("--env-id", default=DEFAULT_ENV_ID, help=f"registered env id (default {DEFAULT_ENV_ID})")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="gym.make keywords, e.g. rho=0.3 num_clients=20 privacy=penalty")
+    parser.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override single hyperparameters of agents/configs/<agent>.yml")
+    parser.add_argument("--total-steps", type=int, default=None,
+                        help="env steps to train (default: n_timesteps of the agent's config)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-envs", type=int, default=1, help="parallel envs; > 1 runs them in subprocesses")
+    parser.add_argument("--out", default=None, help="run folder (default runs/<agent>__<env-id>__<seed>)")
+    parser.add_argument("--eval-freq", type=int, default=None, help="env steps between evaluations (default total/10)")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--checkpoint-freq", type=int, default=10_000, help="env steps between checkpoints")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the random and oracle reference evaluation in summary.json")
+    parser.add_argument("--track", action="store_true", help="mirror the run to Weights & Biases")
+    parser.add_argument("--wandb-project", default="sfl-env")
+    parser.add_argument("--wandb-entity", default=None)
+    parser.add_argument("--wandb-mode", choices=WANDB_MODES, default=None,
+                        help="default: online with an API key configured, else offline")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: when stderr is a terminal)")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Everything the run depends on, validated; on ``--resume`` the run folder's own config."""
+    if args.resume:
+        if args.out is None:
+            parser.error("--resume needs --out RUN_FOLDER")
+        path = Path(args.out) / agents.RUN_CONFIG
+        if not path.is_file():
+            parser.error(f"--resume: {path} does not exist; nothing to resume")
+        config = json.loads(path.read_text())
+        if args.total_steps is not None:
+            config["total_steps"] = args.total_steps
+        return config
+
+    try:
+        agents.check_name(args.agent)
+        env_kwargs = parse_overrides(args.env_kwargs)
+        overrides = parse_overrides(args.hyperparams)
+    except ValueError as error:
+        parser.error(str(error))
+    check_env_id(args.env_id, parser)
+    for name, value in (("--n-envs", args.n_envs), ("--eval-episodes", args.eval_episodes),
+                        ("--checkpoint-freq", args.checkpoint_freq)):
+        if value < 1:
+            parser.error(f"{name}={value} is out of range; allowed: an integer >= 1")
+    hyperparameters = agents.hyperparameters(args.agent, args.env_id) | overrides
+    total_steps = args.total_steps if args.total_steps is not None else int(hyperparameters.get("n_timesteps", 50_000))
+    if total_steps < 1:
+        parser.error(f"--total-steps={total_steps} is out of range; allowed: an integer >= 1")
+    hyperparameters.pop("n_timesteps", None)
+    out = Path(args.out or f"runs/{args.agent}__{args.env_id}__{args.seed}")
+    return {
+        "agent": args.agent,
+        "env_id": args.env_id,
+        "env_kwargs": env_kwargs,
+        "hyperparameters": hyperparameters,
+        "seed": args.seed,
+        "total_steps": total_steps,
+        "n_envs": args.n_envs,
+        "eval_freq": args.eval_freq or max(1, total_steps // 10),
+        "eval_episodes": args.eval_episodes,
+        "checkpoint_freq": args.checkpoint_freq,
+        "run_name": out.name,
+        "wandb_id": f"{out.name}-{int(time.time())}".replace("/", "_"),
+        "versions": versions(),
+    }
+
+
+def check_env_id(env_id: str, parser: argparse.ArgumentParser) -> None:
+    if env_id in gym.registry:
+        return
+    ours = [k for k, spec in gym.registry.items() if str(spec.entry_point).startswith("sfl_env")]
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    parser.error(f"--env-id {env_id!r} is not registered{hint}; SFL-Env ids: {', '.join(ours)}")
+
+
+def versions() -> dict[str, str]:
+    import stable_baselines3
+    import torch
+
+    return {"sfl_env": sfl_env.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "gymnasium": gym.__version__, "stable_baselines3": stable_baselines3.__version__,
+            "numpy": np.__version__, "machine": platform.machine()}
+
+
+# ---------------------------------------------------------------------------------------------- envs
+
+
+def _make_env(env_id: str, env_kwargs: dict[str, Any], in_subprocess: bool) -> gym.Env:
+    if in_subprocess:  # Ctrl-C is the parent's to handle; workers keep serving until it closes them
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from stable_baselines3.common.monitor import Monitor
+
+    import sfl_env  # noqa: F401  (registers the ids in spawned workers)
+
+    return Monitor(gym.make(env_id, **env_kwargs))
+
+
+def make_vec_env(config: dict[str, Any]):
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    n_envs = config["n_envs"]
+    factory = functools.partial(_make_env, config["env_id"], config["env_kwargs"], n_envs > 1)
+    if n_envs == 1:
+        return DummyVecEnv([factory])
+    return SubprocVecEnv([factory] * n_envs, start_method="spawn")
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+class Trainer(Callback):
+    """Episode bookkeeping, periodic evaluation and checkpoints, progress bar and Ctrl-C."""
+
+    def __init__(self, run: Path, config: dict[str, Any], log: RunLog, eval_env: gym.Env, progress: bool,
+                 state: dict[str, Any]) -> None:
+        self.run, self.config, self.log, self.eval_env = run, config, log, eval_env
+        self.state = state  # counters that survive a resume
+        self.stop_requested = False
+        self.session_start = time.perf_counter()
+        n = config["n_envs"]
+        self._return, self._length, self._latency = np.zeros(n), np.zeros(n, dtype=int), np.zeros(n)
+        self._accuracy = np.full(n, math.nan)
+        self._bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=config["total_steps"], initial=state["num_steps"], unit="step", dynamic_ncols=True)
+
+    def wall_s(self) -> float:
+        return self.state["wall_s"] + time.perf_counter() - self.session_start
+
+    def on_step(self, agent, num_steps, rewards, dones, infos) -> bool:
+        previous = self.state["num_steps"]
+        self.state["num_steps"] = num_steps
+        for i, info in enumerate(infos):
+            self._return[i] += float(rewards[i])
+            self._length[i] += 1
+            self._latency[i] += float(info.get("latency_s", 0.0))
+            if not math.isnan(info.get("test_accuracy", math.nan)):
+                self._accuracy[i] = info["test_accuracy"]
+            if dones[i]:
+                self.state["episodes"] += 1
+                truncated = bool(info.get("TimeLimit.truncated", False))
+                self.log.record("episode", num_steps, {
+                    "episode": self.state["episodes"], "return": self._return[i], "length": int(self._length[i]),
+                    "final_accuracy": self._accuracy[i], "total_latency_s": self._latency[i],
+                    "reached_target": (not truncated) and not info.get("diverged", False),
+                })
+                self._return[i], self._length[i], self._latency[i], self._accuracy[i] = 0.0, 0, 0.0, math.nan
+        if self._bar is not None:
+            self._bar.update(num_steps - previous)
+        if _crossed(previous, num_steps, self.config["eval_freq"]):
+            self.evaluate(agent, num_steps)
+        if _crossed(previous, num_steps, self.config["checkpoint_freq"]):
+            self.checkpoint(agent)
+        return not self.stop_requested
+
+    def on_metrics(self, agent, num_steps, metrics) -> None:
+        self.log.record("train", num_steps, metrics)
+
+    def evaluate(self, agent: Agent, num_steps: int) -> list:
+        episodes = evaluate(agent, self.eval_env, evaluation_seeds(self.config["eval_episodes"]))
+        returns = [e.episode_return for e in episodes]
+        self.log.record("eval", num_steps, {
+            "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+            "mean_final_accuracy": float(np.nanmean([e.final_accuracy for e in episodes])
+                                         if any(not math.isnan(e.final_accuracy) for e in episodes) else math.nan),
+            "mean_latency_s": float(np.mean([e.total_latency_s for e in episodes])),
+        })
+        if self._bar is not None:
+            self._bar.set_postfix(eval_return=f"{np.mean(returns):.3f}")
+        return episodes
+
+    def checkpoint(self, agent: Agent) -> None:
+        """Writes the resumable state; the previous checkpoint stays valid until the new one is complete."""
+        if not agent.learns:
+            return
+        tmp, final, old = (self.run / f"{CHECKPOINT}.tmp", self.run / CHECKPOINT, self.run / f"{CHECKPOINT}.old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        agent.save_checkpoint(tmp)
+        (tmp / "state.json").write_text(json.dumps(self.state | {"wall_s": self.wall_s()}))
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _crossed(previous: int, current: int, every: int) -> bool:
+    return current // every > previous // every
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):  # .old survives a crash between the two renames
+        if (run / name / "state.json").is_file():
+            return run / name
+    return None
+
+
+def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], reference: bool, interrupted: bool) -> dict:
+    episodes = trainer.evaluate(agent, trainer.state["num_steps"])
+    returns = [e.episode_return for e in episodes]
+    summary = {
+        "agent": config["agent"], "env_id": config["env_id"], "env_kwargs": config["env_kwargs"],
+        "seed": config["seed"], "steps": trainer.state["num_steps"], "total_steps": config["total_steps"],
+        "wall_time_s": trainer.wall_s(), "interrupted": interrupted,
+        "eval_episodes": len(episodes), "eval_seeds": [e.seed for e in episodes],
+        "eval_mean_return": float(np.mean(returns)), "eval_std_return": float(np.std(returns)),
+        "eval_mean_final_accuracy": float(np.mean([e.final_accuracy for e in episodes])),
+        "eval_mean_latency_s": float(np.mean([e.total_latency_s for e in episodes])),
+    }
+    if reference:
+        seeds = evaluation_seeds(config["eval_episodes"])
+        refs = {name: mean_return(evaluate(agents.make(name, trainer.eval_env, seed=config["seed"]),
+                                           trainer.eval_env, seeds))
+                for name in ("random", "oracle")}
+        summary |= {"random_mean_return": refs["random"], "oracle_mean_return": refs["oracle"],
+                    "normalised_score": normalised_score(summary["eval_mean_return"], refs["random"], refs["oracle"])}
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = resolve_config(args, parser)
+    run = Path(args.out or f"runs/{config['run_name']}")
+    if not args.resume and (run / agents.RUN_CONFIG).exists():
+        parser.error(f"--out {run} already holds a run; pass --resume to continue it, or choose another folder")
+
+    try:
+        eval_env = gym.make(config["env_id"], **config["env_kwargs"])
+    except (ValueError, TypeError) as error:
+        parser.error(f"--env-kwargs: {error}")
+    vec_env = make_vec_env(config)
+    try:
+        agent = agents.make(config["agent"], vec_env, seed=config["seed"], env_id=config["env_id"],
+                            **config["hyperparameters"])
+    except (ValueError, TypeError) as error:
+        vec_env.close()
+        parser.error(str(error))
+    config["n_actions"] = int(eval_env.action_space.n)
+    config["obs_dim"] = int(eval_env.observation_space.shape[0])
+
+    state = {"num_steps": 0, "episodes": 0, "wall_s": 0.0}
+    checkpoint = latest_checkpoint(run) if args.resume else None
+    if checkpoint is not None:
+        agent.load_checkpoint(checkpoint, env=vec_env)
+        state = json.loads((checkpoint / "state.json").read_text())
+        print(f"resuming {run} at step {state['num_steps']} of {config['total_steps']}")
+    elif args.resume:
+        print(f"{run} has no checkpoint yet; starting from step 0")
+    run.mkdir(parents=True, exist_ok=True)
+    (run / agents.RUN_CONFIG).write_text(json.dumps(config, indent=2))
+
+    mirror = None
+    if args.track:
+        mode = args.wandb_mode or default_wandb_mode()
+        mirror = WandbMirror(project=args.wandb_project, entity=args.wandb_entity, mode=mode, folder=run,
+                             name=config["run_name"], run_id=config["wandb_id"], config=config)
+    log = RunLog(run, mirror)
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    trainer = Trainer(run, config, log, eval_env, progress, state)
+
+    def request_stop(signum, frame):  # first Ctrl-C: stop cleanly; the second one aborts
+        trainer.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous_handler = signal.signal(signal.SIGINT, request_stop)
+    try:
+        agent.learn(vec_env, config["total_steps"], callback=trainer)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        trainer.close()
+    interrupted = trainer.stop_requested and trainer.state["num_steps"] < config["total_steps"]
+    trainer.checkpoint(agent)
+    if agent.learns:
+        agent.save(run / "model")
+    summary = summarise(agent, trainer, config, reference=not args.no_reference, interrupted=interrupted)
+    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    if mirror is not None:
+        mirror.summary(summary)
+        mirror.finish()
+    log.close()
+    vec_env.close()
+    eval_env.close()
+
+    line = f"{config['agent']} on {config['env_id']}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s, " \
+           f"eval return {summary['eval_mean_return']:.3f} +- {summary['eval_std_return']:.3f}"
+    if "normalised_score" in summary:
+        line += f", normalised score {summary['normalised_score']:.3f} (random 0, oracle 1)"
+    print(line)
+    print(f"run folder: {run}")
+    if interrupted:
+        print(f"interrupted; continue with: python train_agent.py --resume --out {run}")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
