@@ -8,6 +8,10 @@ CONSTRAINTS ?= constraints.txt
 EXTRAS ?= dev,contrib
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# `make demo` writes here (replaced on every run).
+DEMO_DIR ?= demo-output
+DEMO_STEPS ?= 20000
+DEMO_SEEDS ?= 2
 
 .PHONY: setup demo test bench clean
 
@@ -18,8 +22,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 setup: $(STAMP)
 
+# The demo: train the paper's DDQN on the analytic env, play it on real SFL training next to a fixed
+# cut, then a short evaluation (leaderboards, figures, claims.md). About 5 minutes on 2 cores.
 demo: $(STAMP)
-	$(PY) -m sfl_env.demo
+	rm -rf $(DEMO_DIR)
+	$(PY) train_agent.py --agent ddqn --total-steps $(DEMO_STEPS) --out $(DEMO_DIR)/ddqn --no-progress
+	$(PY) -m agents.compare $(DEMO_DIR)/ddqn fixed-shallowest --env-id SFLEnv-v0
+	$(PY) evaluate.py --mode all --seeds $(DEMO_SEEDS) --agents $(DEMO_DIR)/ddqn --out $(DEMO_DIR)/evaluation
 
 # pytest exits 5 when it collects no test: a broken suite, never a pass.
 test: $(STAMP)
@@ -29,6 +38,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/round_overhead.py
 	$(PY) benchmarks/solver_speed.py
+	$(PY) benchmarks/env_speed.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache $(DEMO_DIR)

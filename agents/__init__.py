@@ -9,7 +9,7 @@ Every agent implements :class:`agents.base.Agent` (``predict(obs, action_mask)``
 
 Names: ``ddqn``; the SB3 algorithms ``dqn``, ``ppo``, ``a2c``, ``qrdqn``, ``maskable-ppo``; and the
 baselines ``random``, ``fixed-shallowest``, ``fixed-middle``, ``fixed-deepest``, ``greedy-latency``
-and ``oracle``.
+and ``oracle``; and ``cut-<n>``, a fixed cut with ``n`` client blocks (the cut sweep).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from .base import Agent, Callback
-from .baselines import FixedCutAgent, GreedyLatencyAgent, OracleAgent, RandomAgent
+from .baselines import CutAgent, FixedCutAgent, GreedyLatencyAgent, OracleAgent, RandomAgent
 from .ddqn import DDQNAgent
 from .sb3 import ALGORITHMS, SB3Agent
 
@@ -36,10 +36,12 @@ __all__ = ["AGENTS", "Agent", "Callback", "check_name", "hyperparameters", "load
 
 
 def check_name(name: str) -> str:
+    if name.startswith("cut-") and name[4:].isdigit():
+        return name
     if name not in AGENTS:
         close = difflib.get_close_matches(name, AGENTS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown agent {name!r}{hint}; allowed: {', '.join(AGENTS)}")
+        raise ValueError(f"unknown agent {name!r}{hint}; allowed: {', '.join(AGENTS)}, cut-<n>")
     return name
 
 
@@ -48,7 +50,7 @@ def hyperparameters(name: str, env_id: str | None = None) -> dict[str, Any]:
     ``env_id`` section (rl-baselines3-zoo style). Baselines have none."""
     check_name(name)
     path = CONFIG_DIR / f"{name}.yml"
-    if name in BASELINES or not path.is_file():
+    if name not in LEARNERS or not path.is_file():
         return {}
     with path.open() as file:
         sections = yaml.safe_load(file) or {}
@@ -76,6 +78,8 @@ def make(name: str, env: Any = None, *, seed: int = 0, env_id: str | None = None
         raise ValueError(f"baseline {name!r} takes no hyperparameters; got {', '.join(sorted(params))}")
     if name == "random":
         agent: Agent = RandomAgent(n_actions, seed)
+    elif name.startswith("cut-"):
+        agent = CutAgent(n_actions, seed, cut=int(name[4:]))
     elif name.startswith("fixed-"):
         agent = FixedCutAgent(n_actions, seed, position=name.removeprefix("fixed-"))
     elif name == "greedy-latency":

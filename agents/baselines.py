@@ -65,6 +65,21 @@ class FixedCutAgent(_Baseline):
         return int(allowed[{"shallowest": 0, "middle": (len(allowed) - 1) // 2, "deepest": -1}[self.position]])
 
 
+class CutAgent(_Baseline):
+    """Always cut ``cut`` (client blocks); a forbidden cut is replaced by the nearest allowed one."""
+
+    def __init__(self, n_actions: int, seed: int = 0, cut: int = 1) -> None:
+        super().__init__(n_actions, seed)
+        if not 1 <= cut <= n_actions:
+            raise ValueError(f"cut={cut} is out of range; allowed: 1..{n_actions} client blocks")
+        self.cut = cut
+        self.name = f"cut-{cut}"
+
+    def predict(self, obs, action_mask=None, deterministic=True) -> int:
+        allowed = self._allowed(action_mask)
+        return int(allowed[np.argmin(np.abs(allowed - (self.cut - 1)))])
+
+
 class _PricingBaseline(_Baseline):
     """Reads ``cut_preview()`` of the bound env."""
 

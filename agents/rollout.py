@@ -38,10 +38,18 @@ class Episode:
     cuts: list[int] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)  # per round (NaN when not evaluated)
     latency_s: list[float] = field(default_factory=list)  # per round
+    bits_up_per_round: list[float] = field(default_factory=list)
+    bits_down_per_round: list[float] = field(default_factory=list)
+
+    TRACES = ("cuts", "accuracy", "latency_s", "bits_up_per_round", "bits_down_per_round")
 
     def summary(self) -> dict[str, Any]:
         """The scalar fields (no per-round traces)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("cuts", "accuracy", "latency_s")}
+        return {k: v for k, v in asdict(self).items() if k not in self.TRACES}
+
+    def traces(self) -> dict[str, list]:
+        """The per-round traces."""
+        return {k: list(getattr(self, k)) for k in self.TRACES}
 
 
 def run_episode(agent: Agent, env: gym.Env, seed: int) -> Episode:
@@ -65,8 +73,10 @@ def run_episode(agent: Agent, env: gym.Env, seed: int) -> Episode:
         record.accuracy.append(accuracy)
         record.latency_s.append(float(info.get("latency_s", 0.0)))
         record.total_latency_s += record.latency_s[-1]
-        record.bits_up += float(info.get("bits_up", 0.0))
-        record.bits_down += float(info.get("bits_down", 0.0))
+        record.bits_up_per_round.append(float(info.get("bits_up", 0.0)))
+        record.bits_down_per_round.append(float(info.get("bits_down", 0.0)))
+        record.bits_up += record.bits_up_per_round[-1]
+        record.bits_down += record.bits_down_per_round[-1]
         record.privacy_violations += int(info.get("privacy", {}).get("violated", False))
         record.solver_fallbacks += int(info.get("solver", {}).get("fallback", False))
         record.diverged |= bool(info.get("diverged", False))
