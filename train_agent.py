@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wandb-mode", choices=WANDB_MODES, default=None,
                         help="default: online with an API key configured, else offline")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch threads of this process (default: 1 on the analytic env, whose only "
+                             "torch work is the agent's small networks; torch's default otherwise)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")
     return parser
@@ -288,14 +291,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = resolve_config(args, parser)
+    if args.torch_threads is not None and args.torch_threads < 1:
+        parser.error(f"--torch-threads={args.torch_threads} is out of range; allowed: an integer >= 1")
     run = Path(args.out or f"runs/{config['run_name']}")
     if not args.resume and (run / agents.RUN_CONFIG).exists():
         parser.error(f"--out {run} already holds a run; pass --resume to continue it, or choose another folder")
 
     try:
         eval_env = gym.make(config["env_id"], **config["env_kwargs"])
+        analytic = eval_env.spec.kwargs.get("training") == "analytic" or \
+            config["env_kwargs"].get("training") == "analytic"
     except (ValueError, TypeError) as error:
         parser.error(f"--env-kwargs: {error}")
+    threads = args.torch_threads or (1 if analytic else None)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     vec_env = make_vec_env(config)
     try:
         agent = agents.make(config["agent"], vec_env, seed=config["seed"], env_id=config["env_id"],

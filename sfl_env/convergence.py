@@ -273,10 +273,12 @@ class AnalyticTrainer:
         self.round_index += 1
         corr, std = self.curve.acc_noise_corr, self.curve.acc_noise_std
         self._noise = corr * self._noise + self.rng.normal(0.0, std * math.sqrt(1.0 - corr**2))
-        acc, loss = self.evaluate() if self.round_index % self.eval_every == 0 else (math.nan, math.nan)
+        evaluated = self.round_index % self.eval_every == 0
+        acc, loss = self.evaluate() if evaluated else (math.nan, math.nan)
+        train_loss = loss if evaluated else self.curve.loss(self.progress)  # the curve's loss either way
         return RoundResult(
             round_index=self.round_index, scheme=self.scheme, cut=self.cut, previous_cut=previous,
-            train_loss=self.curve.loss(self.progress), test_accuracy=acc, test_loss=loss, diverged=False,
+            train_loss=train_loss, test_accuracy=acc, test_loss=loss, diverged=False,
             migrated_bits_up=migrated_up, migrated_bits_down=migrated_down,
             **round_ledger(self.profile, self.scheme, self.cut, self.num_clients, self.local_iters,
                            self.batch_size, self.gradient_aggregation),

@@ -74,6 +74,11 @@ def transfer_s(bits: float | np.ndarray, rate_bps: ArrayLike) -> np.ndarray:
     """``bits / rate``: 0 for nothing to send, inf for bits over a zero rate (no warning)."""
     if isinstance(bits, float) and isinstance(rate_bps, float):
         return np.float64(0.0 if bits <= 0 else bits / rate_bps if rate_bps > 0 else math.inf)
+    if isinstance(bits, float) and _is_float_vector(rate_bps):  # the common case: one size, a rate per client
+        if not bits > 0:
+            return 0.0 * rate_bps
+        if rate_bps.min() > 0:  # every rate usable (False for NaN): a plain division
+            return bits / rate_bps
     bits = np.asarray(bits, dtype=np.float64)
     rate = np.asarray(rate_bps, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -90,18 +95,25 @@ def round_latency(
     client_cpu_hz: ArrayLike,
     wireless: WirelessConfig,
     compute: ComputeConfig,
+    check_inputs: bool = True,
 ) -> LatencyBreakdown:
     """Seconds of ``result``'s round with shares ``beta`` (uplink band) and ``phi`` (server CPU).
 
     ``beta`` and ``phi`` each sum to at most 1; sfl-v2 ignores ``phi`` (one client at a time gets the
-    whole server) and FL ignores it too (no server work).
+    whole server) and FL ignores it too (no server work). ``check_inputs=False`` skips the shape and
+    range checks of the four arrays, for callers whose arrays are valid by construction (a solver's
+    shares, the env's own channel); invalid arrays then give wrong seconds instead of a ConfigError.
     """
     check_choice("scheme", result.scheme, SCHEMES)
     num_clients = result.num_clients
-    beta = _shares("bandwidth_share", bandwidth_share, num_clients)
-    phi = _shares("server_cpu_share", server_cpu_share, num_clients)
-    gain = _per_client("uplink_gain", uplink_gain, num_clients)
-    cpu_hz = _per_client("client_cpu_hz", client_cpu_hz, num_clients, positive=True)
+    if check_inputs:
+        beta = _shares("bandwidth_share", bandwidth_share, num_clients)
+        phi = _shares("server_cpu_share", server_cpu_share, num_clients)
+        gain = _per_client("uplink_gain", uplink_gain, num_clients)
+        cpu_hz = _per_client("client_cpu_hz", client_cpu_hz, num_clients, positive=True)
+    else:
+        arrays = (bandwidth_share, server_cpu_share, uplink_gain, client_cpu_hz)
+        beta, phi, gain, cpu_hz = (np.asarray(array, dtype=np.float64) for array in arrays)
 
     uplink = (wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
     uplink_bps = uplink_rate_bps(beta, gain, *uplink)
@@ -138,19 +150,35 @@ def iteration_problem_inputs(
     client_cpu_hz: ArrayLike,
     wireless: WirelessConfig,
     compute: ComputeConfig,
+    *,
+    check_inputs: bool = True,
 ) -> dict[str, np.ndarray | float]:
     """The fields of the server-phase resource problem of one iteration, for ``ResourceProblem(**inputs)``.
 
     Its latency ``max_k [a_k + D_k / r_k(beta_k) + C_k / (phi_k F)]`` is exactly ``max_k [t_F + t_U + t_S]``
-    of :func:`round_latency` at the same shares: sfl-ga's pre-barrier term.
+    of :func:`round_latency` at the same shares: sfl-ga's pre-barrier term. ``check_inputs=False`` skips
+    the checks of the two arrays, as in :func:`round_latency`.
+
+    FL has no server phase; its uplink carries the model once per round, so its problem is the
+    round's straggler term ``max_k [I (t_F + t_B) + q / r_k(beta_k)]`` (no server CPU to share).
     """
     num_clients = result.num_clients
-    gain = _per_client("uplink_gain", uplink_gain, num_clients)
-    cpu_hz = _per_client("client_cpu_hz", client_cpu_hz, num_clients, positive=True)
+    if check_inputs:
+        gain = _per_client("uplink_gain", uplink_gain, num_clients)
+        cpu_hz = _per_client("client_cpu_hz", client_cpu_hz, num_clients, positive=True)
+    else:
+        gain, cpu_hz = np.asarray(uplink_gain, dtype=np.float64), np.asarray(client_cpu_hz, dtype=np.float64)
+    if result.scheme == "fl":
+        local_flops = result.local_iters * (result.client_forward_flops + result.client_backward_flops)
+        fixed_s, upload_bits, server_cycles = compute.client_cycles_per_flop * local_flops / cpu_hz, \
+            float(result.client_model_bits), 0.0
+    else:
+        fixed_s, upload_bits, server_cycles = compute.client_cycles_per_flop * result.client_forward_flops / cpu_hz, \
+            float(result.smashed_bits), compute.server_cycles_per_flop * result.server_flops
     return {
-        "fixed_time_s": compute.client_cycles_per_flop * result.client_forward_flops / cpu_hz,
-        "upload_bits": np.full(num_clients, float(result.smashed_bits)),
-        "server_cycles": np.full(num_clients, compute.server_cycles_per_flop * result.server_flops),
+        "fixed_time_s": fixed_s,
+        "upload_bits": np.full(num_clients, upload_bits),
+        "server_cycles": np.full(num_clients, server_cycles),
         "channel_gain": gain,
         "tx_power_w": np.full(num_clients, wireless.client_power_w),
         "noise_psd_w_per_hz": wireless.noise_psd_w_per_hz,
@@ -196,28 +224,28 @@ def _iteration_phases(result: RoundResult, t: dict[str, np.ndarray]) -> dict[str
     if result.gradient_broadcast:
         return before_barrier | {
             "gradient_downlink": float(t["gradient_downlink"][0]),
-            "client_backward": float(np.max(t["client_backward"])),
+            "client_backward": float(t["client_backward"].max()),
         }
     return before_barrier | _straggler(t, ("gradient_downlink", "client_backward"))
 
 
 def _straggler(t: dict[str, np.ndarray], names: tuple[str, ...]) -> dict[str, float]:
     """The phases ``names`` of the client whose chain of them is the longest."""
-    chain = np.sum([t[name] for name in names], axis=0)
-    k = int(np.argmax(chain))
+    chain = sum(t[name] for name in names)
+    k = int(chain.argmax())
     return {name: float(t[name][k]) for name in names}
 
 
 def _model_aggregation_s(result: RoundResult, uplink_bps: np.ndarray, broadcast_bps: float) -> float:
     if result.scheme not in _AGGREGATING_SCHEMES:
         return 0.0
-    upload = float(np.max(transfer_s(result.client_model_bits, uplink_bps)))
+    upload = float(transfer_s(result.client_model_bits, uplink_bps).max())
     return upload + float(transfer_s(result.client_model_bits, broadcast_bps))
 
 
 def _migration_s(result: RoundResult, uplink_bps: np.ndarray, broadcast_bps: float) -> float:
     down = float(transfer_s(result.migrated_bits_down, broadcast_bps))
-    up = float(np.max(transfer_s(result.migrated_bits_up / result.num_clients, uplink_bps)))
+    up = float(transfer_s(result.migrated_bits_up / result.num_clients, uplink_bps).max())
     return down + up
 
 
@@ -242,12 +270,17 @@ def _fl_phases(
     }
 
 
+def _is_float_vector(value: object) -> bool:
+    """Whether ``value`` is already a non-empty 1-D float64 array (needs no conversion)."""
+    return isinstance(value, np.ndarray) and value.dtype == np.float64 and value.ndim == 1 and value.size > 0
+
+
 def _per_client(name: str, value: ArrayLike, num_clients: int, *, positive: bool = False) -> np.ndarray:
     array = np.asarray(value, dtype=np.float64)
     if array.shape != (num_clients,):
         raise ConfigError(f"{name} has shape {array.shape}; allowed: one value per client, shape ({num_clients},)")
-    ok = (array > 0) if positive else (array >= 0)
-    if not (ok & np.isfinite(array)).all():
+    lowest, highest = (array.min(), array.max()) if array.size else (1.0, 1.0)  # NaN fails both tests below
+    if not ((lowest > 0 if positive else lowest >= 0) and highest < math.inf):
         raise ConfigError(f"{name}={array!r} is out of range; allowed: finite values {'>' if positive else '>='} 0")
     return array
 

@@ -151,17 +151,21 @@ class Channel:
         self.config = config
         self._rng = rng
         self._distance_m = rng.uniform(*config.distance_m, num_clients)
+        self._path_gain = self._compute_path_gain()
         self._fading = self._innovation()
         self._gain = self._compute_gain()
 
     def step(self) -> None:
         """Advances one round: new fading state, then the mobility step of every distance."""
         rho = self.config.fading_correlation
-        if self.config.fading == "rayleigh":
+        if self.config.fading == "rayleigh" and rho == 0:
+            self._fading = self._innovation()  # independent redraw
+        elif self.config.fading == "rayleigh":
             self._fading = rho * self._fading + np.sqrt(1.0 - rho**2) * self._innovation()
         if self.config.mobility_m_per_round > 0:
             moved = self._distance_m + self._rng.normal(0.0, self.config.mobility_m_per_round, self.num_clients)
             self._distance_m = _reflect(moved, *self.config.distance_m)
+            self._path_gain = self._compute_path_gain()
         self._gain = self._compute_gain()
 
     @property
@@ -178,9 +182,13 @@ class Channel:
         """Linear power gain ``g_k = 10^(-PL_k/10) |h_k|^2`` of each client, shape (K,), read-only."""
         return self._gain
 
-    def _compute_gain(self) -> np.ndarray:
+    def _compute_path_gain(self) -> np.ndarray:
+        """``10^(-PL_k/10)`` of each client's distance (recomputed only when the distances move)."""
         loss_db = path_loss_db(self._distance_m, self.config.path_loss_intercept_db, self.config.path_loss_slope_db)
-        gain = 10.0 ** (-loss_db / 10.0) * self.fading_power
+        return 10.0 ** (-loss_db / 10.0)
+
+    def _compute_gain(self) -> np.ndarray:
+        gain = self._path_gain * self.fading_power
         gain.setflags(write=False)
         return gain
 
@@ -208,6 +216,8 @@ def uplink_rate_bps(
     snr_full_band = np.asarray(power_w, dtype=np.float64) * np.asarray(gain, dtype=np.float64) / (
         bandwidth_hz * noise_psd_w_per_hz
     )
+    if share.size and share.min() > 0 and share.max() < np.inf:  # the common case: no special values
+        return share * bandwidth_hz * np.log1p(snr_full_band / share) / LN2
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = share * bandwidth_hz * np.log1p(snr_full_band / share) / LN2
     return np.where(share > 0, rate, 0.0)

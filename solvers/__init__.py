@@ -100,11 +100,12 @@ def _feasible_shares(
         share = np.asarray(share, dtype=np.float64).reshape(-1)
         if share.shape != (problem.num_clients,):
             return (), "solver_error: shares of the wrong shape"
-        if not np.all(np.isfinite(share)):
+        if not np.isfinite(share).all():
             return (), "nonfinite"
-        if share.min() < -_ROUND_OFF:
+        lowest = share.min()
+        if lowest < -_ROUND_OFF:
             return (), "infeasible"
-        share = np.clip(share, 0.0, None)
+        share = np.clip(share, 0.0, None) if lowest < 0 else share.copy()  # a fresh array either way
         total = float(share.sum())
         if total > 1.0 + _ROUND_OFF:
             return (), "infeasible"

@@ -17,6 +17,7 @@ A term whose work is zero (``D_k = 0`` or ``C_k = 0``) vanishes and needs no sha
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ def _allowed(lower: float, inclusive: bool) -> str:
 
 
 def _check_values(name: str, values: np.ndarray, lower: float, inclusive: bool) -> None:
+    """Raises ValueError naming the first value of ``values`` that is out of range, if any."""
     ok = np.isfinite(values) & ((values >= lower) if inclusive else (values > lower))
     if not ok.all():
         index = int(np.flatnonzero(~ok)[0])
@@ -90,12 +92,14 @@ class ResourceProblem:
 
     def __post_init__(self) -> None:
         arrays = {name: _as_float_vector(name, getattr(self, name)) for name, _, _ in _PER_CLIENT_FIELDS}
-        num_clients = _common_length(arrays)
-        for name, lower, inclusive in _PER_CLIENT_FIELDS:
-            vector = np.array(np.broadcast_to(arrays[name], (num_clients,)), dtype=np.float64)
-            _check_values(name, vector, lower, inclusive)
-            vector.setflags(write=False)
-            object.__setattr__(self, name, vector)
+        # One fresh read-only (fields, K) block holds them all; each field is a row of it.
+        block = np.empty((len(arrays), _common_length(arrays)))
+        for row, array in zip(block, arrays.values()):
+            row[...] = array  # broadcasts a scalar
+        _check_per_client(block)
+        block.setflags(write=False)
+        for name, row in zip(arrays, block):
+            object.__setattr__(self, name, row)
         for name in _SCALAR_FIELDS:
             object.__setattr__(self, name, _as_positive_scalar(name, getattr(self, name)))
 
@@ -107,6 +111,21 @@ class ResourceProblem:
     def full_band_snr(self) -> np.ndarray:
         """Per-client SNR ``p g / (B N0)`` when the client holds the whole band."""
         return self.tx_power_w * self.channel_gain / (self.bandwidth_hz * self.noise_psd_w_per_hz)
+
+    @functools.cached_property
+    def every_client_has_work(self) -> bool:
+        """Whether every client has both upload bits and server cycles (the common case)."""
+        return bool(self.upload_bits.min() > 0 and self.server_cycles.min() > 0)
+
+
+def _check_per_client(block: np.ndarray) -> None:
+    """Checks the rows of ``block`` (the per-client fields in their order) against their bounds,
+    raising for the first out-of-range value of the first field that has one."""
+    lowest = block.min(axis=1).tolist()  # NaN in a row makes its minimum NaN, which fails the test below
+    finite = bool(block.max() < math.inf)
+    for (name, lower, inclusive), row, low in zip(_PER_CLIENT_FIELDS, block, lowest):
+        if not (finite and (low >= lower if inclusive else low > lower)):
+            _check_values(name, row, lower, inclusive)
 
 
 def _common_length(arrays: dict[str, np.ndarray]) -> int:
@@ -146,6 +165,8 @@ def uplink_rate(problem: ResourceProblem, bandwidth_share: np.ndarray) -> np.nda
     """Shannon rate in bit/s of each client at its bandwidth share (0 where the share is 0)."""
     share = np.asarray(bandwidth_share, dtype=np.float64)
     snr = problem.full_band_snr
+    if share.size and share.min() > 0 and share.max() < math.inf:  # the common case: no special values
+        return share * problem.bandwidth_hz * np.log1p(snr / share) / LN2
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = share * problem.bandwidth_hz * np.log1p(snr / share) / LN2
     return np.where(share > 0, rate, 0.0)
@@ -158,6 +179,10 @@ def iteration_latency(
     beta = np.asarray(bandwidth_share, dtype=np.float64)
     phi = np.asarray(server_cpu_share, dtype=np.float64)
     rate = uplink_rate(problem, beta)
+    if problem.every_client_has_work and _positive(rate, phi):  # the common case: every term finite
+        upload = problem.upload_bits / rate
+        compute = problem.server_cycles / (phi * problem.server_cpu_hz)
+        return problem.fixed_time_s + upload + compute
     with np.errstate(divide="ignore", invalid="ignore"):
         upload = np.where(problem.upload_bits > 0, problem.upload_bits / rate, 0.0)
         compute = np.where(
@@ -166,3 +191,8 @@ def iteration_latency(
     upload = np.where((problem.upload_bits > 0) & ~(rate > 0), np.inf, upload)
     compute = np.where((problem.server_cycles > 0) & ~(phi > 0), np.inf, compute)
     return problem.fixed_time_s + upload + compute
+
+
+def _positive(*arrays: np.ndarray) -> bool:
+    """Whether every array is non-empty and all its values are > 0 (False for NaN)."""
+    return all(array.size and array.min() > 0 for array in arrays)

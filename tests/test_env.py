@@ -240,3 +240,33 @@ def test_measured_leakage_decides_the_mask():
         make("SFLEnv-v0", **(FAST | {"privacy_rule": "leakage", "max_leakage": 0.1})).reset(seed=0)
     with pytest.raises(ValueError, match="needs training='real'"):
         make(privacy_rule="leakage", max_leakage=0.5).reset(seed=0)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"scheme": "psl"}, {"scheme": "fl"}, {"reward": "time_to_accuracy"},
+                                    {"privacy": "penalty", "min_client_blocks": 2}, {"allocation": "equal"}])
+def test_cut_preview_prices_exactly_what_step_returns_and_changes_nothing(kwargs):
+    previewed, plain = make(**kwargs), make(**kwargs)
+    previewed.reset(seed=4)
+    plain.reset(seed=4)
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        preview = previewed.unwrapped.cut_preview()
+        assert np.isfinite(preview["reward"]).all() and (preview["latency_s"] > 0).all()
+        action = int(rng.integers(3))
+        a, b = previewed.step(action), plain.step(action)
+        assert a[1] == preview["reward"][action]
+        assert a[4]["latency_s"] == preview["latency_s"][action]
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:4] == b[1:4]
+        if a[2] or a[3]:
+            break
+
+
+def test_cut_preview_marks_refused_actions_and_needs_a_reset():
+    env = make(min_client_blocks=3)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.unwrapped.cut_preview()
+    env.reset(seed=0)
+    preview = env.unwrapped.cut_preview()
+    assert preview["allowed"].tolist() == [False, False, True]
+    assert np.isnan(preview["reward"][:2]).all() and np.isfinite(preview["reward"][2])

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from sfl_env.latency import PHASES, iteration_problem_inputs, round_latency
+from sfl_env.latency import PHASES, iteration_problem_inputs, round_latency, transfer_s
 from sfl_env.schemes import SCHEMES, RoundResult
 from sfl_env.validation import ConfigError
 from sfl_env.wireless import (
@@ -290,3 +290,40 @@ def test_bad_inputs_raise_config_errors(overrides, match):
     ) | overrides
     with pytest.raises(ConfigError, match=match):
         round_latency(make_result("sfl-ga"), **args)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("seed", range(3))
+def test_skipping_the_input_checks_changes_no_number(scheme, seed):
+    result, shares, state, wireless, compute = random_case(seed, scheme)
+    checked = round_latency(result, **shares, **state, wireless=wireless, compute=compute)
+    trusted = round_latency(result, **shares, **state, wireless=wireless, compute=compute, check_inputs=False)
+    assert trusted.total_s == checked.total_s and trusted.phases == checked.phases
+    for field in ("client_forward_s", "uplink_s", "server_s", "gradient_downlink_s", "client_backward_s"):
+        np.testing.assert_array_equal(getattr(trusted, field), getattr(checked, field))
+    inputs = iteration_problem_inputs(result, state["uplink_gain"], state["client_cpu_hz"], wireless, compute)
+    trusted_inputs = iteration_problem_inputs(
+        result, state["uplink_gain"], state["client_cpu_hz"], wireless, compute, check_inputs=False
+    )
+    assert inputs.keys() == trusted_inputs.keys()
+    for name, value in inputs.items():
+        np.testing.assert_array_equal(trusted_inputs[name], value)
+
+
+@pytest.mark.parametrize(
+    "bits, rate, expected",
+    [
+        (2e6, np.array([1e6, 4e6]), [2.0, 0.5]),  # scalar bits over per-client rates: a plain division
+        (2e6, np.array([1e6, 0.0]), [2.0, math.inf]),  # a zero rate
+        (2e6, np.array([np.nan, 1e6]), [math.inf, 2.0]),  # a rate that is not positive
+        (0.0, np.array([1e6, 0.0]), [0.0, 0.0]),  # nothing to send
+        (np.array([2e6, 0.0]), np.array([1e6, 0.0]), [2.0, 0.0]),  # per-client bits
+        (2e6, 4e6, 0.5),  # both scalars
+    ],
+)
+def test_transfer_seconds(bits, rate, expected):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seconds = transfer_s(bits, rate)
+    np.testing.assert_array_equal(seconds, expected)
+    np.testing.assert_array_equal(seconds, transfer_s(np.asarray(bits), np.asarray(rate)))  # the general rule

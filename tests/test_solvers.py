@@ -288,6 +288,50 @@ def test_scalars_broadcast_to_the_common_length() -> None:
     assert problem.fixed_time_s.dtype == np.float64 and problem.tx_power_w.shape == (3,)
 
 
+def test_problem_fields_are_read_only_copies() -> None:
+    upload_bits = np.array([1e6, 2e6])
+    problem = ResourceProblem(0.0, upload_bits, 1e8, 1e-10, 0.2, 1e-20, 1e7, 1e11)
+    upload_bits[0] = 5.0
+    np.testing.assert_array_equal(problem.upload_bits, [1e6, 2e6])
+    for name in ("fixed_time_s", "upload_bits", "server_cycles", "channel_gain", "tx_power_w"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(problem, name)[0] = 1.0
+
+
+@pytest.mark.parametrize(
+    ("upload_bits", "server_cycles", "expected"),
+    [([1e6, 2e6], [1e8, 1e8], True), ([1e6, 0.0], [1e8, 1e8], False), ([1e6, 2e6], [0.0, 1e8], False)],
+)
+def test_every_client_has_work(upload_bits: list[float], server_cycles: list[float], expected: bool) -> None:
+    problem = ResourceProblem(0.0, upload_bits, server_cycles, 1e-10, 0.2, 1e-20, 1e7, 1e11)
+    assert problem.every_client_has_work is expected
+
+
+def test_iteration_latency_is_the_same_whichever_way_it_is_computed() -> None:
+    # Busy clients with positive shares take a shortcut; an idle extra client forces the general path,
+    # which must give the busy clients the same seconds.
+    system = dict(tx_power_w=0.2, noise_psd_w_per_hz=1e-20, bandwidth_hz=1e7, server_cpu_hz=1e11)
+    busy = ResourceProblem([0.0, 0.1], [1e6, 2e6], [1e8, 3e8], [1e-10, 1e-11], **system)
+    with_idle = ResourceProblem([0.0, 0.1, 0.0], [1e6, 2e6, 0.0], [1e8, 3e8, 0.0], [1e-10, 1e-11, 1e-10], **system)
+    beta, phi = np.array([0.4, 0.6]), np.array([0.3, 0.7])
+    latency = iteration_latency(busy, beta, phi)
+    idle_shares = np.append(beta, 0.0), np.append(phi, 0.0)
+    np.testing.assert_array_equal(iteration_latency(with_idle, *idle_shares), np.append(latency, 0.0))
+    rate = np.array([rate_bps(b, g, 0.2, 1e-20, 1e7) for b, g in zip(beta, [1e-10, 1e-11])])
+    expected = np.array([0.0, 0.1]) + np.array([1e6, 2e6]) / rate + np.array([1e8, 3e8]) / (phi * 1e11)
+    np.testing.assert_allclose(latency, expected, rtol=1e-12)
+
+
+def test_allocation_shares_are_fresh_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    problem = ResourceProblem(**VALID_FIELDS)
+    beta, phi = np.array([0.5, 0.5]), np.array([0.25, 0.75])
+    monkeypatch.setattr(exact, "solve_exact", lambda p: (beta, phi))
+    allocation = solve(problem, "exact")
+    assert not allocation.fallback
+    np.testing.assert_array_equal(allocation.bandwidth_share, beta)
+    assert not np.shares_memory(allocation.bandwidth_share, beta) and not np.shares_memory(allocation.server_cpu_share, phi)
+
+
 VALID_FIELDS = dict(
     fixed_time_s=[0.0, 0.1],
     upload_bits=[1e6, 2e6],

@@ -111,3 +111,16 @@ def test_refuses_to_overwrite_an_existing_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_agent.main(["--agent", "random", "--total-steps", "20", "--out", str(run), *FAST[:5]])
     assert "already holds a run; pass --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("agent", ["ddqn", "ppo"])
+def test_subprocess_vector_env_trains_with_two_workers(tmp_path, agent):
+    run = tmp_path / "run"
+    hyper = ["--hyperparams", "learning_starts=50", "batch_size=16"] if agent == "ddqn" else \
+        ["--hyperparams", "n_steps=32", "batch_size=32", "n_epochs=1"]
+    assert train_agent.main(["--agent", agent, "--n-envs", "2", "--total-steps", "128", "--out", str(run),
+                             "--no-reference", *FAST[:5], *hyper]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] >= 128 and "normalised_score" not in summary
+    episodes = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "episode"]
+    assert len(episodes) >= 2 and all(r["length"] == 20 for r in episodes)

@@ -191,3 +191,31 @@ def test_config_accepts_lists_and_stores_tuples():
 def test_channel_rejects_no_clients():
     with pytest.raises(ConfigError, match="num_clients"):
         Channel(0, WirelessConfig(), np.random.default_rng(0))
+
+
+def test_gain_follows_the_distances_after_mobility_steps():
+    channel = Channel(4, WirelessConfig(mobility_km_per_round=0.05), np.random.default_rng(1))
+    for _ in range(3):
+        channel.step()
+        expected = 10 ** (-path_loss_db(channel.distance_m) / 10) * channel.fading_power
+        np.testing.assert_allclose(channel.gain, expected, rtol=1e-12)
+
+
+def test_uncorrelated_fading_redraws_from_the_generator_alone():
+    # rho = 0: each round's fading is a fresh draw, the same numbers a twin generator gives.
+    channel = Channel(6, WirelessConfig(fading_correlation=0.0), np.random.default_rng(5))
+    twin = np.random.default_rng(5)
+    twin.uniform(size=6)  # the distances
+    twin.normal(size=(2, 6))  # the first fading state
+    channel.step()
+    real, imag = twin.normal(0.0, np.sqrt(0.5), (2, 6))
+    np.testing.assert_array_equal(channel.fading_power, np.abs(real + 1j * imag) ** 2)
+
+
+def test_uplink_rate_is_the_same_with_and_without_zero_shares():
+    # Positive shares take a shortcut; a zero share elsewhere in the vector must not change the others.
+    gains = np.array([1e-10, 3e-11, 2e-12])
+    shares = np.array([0.5, 0.3, 0.2])
+    with_zero = uplink_rate_bps(np.append(shares, 0.0), np.append(gains, 1e-10), 0.2, 10e6, N0)
+    np.testing.assert_array_equal(uplink_rate_bps(shares, gains, 0.2, 10e6, N0), with_zero[:3])
+    assert with_zero[3] == 0.0
