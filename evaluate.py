@@ -68,6 +68,7 @@ class Entry:
     env_id: str
     env_kwargs: dict[str, Any]
     runs: list[Path] = field(default_factory=list)  # train_agent.py run folders (learned agents)
+    model: str = "best"  # of a run folder: "best" (validated during training, when saved) or "final"
 
     @property
     def config_hash(self) -> str:
@@ -75,7 +76,7 @@ class Entry:
 
     @property
     def source(self) -> str:
-        return ";".join(str(r) for r in self.runs) or self.policy
+        return ";".join(f"{r}:{self.model}" for r in self.runs) or self.policy
 
 
 def config_hash(env_id: str, env_kwargs: dict[str, Any]) -> str:
@@ -112,19 +113,19 @@ def parse_agents(spec: str) -> list[tuple[str, list[Path]]]:
 
 
 def build_entries(mode: str, agent_specs: list[tuple[str, list[Path]]], env_id: str, env_kwargs: dict,
-                  n_cuts: int) -> list[Entry]:
+                  n_cuts: int, model: str = "best") -> list[Entry]:
     if mode == "cuts":
         kwargs = {"scheme": "sfl-ga"} | env_kwargs
         return [Entry(f"cut-{c}", f"cut-{c}", env_id, kwargs) for c in range(1, n_cuts + 1)]
     if mode == "schemes":
         policy, runs = agent_specs[0]
-        return [Entry(scheme, policy, env_id, env_kwargs | {"scheme": scheme}, runs) for scheme in SCHEMES]
+        return [Entry(scheme, policy, env_id, env_kwargs | {"scheme": scheme}, runs, model) for scheme in SCHEMES]
     specs = dict(agent_specs)
     for name in REFERENCES:
         specs.setdefault(name, [])
-    entries = [Entry(name, name, env_id, env_kwargs, runs) for name, runs in specs.items()]
+    entries = [Entry(name, name, env_id, env_kwargs, runs, model) for name, runs in specs.items()]
     if "allocation" not in env_kwargs:
-        entries += [Entry(f"{name}/equal", name, env_id, env_kwargs | {"allocation": "equal"}, runs)
+        entries += [Entry(f"{name}/equal", name, env_id, env_kwargs | {"allocation": "equal"}, runs, model)
                     for name, runs in specs.items() if name not in REFERENCES]
     return entries
 
@@ -209,7 +210,9 @@ def run_mode(mode: str, entries: list[Entry], seeds: int, episodes: int, folder:
 def _agent(entry: Entry, seed_index: int, episode_index: int, env: gym.Env, cache: dict) -> agents.Agent:
     if entry.runs:  # a trained policy: loaded once per seed, deterministic
         if seed_index not in cache:
-            cache[seed_index] = agents.load(entry.runs[seed_index % len(entry.runs)], env=env)
+            run = entry.runs[seed_index % len(entry.runs)]
+            best = entry.model == "best" and any((run / f"best_model.{ext}").is_file() for ext in ("pt", "zip"))
+            cache[seed_index] = agents.load(run, env=env, model="best_model" if best else "model")
         return cache[seed_index].bind(env)
     # Baselines are rebuilt per episode so that a resumed evaluation draws the same random actions.
     return agents.make(entry.policy, env, seed=env_seed(seed_index, episode_index))
@@ -448,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--agents", default=None,
                         help="comma-separated run folders (globs allowed) and/or baseline names; agents mode "
                              "adds every baseline, schemes mode uses the first as the cut policy (default oracle)")
+    parser.add_argument("--model", choices=("best", "final"), default="best",
+                        help="which model of a run folder: the best on its validation episodes (default) or the final")
     parser.add_argument("--env-id", default=None, help="default: SFLEnvAnalytic-v0 for agents, SFLEnv-v0 otherwise")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--data-dir", default=None, help="folder of the MNIST / Fashion-MNIST / CIFAR-10 files")
@@ -491,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
             specs = parse_agents(spec) if mode != "cuts" else []
         except (ValueError, TypeError, FileNotFoundError) as error:
             parser.error(f"{mode}: {error}")
-        plan.append((mode, build_entries(mode, specs, env_id, env_kwargs, n_cuts)))
+        plan.append((mode, build_entries(mode, specs, env_id, env_kwargs, n_cuts, args.model)))
 
     tables, all_rows = {}, {}
     start = time.perf_counter()

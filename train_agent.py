@@ -7,9 +7,10 @@
 
 The run folder (``--out``) holds ``config.json`` (everything resolved), ``metrics.jsonl`` (every
 record; the source of truth), ``episodes.csv`` and ``evaluations.csv``, ``checkpoint/`` (the latest
-resumable state), the final model (``model.pt`` or ``model.zip``) and ``summary.json`` (evaluation
-return mean and std, the random and oracle references on the same evaluation seeds, the normalised
-score, steps, wall time, seed). With ``--track`` W&B mirrors the records (``offline`` when no API key
+resumable state), the final model (``model.pt`` or ``model.zip``), ``best_model`` (the model with the
+best return on the validation episodes played every ``--eval-freq`` steps) and ``summary.json``
+(return mean and std on held-out test episodes for the final and the best model, the random and
+oracle references on the same test seeds, the normalised scores, steps, wall time, seed). With ``--track`` W&B mirrors the records (``offline`` when no API key
 is configured; ``wandb sync <run>/wandb/offline-run-*`` uploads it later).
 
 Ctrl-C stops after the current step, saves a checkpoint and the summary so far, and exits with 130; a
@@ -38,7 +39,7 @@ import numpy as np
 import agents
 import sfl_env
 from agents.base import Agent, Callback
-from agents.rollout import evaluate, evaluation_seeds, mean_return, normalised_score
+from agents.rollout import evaluate, evaluation_seeds, mean_return, normalised_score, validation_seeds
 from agents.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode
 from sfl_env.demo import parse_overrides
 
@@ -222,17 +223,24 @@ class Trainer(Callback):
     def on_metrics(self, agent, num_steps, metrics) -> None:
         self.log.record("train", num_steps, metrics)
 
-    def evaluate(self, agent: Agent, num_steps: int) -> list:
-        episodes = evaluate(agent, self.eval_env, evaluation_seeds(self.config["eval_episodes"]))
+    def evaluate(self, agent: Agent, num_steps: int, split: str = "validation") -> list:
+        """Plays the validation episodes (model selection) or the test episodes (the summary)."""
+        count = self.config["eval_episodes"]
+        seeds = validation_seeds(count) if split == "validation" else evaluation_seeds(count)
+        episodes = evaluate(agent, self.eval_env, seeds)
         returns = [e.episode_return for e in episodes]
+        mean = float(np.mean(returns))
         self.log.record("eval", num_steps, {
-            "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+            "split": split, "mean_return": mean, "std_return": float(np.std(returns)),
             "mean_final_accuracy": float(np.nanmean([e.final_accuracy for e in episodes])
                                          if any(not math.isnan(e.final_accuracy) for e in episodes) else math.nan),
             "mean_latency_s": float(np.mean([e.total_latency_s for e in episodes])),
         })
+        if split == "validation" and agent.learns and mean > self.state.get("best_validation_return", -math.inf):
+            agent.save(self.run / "best_model")
+            self.state |= {"best_validation_return": mean, "best_step": num_steps}
         if self._bar is not None:
-            self._bar.set_postfix(eval_return=f"{np.mean(returns):.3f}")
+            self._bar.set_postfix(validation_return=f"{mean:.3f}")
         return episodes
 
     def checkpoint(self, agent: Agent) -> None:
@@ -265,26 +273,38 @@ def latest_checkpoint(run: Path) -> Path | None:
     return None
 
 
-def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], reference: bool, interrupted: bool) -> dict:
-    episodes = trainer.evaluate(agent, trainer.state["num_steps"])
-    returns = [e.episode_return for e in episodes]
+def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], run: Path, reference: bool,
+              interrupted: bool) -> dict:
+    """Test-seed evaluation of the final model (and of the best validated one), with the references."""
+    episodes = trainer.evaluate(agent, trainer.state["num_steps"], split="test")
     summary = {
         "agent": config["agent"], "env_id": config["env_id"], "env_kwargs": config["env_kwargs"],
         "seed": config["seed"], "steps": trainer.state["num_steps"], "total_steps": config["total_steps"],
         "wall_time_s": trainer.wall_s(), "interrupted": interrupted,
         "eval_episodes": len(episodes), "eval_seeds": [e.seed for e in episodes],
-        "eval_mean_return": float(np.mean(returns)), "eval_std_return": float(np.std(returns)),
-        "eval_mean_final_accuracy": float(np.mean([e.final_accuracy for e in episodes])),
-        "eval_mean_latency_s": float(np.mean([e.total_latency_s for e in episodes])),
-    }
+    } | _returns("eval", episodes)
+    if (run / "best_model.pt").is_file() or (run / "best_model.zip").is_file():
+        best = agents.load(run, model="best_model")
+        summary["best_model"] = {"step": trainer.state["best_step"],
+                                 "validation_return": trainer.state["best_validation_return"]} | \
+            _returns("eval", evaluate(best, trainer.eval_env, [e.seed for e in episodes]))
     if reference:
-        seeds = evaluation_seeds(config["eval_episodes"])
         refs = {name: mean_return(evaluate(agents.make(name, trainer.eval_env, seed=config["seed"]),
-                                           trainer.eval_env, seeds))
+                                           trainer.eval_env, summary["eval_seeds"]))
                 for name in ("random", "oracle")}
         summary |= {"random_mean_return": refs["random"], "oracle_mean_return": refs["oracle"],
                     "normalised_score": normalised_score(summary["eval_mean_return"], refs["random"], refs["oracle"])}
+        if "best_model" in summary:
+            summary["best_model"]["normalised_score"] = normalised_score(
+                summary["best_model"]["eval_mean_return"], refs["random"], refs["oracle"])
     return summary
+
+
+def _returns(prefix: str, episodes: list) -> dict[str, float]:
+    returns = [e.episode_return for e in episodes]
+    return {f"{prefix}_mean_return": float(np.mean(returns)), f"{prefix}_std_return": float(np.std(returns)),
+            f"{prefix}_mean_final_accuracy": float(np.mean([e.final_accuracy for e in episodes])),
+            f"{prefix}_mean_latency_s": float(np.mean([e.total_latency_s for e in episodes]))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer.checkpoint(agent)
     if agent.learns:
         agent.save(run / "model")
-    summary = summarise(agent, trainer, config, reference=not args.no_reference, interrupted=interrupted)
+    summary = summarise(agent, trainer, config, run, reference=not args.no_reference, interrupted=interrupted)
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     if mirror is not None:
         mirror.summary(summary)
@@ -366,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
            f"eval return {summary['eval_mean_return']:.3f} +- {summary['eval_std_return']:.3f}"
     if "normalised_score" in summary:
         line += f", normalised score {summary['normalised_score']:.3f} (random 0, oracle 1)"
+    if "normalised_score" in summary.get("best_model", {}):
+        best = summary["best_model"]
+        line += f"; best validated model (step {best['step']}): score {best['normalised_score']:.3f}"
     print(line)
     print(f"run folder: {run}")
     if interrupted:

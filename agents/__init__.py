@@ -91,8 +91,9 @@ def make(name: str, env: Any = None, *, seed: int = 0, env_id: str | None = None
     return agent
 
 
-def load(run_folder: str | Path, env: Any = None) -> Agent:
-    """The trained agent of a ``train_agent.py`` run folder (its final model), ready to ``predict``.
+def load(run_folder: str | Path, env: Any = None, model: str = "model") -> Agent:
+    """The trained agent of a ``train_agent.py`` run folder, ready to ``predict``: its final model, or
+    ``model="best_model"`` for the one that scored best on the validation episodes during training.
 
     ``env``, when given, is bound to the agent (needed by ``greedy-latency`` and ``oracle``).
     """
@@ -107,9 +108,9 @@ def load(run_folder: str | Path, env: Any = None) -> Agent:
         raise ValueError(f"{config_path} is corrupt or incomplete: {error}") from error
     check_name(name)
     if name == "ddqn":
-        agent: Agent = DDQNAgent.load(folder / "model.pt")
+        agent: Agent = DDQNAgent.load(folder / f"{model}.pt")
     elif name in ALGORITHMS:
-        agent = SB3Agent(name, n_actions, seed=seed, **config.get("hyperparameters", {})).load_model(folder / "model")
+        agent = SB3Agent(name, n_actions, seed=seed, **config.get("hyperparameters", {})).load_model(folder / model)
     else:
         agent = make(name, _SpacesOnly(n_actions), seed=seed, env_id=config.get("env_id"))
     return agent.bind(env) if env is not None else agent

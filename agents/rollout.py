@@ -15,7 +15,8 @@ import numpy as np
 
 from .base import Agent
 
-EVAL_SEED_OFFSET = 1_000_000  # evaluation episodes never share a seed with training episodes
+EVAL_SEED_OFFSET = 1_000_000  # test episodes never share a seed with training episodes
+VALIDATION_SEED_OFFSET = 500_000  # model selection during training uses its own seeds
 
 
 @dataclass
@@ -90,7 +91,13 @@ def run_episode(agent: Agent, env: gym.Env, seed: int) -> Episode:
 
 
 def evaluation_seeds(count: int, offset: int = 0) -> list[int]:
+    """Seeds of held-out test episodes."""
     return [EVAL_SEED_OFFSET + offset + i for i in range(count)]
+
+
+def validation_seeds(count: int) -> list[int]:
+    """Seeds of the episodes that pick the best model during training (disjoint from the test seeds)."""
+    return [VALIDATION_SEED_OFFSET + i for i in range(count)]
 
 
 def evaluate(agent: Agent, env: gym.Env, seeds: list[int]) -> list[Episode]:

@@ -39,7 +39,7 @@ class RunLog:
         if kind in ("episode", "eval"):
             self._csv_row("episodes.csv" if kind == "episode" else "evaluations.csv", row)
         if self.mirror is not None:
-            prefix = {"episode": "rollout/", "eval": "eval/"}.get(kind, "")
+            prefix = {"episode": "rollout/", "eval": f"{values.get('split', 'eval')}/"}.get(kind, "")
             numeric = {(k if "/" in k else prefix + k): v for k, v in row.items()
                        if k not in ("kind", "step", "time") and isinstance(v, (int, float)) and not isinstance(v, bool)}
             self.mirror.log(numeric, step)

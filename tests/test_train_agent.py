@@ -43,11 +43,17 @@ def test_run_folder_holds_config_metrics_model_summary_and_offline_wandb(tmp_pat
     assert summary["eval_episodes"] == 2 and np.isfinite(summary["eval_std_return"])
     assert summary["random_mean_return"] < summary["oracle_mean_return"]
     assert np.isfinite(summary["normalised_score"])
+    best = summary["best_model"]
+    assert best["step"] % 40 == 0 and np.isfinite(best["normalised_score"])
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert {r["split"] for r in evals} == {"validation", "test"}
+    assert best["validation_return"] == max(r["mean_return"] for r in evals if r["split"] == "validation")
+    assert agents.load(run, model="best_model").predict(np.zeros(config["obs_dim"], np.float32)) in (0, 1, 2)
 
     offline = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(offline) == 1
     logged = offline[0].read_bytes()
-    assert b"eval/mean_return" in logged and b"rollout/return" in logged and b"train/loss" in logged
+    assert b"validation/mean_return" in logged and b"test/mean_return" in logged and b"rollout/return" in logged and b"train/loss" in logged
 
     agent = agents.load(run)
     assert isinstance(agent, agents.DDQNAgent) and agent.num_steps == 400
