@@ -34,6 +34,7 @@ class DDQNConfig:
 
     gamma: float = 0.9
     learning_rate: float = 1e-3
+    learning_rate_final: float | None = None  # linear decay to this over total_steps (None: constant)
     hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
     buffer_size: int = 10_000
     batch_size: int = 64
@@ -51,6 +52,7 @@ class DDQNConfig:
         checks = {
             "gamma": 0.0 <= self.gamma <= 1.0,
             "learning_rate": self.learning_rate > 0,
+            "learning_rate_final": self.learning_rate_final is None or self.learning_rate_final >= 0,
             "hidden_sizes": len(self.hidden_sizes) > 0 and all(int(h) > 0 for h in self.hidden_sizes),
             "buffer_size": self.buffer_size >= 1,
             "batch_size": 1 <= self.batch_size <= self.buffer_size,
@@ -216,6 +218,7 @@ class DDQNAgent(Agent):
         keep_going = True
         while keep_going and self.num_steps < total_steps:
             epsilon = linear_epsilon(self.num_steps, total_steps, cfg)
+            self._set_learning_rate(self.num_steps, total_steps)
             actions = self._explore(obs, masks, epsilon)
             next_obs, rewards, dones, infos = env.step(actions)
 
@@ -244,6 +247,7 @@ class DDQNAgent(Agent):
             keep_going = callback.on_step(self, self.num_steps, rewards, dones, infos)
             if self.num_steps // cfg.log_interval > previous_steps // cfg.log_interval:
                 metrics = {"train/epsilon": epsilon, "train/gradient_steps": float(self.gradient_steps),
+                           "train/learning_rate": self.optimizer.param_groups[0]["lr"],
                            "train/skipped_updates": float(self.skipped_updates)}
                 if losses:
                     metrics |= {"train/loss": float(np.mean(losses)), "train/q_mean": float(np.mean(q_means))}
@@ -251,6 +255,14 @@ class DDQNAgent(Agent):
                 losses, q_means = [], []
         callback.on_training_end(self)
         return self
+
+    def _set_learning_rate(self, step: int, total_steps: int) -> None:
+        cfg = self.config
+        if cfg.learning_rate_final is None:
+            return
+        fraction = min(1.0, step / max(1, total_steps))
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.learning_rate + fraction * (cfg.learning_rate_final - cfg.learning_rate)
 
     def _reset_masks(self, env: Any, indices, masks: np.ndarray) -> np.ndarray:
         """Masks for the first state of freshly reset episodes (from their reset info, else ``action_masks()``)."""

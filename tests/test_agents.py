@@ -245,3 +245,11 @@ def test_random_agent_covers_exactly_the_allowed_actions(mask_bits, seed):
     agent = agents.baselines.RandomAgent(4, seed=seed)
     picks = {agent.predict(None, np.array(mask_bits)) for _ in range(200)}
     assert picks == set(np.flatnonzero(mask_bits))
+
+
+def test_learning_rate_decays_linearly_when_a_final_rate_is_set():
+    env = vec(MASKED)
+    agent = agents.make("ddqn", env, learning_rate_final=0.0, **SMALL["ddqn"]).learn(env, 200)
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 199 / 200))
+    constant = agents.make("ddqn", env, **SMALL["ddqn"]).learn(env, 200)
+    assert constant.optimizer.param_groups[0]["lr"] == 1e-3
