@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # `make demo` writes here (replaced on every run).
 DEMO_DIR ?= demo-output
-DEMO_STEPS ?= 20000
+DEMO_STEPS ?= 50000
 DEMO_SEEDS ?= 2
 
 .PHONY: setup demo test bench clean
@@ -26,7 +26,7 @@ setup: $(STAMP)
 # cut, then a short evaluation (leaderboards, figures, claims.md). About 5 minutes on 2 cores.
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
-	$(PY) train_agent.py --agent ddqn --total-steps $(DEMO_STEPS) --out $(DEMO_DIR)/ddqn --no-progress
+	$(PY) train_agent.py --agent ddqn --total-steps $(DEMO_STEPS) --eval-episodes 20 --out $(DEMO_DIR)/ddqn --no-progress
 	$(PY) -m agents.compare $(DEMO_DIR)/ddqn fixed-shallowest --env-id SFLEnv-v0
 	$(PY) evaluate.py --mode all --seeds $(DEMO_SEEDS) --agents $(DEMO_DIR)/ddqn --out $(DEMO_DIR)/evaluation
 

@@ -3,8 +3,8 @@
     python -m agents.compare runs/ddqn__SFLEnvAnalytic-v0__0 fixed-shallowest --env-id SFLEnv-v0
     python -m agents.compare oracle greedy-latency random --env-kwargs rho=0.3
 
-Each agent is a baseline name or a train_agent.py run folder. Every agent gets its own env built
-from the same id, keywords and seed, so they face the same channels and data.
+Each agent is a baseline name or a train_agent.py run folder (its validated best model). Every agent
+gets its own env built from the same id, keywords and seed, so they face the same channels and data.
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ from .rollout import Episode, run_episode
 
 
 def load_agent(spec: str, env: gym.Env):
-    return load(spec, env=env) if (Path(spec) / RUN_CONFIG).is_file() else make(spec, env)
+    """A baseline by name, or a run folder's validated best model (its final model if none was kept)."""
+    folder = Path(spec)
+    if not (folder / RUN_CONFIG).is_file():
+        return make(spec, env)
+    best = any((folder / f"best_model.{ext}").is_file() for ext in ("pt", "zip"))
+    return load(folder, env=env, model="best_model" if best else "model")
 
 
 def side_by_side(names: list[str], episodes: list[Episode], every: int = 5) -> str:
