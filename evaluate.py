@@ -106,6 +106,9 @@ def parse_agents(spec: str) -> list[tuple[str, list[Path]]]:
             raise ValueError(f"--agents: {item!r} matches no train_agent.py run folder")
         else:
             agents.check_name(item)
+            if item in agents.LEARNERS:
+                raise ValueError(f"--agents {item!r} is a learning agent; give its train_agent.py run folder(s), "
+                                 f"e.g. 'runs/{item}__*'")
             out.setdefault(item, [])
     if not out:
         raise ValueError("--agents is empty; give baseline names and/or run folders, comma-separated")

@@ -109,6 +109,7 @@ def test_schemes_mode_runs_every_scheme_and_measures_the_broadcast_saving(tmp_pa
 @pytest.mark.parametrize("argv, message", [
     (["--agents", "nobody"], "unknown agent 'nobody'"),
     (["--agents", "runs/missing*"], "matches no train_agent.py run folder"),
+    (["--agents", "ddqn"], "'ddqn' is a learning agent; give its train_agent.py run folder"),
     (["--env-id", "SFLEnv-v7"], "--env-id 'SFLEnv-v7' is not registered"),
     (["--env-kwargs", "rho"], "override 'rho' is malformed"),
     (["--env-kwargs", "scheme=sfl-v3"], "scheme"),
