@@ -247,6 +247,7 @@ class Trainer(Callback):
         """Writes the resumable state; the previous checkpoint stays valid until the new one is complete."""
         if not agent.learns:
             return
+        self.state["num_steps"] = agent.num_steps  # after a failure mid-step the agent is one step ahead
         tmp, final, old = (self.run / f"{CHECKPOINT}.tmp", self.run / CHECKPOINT, self.run / f"{CHECKPOINT}.old")
         shutil.rmtree(tmp, ignore_errors=True)
         agent.save_checkpoint(tmp)
@@ -366,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     previous_handler = signal.signal(signal.SIGINT, request_stop)
     try:
         agent.learn(vec_env, config["total_steps"], callback=trainer)
+    except Exception:  # an unexpected failure: keep what was learned, then report it
+        if agent.learns:
+            trainer.checkpoint(agent)
+            print(f"training failed at step {trainer.state['num_steps']}; a checkpoint is saved, continue with: "
+                  f"python train_agent.py --resume --out {run}", file=sys.stderr)
+        raise
     finally:
         signal.signal(signal.SIGINT, previous_handler)
         trainer.close()

@@ -130,3 +130,28 @@ def test_subprocess_vector_env_trains_with_two_workers(tmp_path, agent):
     assert summary["steps"] >= 128 and "normalised_score" not in summary
     episodes = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "episode"]
     assert len(episodes) >= 2 and all(r["length"] == 20 for r in episodes)
+
+
+def test_an_unexpected_failure_keeps_a_resumable_checkpoint(tmp_path, monkeypatch, capsys):
+    from agents.ddqn import DDQNAgent
+
+    original = DDQNAgent._update
+    calls = {"n": 0}
+
+    def failing_update(self):
+        calls["n"] += 1
+        if calls["n"] == 100:
+            raise RuntimeError("injected backend failure")
+        return original(self)
+
+    monkeypatch.setattr(DDQNAgent, "_update", failing_update)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="injected"):
+        train_agent.main(["--agent", "ddqn", "--total-steps", "1000", "--out", str(run), *FAST])
+    assert "a checkpoint is saved" in capsys.readouterr().err
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    # Learning starts after 50 steps; the 100th update fails in step 150, whose transition is stored.
+    assert state["num_steps"] == 150
+    monkeypatch.setattr(DDQNAgent, "_update", original)
+    assert train_agent.main(["--resume", "--out", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["steps"] == 1000
