@@ -152,10 +152,25 @@ def hardware() -> str:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The complete rows of a results.csv. A row torn by a killed run is dropped, and the file is
+    rewritten without it so that appended rows start on a fresh line."""
     if not path.is_file():
         return []
     with path.open(newline="") as file:
-        return [_typed(row) for row in csv.DictReader(file)]
+        raw = list(csv.DictReader(file))
+    rows, complete = [], []
+    for row in raw:
+        try:
+            rows.append(_typed(row))
+            complete.append(row)
+        except (KeyError, TypeError, ValueError):
+            continue
+    if len(complete) < len(raw) or not path.read_bytes().endswith(b"\n"):
+        with path.open("w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(complete)
+    return rows
 
 
 def _typed(row: dict[str, str]) -> dict[str, Any]:

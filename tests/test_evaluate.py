@@ -55,9 +55,9 @@ def test_resume_skips_finished_rows_and_completes_the_rest(tmp_path, monkeypatch
     argv = ["--mode", "agents", "--agents", "random", "--out", str(out), *FAST]
     assert evaluate.main(argv) == 0
     complete = read_csv(out / "results.csv")
-    # Simulate an interruption: keep the header and the first 5 rows only.
+    # Simulate a kill: keep the header, the first 5 rows and half of the 6th.
     lines = (out / "results.csv").read_text().splitlines(keepends=True)
-    (out / "results.csv").write_text("".join(lines[:6]))
+    (out / "results.csv").write_text("".join(lines[:6]) + lines[6][: len(lines[6]) // 2])
     played = []
     original = evaluate.run_episode
     monkeypatch.setattr(evaluate, "run_episode", lambda agent, env, seed: played.append(seed) or original(agent, env, seed))
