@@ -12,6 +12,8 @@ Action space
     clients. ``action_masks()`` (and ``info["action_mask"]``) says which cuts privacy allows.
     With ``privacy="mask"`` a disallowed action raises ``ValueError``; with ``privacy="penalty"`` it is
     replaced by the nearest allowed cut and ``privacy_penalty`` is subtracted from the reward.
+    ``cut_preview()`` prices every action of the coming round (solver and reward, no training);
+    ``step(a)`` then returns exactly ``cut_preview()["reward"][a]``.
 Observation space
     ``Box(0, 1, (2K + 5,), float32)``, in this order:
     ``[0, K)`` channel gain of each client in dB, scaled from [-PL(d_max) - 30 dB, -PL(d_min) + 10 dB];
