@@ -32,7 +32,6 @@ import glob
 import hashlib
 import json
 import math
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,8 +42,9 @@ import gymnasium as gym
 import numpy as np
 
 import agents
-import sfl_env
+import sfl_env  # noqa: F401  (registers the env ids)
 from agents.rollout import EVAL_SEED_OFFSET, Episode, run_episode
+from agents.tracking import hardware, versions
 from sfl_env.demo import parse_overrides
 from sfl_env.schemes import SCHEMES
 
@@ -136,21 +136,6 @@ def build_entries(mode: str, agent_specs: list[tuple[str, list[Path]]], env_id: 
 # ---------------------------------------------------------------------------------------------- running
 
 
-def versions() -> str:
-    import stable_baselines3
-    import torch
-
-    return json.dumps({"sfl_env": sfl_env.__version__, "torch": torch.__version__, "gymnasium": gym.__version__,
-                       "stable_baselines3": stable_baselines3.__version__, "numpy": np.__version__,
-                       "python": platform.python_version()}, sort_keys=True)
-
-
-def hardware() -> str:
-    import os
-
-    return f"{platform.machine()} {platform.processor() or platform.system()} {os.cpu_count()} cpus"
-
-
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The complete rows of a results.csv. A row torn by a killed run is dropped, and the file is
     rewritten without it so that appended rows start on a fresh line."""
@@ -194,7 +179,7 @@ def run_mode(mode: str, entries: list[Entry], seeds: int, episodes: int, folder:
     if rows and not resume:
         raise FileExistsError(f"{results} exists; pass --resume to continue it or choose another --out")
     done = {(r["agent"], r["config_hash"], r["seed_index"], r["episode"]) for r in rows}
-    version_text, hardware_text = versions(), hardware()
+    version_text, hardware_text = json.dumps(versions(), sort_keys=True), hardware()
     new_file = not results.is_file() or results.stat().st_size == 0
     with results.open("a", newline="") as csv_file, traces_path.open("a") as traces_file:
         writer = csv.DictWriter(csv_file, fieldnames=COLUMNS)
@@ -229,7 +214,7 @@ def _agent(entry: Entry, seed_index: int, episode_index: int, env: gym.Env, cach
     if entry.runs:  # a trained policy: loaded once per seed, deterministic
         if seed_index not in cache:
             run = entry.runs[seed_index % len(entry.runs)]
-            best = entry.model == "best" and any((run / f"best_model.{ext}").is_file() for ext in ("pt", "zip"))
+            best = entry.model == "best" and agents.has_model(run, "best_model")
             cache[seed_index] = agents.load(run, env=env, model="best_model" if best else "model")
         return cache[seed_index].bind(env)
     # Baselines are rebuilt per episode so that a resumed evaluation draws the same random actions.
@@ -314,7 +299,7 @@ def leaderboard_markdown(mode: str, table: list[dict[str, Any]], entries: list[E
         "",
         f"Env: {', '.join(env_ids)}; base config `{json.dumps(_base_kwargs(entries), sort_keys=True)}`; "
         f"{seeds} seeds x {episodes} episodes (env seeds {EVAL_SEED_OFFSET} + 1000 seed + episode, shared by every agent).",
-        f"Versions: `{rows[0]['versions'] if rows else versions()}`; hardware: {rows[0]['hardware'] if rows else hardware()}.",
+        f"Versions: `{rows[0]['versions'] if rows else json.dumps(versions(), sort_keys=True)}`; hardware: {rows[0]['hardware'] if rows else hardware()}.",
         "Return: per-seed mean episode return; IQM and mean over seeds with 95 % stratified-bootstrap CIs. "
         "Score: (R - R_random) / (R_oracle - R_random) per seed (1 = the per-round exhaustive-search oracle).",
         "Time to target: median over the episodes that reached the target accuracy (simulated seconds).",
@@ -493,8 +478,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.data_dir is not None:
         env_kwargs["data_dir"] = args.data_dir
-    if args.env_id is not None and args.env_id not in gym.registry:
-        parser.error(f"--env-id {args.env_id!r} is not registered; SFL-Env ids: SFLEnv-v0, SFLEnvAnalytic-v0")
+    if args.env_id is not None:
+        try:
+            agents.check_env_id(args.env_id)
+        except ValueError as error:
+            parser.error(f"--env-id {error}")
     out = Path(args.out)
     modes = ("cuts", "schemes", "agents") if args.mode == "all" else (args.mode,)
     default_agents = {"agents": ",".join(agents.BASELINES), "schemes": "oracle", "cuts": ""}

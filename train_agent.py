@@ -21,11 +21,9 @@ weights, optimiser and replay buffer (the episode in progress at the interruptio
 from __future__ import annotations
 
 import argparse
-import difflib
 import functools
 import json
 import math
-import platform
 import shutil
 import signal
 import sys
@@ -37,10 +35,10 @@ import gymnasium as gym
 import numpy as np
 
 import agents
-import sfl_env
+import sfl_env  # noqa: F401  (registers the env ids)
 from agents.base import Agent, Callback
 from agents.rollout import evaluate, evaluation_seeds, mean_return, normalised_score, validation_seeds
-from agents.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode
+from agents.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, versions
 from sfl_env.demo import parse_overrides
 
 CHECKPOINT = "checkpoint"
@@ -101,7 +99,10 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         overrides = parse_overrides(args.hyperparams)
     except ValueError as error:
         parser.error(str(error))
-    check_env_id(args.env_id, parser)
+    try:
+        agents.check_env_id(args.env_id)
+    except ValueError as error:
+        parser.error(f"--env-id {error}")
     for name, value in (("--n-envs", args.n_envs), ("--eval-episodes", args.eval_episodes),
                         ("--checkpoint-freq", args.checkpoint_freq)):
         if value < 1:
@@ -127,24 +128,6 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         "wandb_id": f"{out.name}-{int(time.time())}".replace("/", "_"),
         "versions": versions(),
     }
-
-
-def check_env_id(env_id: str, parser: argparse.ArgumentParser) -> None:
-    if env_id in gym.registry:
-        return
-    ours = [k for k, spec in gym.registry.items() if str(spec.entry_point).startswith("sfl_env")]
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    parser.error(f"--env-id {env_id!r} is not registered{hint}; SFL-Env ids: {', '.join(ours)}")
-
-
-def versions() -> dict[str, str]:
-    import stable_baselines3
-    import torch
-
-    return {"sfl_env": sfl_env.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "gymnasium": gym.__version__, "stable_baselines3": stable_baselines3.__version__,
-            "numpy": np.__version__, "machine": platform.machine()}
 
 
 # ---------------------------------------------------------------------------------------------- envs
@@ -228,14 +211,9 @@ class Trainer(Callback):
         count = self.config["eval_episodes"]
         seeds = validation_seeds(count) if split == "validation" else evaluation_seeds(count)
         episodes = evaluate(agent, self.eval_env, seeds)
-        returns = [e.episode_return for e in episodes]
-        mean = float(np.mean(returns))
-        self.log.record("eval", num_steps, {
-            "split": split, "mean_return": mean, "std_return": float(np.std(returns)),
-            "mean_final_accuracy": float(np.nanmean([e.final_accuracy for e in episodes])
-                                         if any(not math.isnan(e.final_accuracy) for e in episodes) else math.nan),
-            "mean_latency_s": float(np.mean([e.total_latency_s for e in episodes])),
-        })
+        means = episode_means(episodes)
+        mean = means["mean_return"]
+        self.log.record("eval", num_steps, {"split": split} | means)
         if split == "validation" and agent.learns and mean > self.state.get("best_validation_return", -math.inf):
             agent.save(self.run / "best_model")
             self.state |= {"best_validation_return": mean, "best_step": num_steps}
@@ -283,12 +261,12 @@ def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], run: Path,
         "seed": config["seed"], "steps": trainer.state["num_steps"], "total_steps": config["total_steps"],
         "wall_time_s": trainer.wall_s(), "interrupted": interrupted,
         "eval_episodes": len(episodes), "eval_seeds": [e.seed for e in episodes],
-    } | _returns("eval", episodes)
-    if (run / "best_model.pt").is_file() or (run / "best_model.zip").is_file():
+    } | _prefixed("eval", episode_means(episodes))
+    if agents.has_model(run, "best_model"):
         best = agents.load(run, model="best_model")
         summary["best_model"] = {"step": trainer.state["best_step"],
                                  "validation_return": trainer.state["best_validation_return"]} | \
-            _returns("eval", evaluate(best, trainer.eval_env, [e.seed for e in episodes]))
+            _prefixed("eval", episode_means(evaluate(best, trainer.eval_env, [e.seed for e in episodes])))
     if reference:
         refs = {name: mean_return(evaluate(agents.make(name, trainer.eval_env, seed=config["seed"]),
                                            trainer.eval_env, summary["eval_seeds"]))
@@ -301,11 +279,17 @@ def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], run: Path,
     return summary
 
 
-def _returns(prefix: str, episodes: list) -> dict[str, float]:
+def episode_means(episodes: list) -> dict[str, float]:
+    """Mean and std of the return, mean final accuracy (of the episodes that evaluated) and mean latency."""
     returns = [e.episode_return for e in episodes]
-    return {f"{prefix}_mean_return": float(np.mean(returns)), f"{prefix}_std_return": float(np.std(returns)),
-            f"{prefix}_mean_final_accuracy": float(np.mean([e.final_accuracy for e in episodes])),
-            f"{prefix}_mean_latency_s": float(np.mean([e.total_latency_s for e in episodes]))}
+    accuracies = [e.final_accuracy for e in episodes if not math.isnan(e.final_accuracy)]
+    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+            "mean_final_accuracy": float(np.mean(accuracies)) if accuracies else math.nan,
+            "mean_latency_s": float(np.mean([e.total_latency_s for e in episodes]))}
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{key}": value for key, value in values.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         eval_env = gym.make(config["env_id"], **config["env_kwargs"])
-        analytic = eval_env.spec.kwargs.get("training") == "analytic" or \
-            config["env_kwargs"].get("training") == "analytic"
+        analytic = eval_env.spec.kwargs.get("training") == "analytic"  # spec.kwargs includes the make kwargs
     except (ValueError, TypeError) as error:
         parser.error(f"--env-kwargs: {error}")
     threads = args.torch_threads or (1 if analytic else None)

@@ -32,7 +32,8 @@ LEARNERS = ("ddqn", *ALGORITHMS)
 AGENTS = LEARNERS + BASELINES
 RUN_CONFIG = "config.json"
 
-__all__ = ["AGENTS", "Agent", "Callback", "check_name", "hyperparameters", "load", "make"]
+__all__ = ["AGENTS", "Agent", "Callback", "check_env_id", "check_name", "has_model", "hyperparameters", "load",
+           "make"]
 
 
 def check_name(name: str) -> str:
@@ -43,6 +44,23 @@ def check_name(name: str) -> str:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown agent {name!r}{hint}; allowed: {', '.join(AGENTS)}, cut-<n>")
     return name
+
+
+def check_env_id(env_id: str) -> str:
+    """``env_id`` if Gymnasium knows it; otherwise a ValueError with a did-you-mean and our ids."""
+    import gymnasium as gym
+
+    if env_id in gym.registry:
+        return env_id
+    ours = [k for k, spec in gym.registry.items() if str(spec.entry_point).startswith("sfl_env")]
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"{env_id!r} is not registered{hint}; SFL-Env ids: {', '.join(ours)}")
+
+
+def has_model(run_folder: str | Path, model: str = "best_model") -> bool:
+    """Whether a ``train_agent.py`` run folder holds ``model`` (``model`` or ``best_model``)."""
+    return any((Path(run_folder) / f"{model}.{ext}").is_file() for ext in ("pt", "zip"))
 
 
 def hyperparameters(name: str, env_id: str | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import gymnasium as gym
 import sfl_env  # noqa: F401  (registers the ids)
 from sfl_env.demo import parse_overrides
 
-from . import RUN_CONFIG, load, make
+from . import RUN_CONFIG, has_model, load, make
 from .rollout import Episode, run_episode
 
 
@@ -28,8 +28,7 @@ def load_agent(spec: str, env: gym.Env):
     folder = Path(spec)
     if not (folder / RUN_CONFIG).is_file():
         return make(spec, env)
-    best = any((folder / f"best_model.{ext}").is_file() for ext in ("pt", "zip"))
-    return load(folder, env=env, model="best_model" if best else "model")
+    return load(folder, env=env, model="best_model" if has_model(folder, "best_model") else "model")
 
 
 def side_by_side(names: list[str], episodes: list[Episode], every: int = 5) -> str:

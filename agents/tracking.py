@@ -13,6 +13,7 @@ import json
 import math
 import netrc
 import os
+import platform
 import time
 import warnings
 from pathlib import Path
@@ -77,6 +78,24 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
     return records
+
+
+def versions() -> dict[str, str]:
+    """Package versions a result depends on (recorded with every run and evaluation row)."""
+    import gymnasium
+    import numpy
+    import stable_baselines3
+    import torch
+
+    import sfl_env
+
+    return {"sfl_env": sfl_env.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "gymnasium": gymnasium.__version__, "stable_baselines3": stable_baselines3.__version__,
+            "numpy": numpy.__version__, "machine": platform.machine()}
+
+
+def hardware() -> str:
+    return f"{platform.machine()} {platform.processor() or platform.system()} {os.cpu_count()} cpus"
 
 
 def default_wandb_mode() -> str:
