@@ -27,7 +27,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(PY) train_agent.py --agent ddqn --total-steps $(DEMO_STEPS) --eval-episodes 20 --out $(DEMO_DIR)/ddqn --no-progress
-	$(PY) -m agents.compare $(DEMO_DIR)/ddqn fixed-shallowest --env-id SFLEnv-v0
+	$(PY) -m evaluation.compare $(DEMO_DIR)/ddqn fixed-shallowest --env-id SFLEnv-v0
 	$(PY) evaluate.py --mode all --seeds $(DEMO_SEEDS) --agents $(DEMO_DIR)/ddqn --out $(DEMO_DIR)/evaluation
 
 # pytest exits 5 when it collects no test: a broken suite, never a pass.

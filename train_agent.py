@@ -37,9 +37,10 @@ import numpy as np
 import agents
 import sfl_env  # noqa: F401  (registers the env ids)
 from agents.base import Agent, Callback
-from agents.rollout import evaluate, evaluation_seeds, mean_return, normalised_score, validation_seeds
-from agents.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, versions
-from sfl_env.demo import parse_overrides
+from evaluation.rollout import Episode, evaluation_seeds, mean_return, play_episodes, validation_seeds
+from evaluation.stats import normalised_score
+from evaluation.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, versions
+from sfl_env.config import parse_overrides
 
 CHECKPOINT = "checkpoint"
 DEFAULT_ENV_ID = "SFLEnvAnalytic-v0"
@@ -198,7 +199,7 @@ class Trainer(Callback):
         if self._bar is not None:
             self._bar.update(num_steps - previous)
         if _crossed(previous, num_steps, self.config["eval_freq"]):
-            self.evaluate(agent, num_steps)
+            self.play_split(agent, num_steps)
         if _crossed(previous, num_steps, self.config["checkpoint_freq"]):
             self.checkpoint(agent)
         return not self.stop_requested
@@ -206,11 +207,11 @@ class Trainer(Callback):
     def on_metrics(self, agent, num_steps, metrics) -> None:
         self.log.record("train", num_steps, metrics)
 
-    def evaluate(self, agent: Agent, num_steps: int, split: str = "validation") -> list:
+    def play_split(self, agent: Agent, num_steps: int, split: str = "validation") -> list[Episode]:
         """Plays the validation episodes (model selection) or the test episodes (the summary)."""
         count = self.config["eval_episodes"]
         seeds = validation_seeds(count) if split == "validation" else evaluation_seeds(count)
-        episodes = evaluate(agent, self.eval_env, seeds)
+        episodes = play_episodes(agent, self.eval_env, seeds)
         means = episode_means(episodes)
         mean = means["mean_return"]
         self.log.record("eval", num_steps, {"split": split} | means)
@@ -255,7 +256,7 @@ def latest_checkpoint(run: Path) -> Path | None:
 def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], run: Path, reference: bool,
               interrupted: bool) -> dict:
     """Test-seed evaluation of the final model (and of the best validated one), with the references."""
-    episodes = trainer.evaluate(agent, trainer.state["num_steps"], split="test")
+    episodes = trainer.play_split(agent, trainer.state["num_steps"], split="test")
     summary = {
         "agent": config["agent"], "env_id": config["env_id"], "env_kwargs": config["env_kwargs"],
         "seed": config["seed"], "steps": trainer.state["num_steps"], "total_steps": config["total_steps"],
@@ -266,10 +267,10 @@ def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], run: Path,
         best = agents.load(run, model="best_model")
         summary["best_model"] = {"step": trainer.state["best_step"],
                                  "validation_return": trainer.state["best_validation_return"]} | \
-            _prefixed("eval", episode_means(evaluate(best, trainer.eval_env, [e.seed for e in episodes])))
+            _prefixed("eval", episode_means(play_episodes(best, trainer.eval_env, [e.seed for e in episodes])))
     if reference:
-        refs = {name: mean_return(evaluate(agents.make(name, trainer.eval_env, seed=config["seed"]),
-                                           trainer.eval_env, summary["eval_seeds"]))
+        refs = {name: mean_return(play_episodes(agents.make(name, trainer.eval_env, seed=config["seed"]),
+                                                trainer.eval_env, summary["eval_seeds"]))
                 for name in ("random", "oracle")}
         summary |= {"random_mean_return": refs["random"], "oracle_mean_return": refs["oracle"],
                     "normalised_score": normalised_score(summary["eval_mean_return"], refs["random"], refs["oracle"])}
@@ -279,7 +280,7 @@ def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], run: Path,
     return summary
 
 
-def episode_means(episodes: list) -> dict[str, float]:
+def episode_means(episodes: list[Episode]) -> dict[str, float]:
     """Mean and std of the return, mean final accuracy (of the episodes that evaluated) and mean latency."""
     returns = [e.episode_return for e in episodes]
     accuracies = [e.final_accuracy for e in episodes if not math.isnan(e.final_accuracy)]

@@ -14,12 +14,13 @@ and ``oracle``; and ``cut-<n>``, a fixed cut with ``n`` client blocks (the cut s
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sfl_env.errors import ConfigError, did_you_mean, unknown_name
 
 from .base import Agent, Callback
 from .baselines import CutAgent, FixedCutAgent, GreedyLatencyAgent, OracleAgent, RandomAgent
@@ -37,25 +38,25 @@ __all__ = ["AGENTS", "Agent", "Callback", "check_env_id", "check_name", "has_mod
 
 
 def check_name(name: str) -> str:
+    """``name`` if it names an agent (one of ``AGENTS`` or ``cut-<n>``); otherwise a
+    :class:`~sfl_env.errors.ConfigError` with a did-you-mean and the allowed names."""
     if name.startswith("cut-") and name[4:].isdigit():
         return name
     if name not in AGENTS:
-        close = difflib.get_close_matches(name, AGENTS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown agent {name!r}{hint}; allowed: {', '.join(AGENTS)}, cut-<n>")
+        raise unknown_name("agent", name, [*AGENTS, "cut-<n>"])
     return name
 
 
 def check_env_id(env_id: str) -> str:
-    """``env_id`` if Gymnasium knows it; otherwise a ValueError with a did-you-mean and our ids."""
+    """``env_id`` if Gymnasium knows it; otherwise a :class:`~sfl_env.errors.ConfigError` with a
+    did-you-mean (over every registered id) and our ids."""
     import gymnasium as gym
 
     if env_id in gym.registry:
         return env_id
     ours = [k for k, spec in gym.registry.items() if str(spec.entry_point).startswith("sfl_env")]
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"{env_id!r} is not registered{hint}; SFL-Env ids: {', '.join(ours)}")
+    raise ConfigError(f"{env_id!r} is not registered{did_you_mean(env_id, gym.registry)}; "
+                      f"SFL-Env ids: {', '.join(ours)}")
 
 
 def has_model(run_folder: str | Path, model: str = "best_model") -> bool:
@@ -93,7 +94,7 @@ def make(name: str, env: Any = None, *, seed: int = 0, env_id: str | None = None
     if name in ALGORITHMS:
         return SB3Agent(name, n_actions, seed=seed, **params)
     if params:
-        raise ValueError(f"baseline {name!r} takes no hyperparameters; got {', '.join(sorted(params))}")
+        raise ConfigError(f"baseline {name!r} takes no hyperparameters; got {', '.join(sorted(params))}")
     if name == "random":
         agent: Agent = RandomAgent(n_actions, seed)
     elif name.startswith("cut-"):

@@ -166,10 +166,12 @@ class DDQNAgent(Agent):
         super().__init__()
         self.config = DDQNConfig.from_dict(hyperparameters)
         self.obs_dim, self.n_actions, self.seed = int(obs_dim), int(n_actions), int(seed)
+        # Both networks are initialised inside the fork: building an agent must not advance torch's
+        # global RNG (that would make other code's random draws depend on how many agents were built).
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.q_network = QNetwork(self.obs_dim, self.n_actions, self.config.hidden_sizes)
-        self.target_network = QNetwork(self.obs_dim, self.n_actions, self.config.hidden_sizes)
+            self.target_network = QNetwork(self.obs_dim, self.n_actions, self.config.hidden_sizes)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=self.config.learning_rate)
         self.buffer = ReplayBuffer(self.config.buffer_size, self.obs_dim, self.n_actions)

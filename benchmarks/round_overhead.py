@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from sfl_env.config import SFLConfig
-from sfl_env.demo import parse_overrides
+from sfl_env.config import parse_overrides
 from sfl_env.models import build_model
-from sfl_env.schemes import build_trainer
+from sfl_env.training import build_trainer
 
 TARGET = 1.5
 

@@ -13,13 +13,14 @@ import csv
 import statistics
 
 from sfl_env.config import SFLConfig
-from sfl_env.demo import parse_overrides
-from sfl_env.schemes import SCHEMES, build_trainer
+from sfl_env.config import parse_overrides
+from sfl_env.schemes import SCHEMES
+from sfl_env.training import build_trainer
 
 
 def run(config: SFLConfig, cut: int, rounds: int, seed: int) -> list[float]:
     trainer = build_trainer(config, seed=seed)
-    return [trainer.run_round(cut).test_accuracy for _ in range(rounds)]
+    return [trainer.run_round(cut).outcome.test_accuracy for _ in range(rounds)]
 
 
 def rounds_to(curve: list[float], target: float) -> int | None:

@@ -1,5 +1,8 @@
 """One validated configuration of the SFL system, presets, and keyword arguments -> config.
 
+This module holds data only: it imports no implementation module except the scheme catalogue (plain
+declarations), so every layer can read a configuration.
+
 Every option is a plain dataclass field with a default; :meth:`SFLConfig.from_kwargs` builds a config
 from keyword arguments (as ``gym.make`` passes them) and rejects unknown keys. Every value is checked at
 construction, and a bad one raises :class:`ConfigError` naming the option, the value and what is allowed.
@@ -8,18 +11,132 @@ Presets are plain dicts of overrides.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import difflib
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from .data import DATASETS, PARTITIONS
-from .models import MODELS
-from .convergence import GAMMA_FORMS
-from .privacy import PRIVACY_RULES
-from .schemes import AGGREGATION_WEIGHTS, SCHEMES
-from .validation import ConfigError, check_choice, check_int, check_number
-from .wireless import ComputeConfig, WirelessConfig
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .errors import ConfigError, unknown_name
+from .schemes import SCHEMES
+from .validation import check_choice, check_int, check_number
+
+# The option vocabulary. Each implementation module checks itself against these names; a test checks
+# that every name has an implementation.
+DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "synthetic")
+FILE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10")  # read from data_dir
+PARTITIONS: tuple[str, ...] = ("iid", "dirichlet", "shards")
+MODELS: tuple[str, ...] = ("cnn", "mlp", "lenet5", "vgg11", "resnet18")
+AGGREGATION_WEIGHTS: tuple[str, ...] = ("data_size", "uniform")
+FADINGS: tuple[str, ...] = ("rayleigh", "none")
+TRAININGS: tuple[str, ...] = ("real", "analytic")
+REWARDS: tuple[str, ...] = ("paper", "time_to_accuracy")
+CONVERGENCE_FORMS: tuple[str, ...] = ("parameter_fraction", "bound", "calibrated")
+PRIVACY_MODES: tuple[str, ...] = ("mask", "penalty")
+PRIVACY_RULES: tuple[str, ...] = ("min_blocks", "leakage")
+SOLVERS: tuple[str, ...] = ("exact", "cvxpy")
+ALLOCATIONS: tuple[str, ...] = ("optimal", "equal")
+
+
+def dbm_to_w(dbm: ArrayLike) -> np.ndarray | float:
+    return 10.0 ** ((np.asarray(dbm, dtype=np.float64) - 30.0) / 10.0)
+
+
+def _check_range(name: str, value: Any, high: float) -> tuple[float, float]:
+    """A ``(low, high)`` pair with ``0 < low <= high``, as floats."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigError(f"{name}={value!r} is invalid; allowed: a pair (low, high) with 0 < low <= high")
+    low_value, high_value = value
+    check_number(f"{name}[0]", low_value, low=0.0, high=high, low_open=True)
+    check_number(f"{name}[1]", high_value, low=0.0, high=high, low_open=True)
+    if low_value > high_value:
+        raise ConfigError(f"{name}={value!r} is reversed; allowed: a pair (low, high) with 0 < low <= high")
+    return float(low_value), float(high_value)
+
+
+@dataclass(frozen=True)
+class WirelessConfig:
+    """Radio parameters of the cell; the defaults are the reference values of the benchmark."""
+
+    bandwidth_mhz: float = 10.0  # uplink band B, shared by the clients (FDMA)
+    downlink_bandwidth_mhz: float = 10.0  # downlink band B_D
+    noise_psd_dbm_per_hz: float = -174.0
+    client_power_dbm: float = 23.0  # 0.2 W
+    server_power_dbm: float = 30.0  # 1 W
+    distance_km: tuple[float, float] = (0.05, 0.5)  # each client's distance is uniform in this range
+    path_loss_intercept_db: float = 128.1
+    path_loss_slope_db: float = 37.6
+    fading: str = "rayleigh"
+    fading_correlation: float = 0.0  # Gauss-Markov rho between consecutive rounds
+    mobility_km_per_round: float = 0.0  # std of each distance's per-round random walk
+
+    def __post_init__(self) -> None:
+        check_number("bandwidth_mhz", self.bandwidth_mhz, low=0.0, high=1e6, low_open=True)
+        check_number("downlink_bandwidth_mhz", self.downlink_bandwidth_mhz, low=0.0, high=1e6, low_open=True)
+        check_number("noise_psd_dbm_per_hz", self.noise_psd_dbm_per_hz, low=-250.0, high=-50.0)
+        check_number("client_power_dbm", self.client_power_dbm, low=-50.0, high=70.0)
+        check_number("server_power_dbm", self.server_power_dbm, low=-50.0, high=70.0)
+        object.__setattr__(self, "distance_km", _check_range("distance_km", self.distance_km, high=1000.0))
+        check_number("path_loss_intercept_db", self.path_loss_intercept_db, low=0.0, high=300.0)
+        check_number("path_loss_slope_db", self.path_loss_slope_db, low=0.0, high=100.0)
+        check_choice("fading", self.fading, FADINGS)
+        check_number("fading_correlation", self.fading_correlation, low=0.0, high=1.0, high_open=True)
+        check_number("mobility_km_per_round", self.mobility_km_per_round, low=0.0, high=1000.0)
+
+    @property
+    def bandwidth_hz(self) -> float:
+        return self.bandwidth_mhz * 1e6
+
+    @property
+    def downlink_bandwidth_hz(self) -> float:
+        return self.downlink_bandwidth_mhz * 1e6
+
+    @functools.cached_property
+    def noise_psd_w_per_hz(self) -> float:
+        return float(dbm_to_w(self.noise_psd_dbm_per_hz))
+
+    @functools.cached_property
+    def client_power_w(self) -> float:
+        return float(dbm_to_w(self.client_power_dbm))
+
+    @functools.cached_property
+    def server_power_w(self) -> float:
+        return float(dbm_to_w(self.server_power_dbm))
+
+    @property
+    def distance_m(self) -> tuple[float, float]:
+        return self.distance_km[0] * 1000.0, self.distance_km[1] * 1000.0
+
+    @property
+    def mobility_m_per_round(self) -> float:
+        return self.mobility_km_per_round * 1000.0
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Processor speeds and how many cycles one FLOP costs on each side."""
+
+    client_cpu_ghz: tuple[float, float] = (1.0, 2.0)  # each client's frequency is uniform in this range
+    client_cycles_per_flop: float = 1 / 16
+    server_cycles_per_flop: float = 1 / 32
+    server_cpu_ghz: float = 100.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client_cpu_ghz", _check_range("client_cpu_ghz", self.client_cpu_ghz, high=1e6))
+        check_number("client_cycles_per_flop", self.client_cycles_per_flop, low=0.0, high=1e6, low_open=True)
+        check_number("server_cycles_per_flop", self.server_cycles_per_flop, low=0.0, high=1e6, low_open=True)
+        check_number("server_cpu_ghz", self.server_cpu_ghz, low=0.0, high=1e9, low_open=True)
+
+    @property
+    def client_cpu_hz(self) -> tuple[float, float]:
+        return self.client_cpu_ghz[0] * 1e9, self.client_cpu_ghz[1] * 1e9
+
+    @property
+    def server_cpu_hz(self) -> float:
+        return self.server_cpu_ghz * 1e9
 
 
 @dataclass(frozen=True)
@@ -69,7 +186,7 @@ class SFLConfig:
                 check_int(name, getattr(self, name), low=1)
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ConfigError(f"data_dir={self.data_dir!r} is invalid; allowed: a directory path string or None")
-        if self.dataset in ("mnist", "fashion-mnist", "cifar10") and self.data_dir is None:
+        if self.dataset in FILE_DATASETS and self.data_dir is None:
             raise ConfigError(
                 f"dataset={self.dataset!r} needs data_dir (a folder holding its files); nothing is downloaded"
             )
@@ -86,9 +203,7 @@ class SFLConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in kwargs:
             if key not in known:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown option {key!r}{hint}; allowed: {', '.join(sorted(known))}")
+                raise unknown_name("option", key, known)
         values.update(kwargs)
         return cls(**values)
 
@@ -136,7 +251,7 @@ class EnvConfig:
         check_number("target_accuracy", self.target_accuracy, low=0.0, high=1.0, low_open=True)
         check_number("rho", self.rho, low=0.0, high=1.0)
         check_choice("reward", self.reward, REWARDS)
-        check_choice("convergence", self.convergence, GAMMA_FORMS)
+        check_choice("convergence", self.convergence, CONVERGENCE_FORMS)
         check_choice("privacy", self.privacy, PRIVACY_MODES)
         check_choice("privacy_rule", self.privacy_rule, PRIVACY_RULES)
         check_int("min_client_blocks", self.min_client_blocks, low=1)
@@ -144,8 +259,11 @@ class EnvConfig:
             check_number("max_leakage", self.max_leakage, low=0.0, high=1.0)
         if self.privacy_rule == "leakage" and self.max_leakage is None:
             raise ConfigError("privacy_rule='leakage' needs max_leakage, a distance correlation in [0, 1]")
+        if self.privacy_rule == "leakage" and self.training != "real":
+            raise ConfigError("privacy_rule='leakage' measures real smashed data; it needs training='real' "
+                              "(SFLEnv-v0), or privacy_rule='min_blocks'")
         check_number("privacy_penalty", self.privacy_penalty, low=0.0)
-        check_choice("solver", self.solver, ("exact", "cvxpy"))
+        check_choice("solver", self.solver, SOLVERS)
         check_choice("allocation", self.allocation, ALLOCATIONS)
         if self.convergence == "bound":
             raise ConfigError("convergence='bound' needs measured block statistics; in the env use "
@@ -165,9 +283,7 @@ class EnvConfig:
                 continue
             owner = next((name for name, fields in groups.items() if key in fields), None)
             if owner is None:
-                close = difflib.get_close_matches(key, sorted(known), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown option {key!r}{hint}; allowed: {', '.join(sorted(known))}")
+                raise unknown_name("option", key, known)
             routed[owner][key] = value
         return cls(
             system=SFLConfig.from_kwargs(preset=preset, **routed["system"]),
@@ -185,7 +301,17 @@ class EnvConfig:
         return flat
 
 
-TRAININGS: tuple[str, ...] = ("real", "analytic")
-REWARDS: tuple[str, ...] = ("paper", "time_to_accuracy")
-PRIVACY_MODES: tuple[str, ...] = ("mask", "penalty")
-ALLOCATIONS: tuple[str, ...] = ("optimal", "equal")
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings (as the scripts take them) -> keyword arguments; values are Python literals
+    where they parse, strings otherwise."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is malformed; expected key=value, e.g. lr=0.1")
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out

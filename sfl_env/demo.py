@@ -8,27 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import math
 import sys
 import time
 
-from .config import PRESETS, ConfigError, SFLConfig
-from .schemes import build_trainer
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``key=value`` strings -> dict; values are Python literals where they parse, strings otherwise."""
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r} is malformed; expected key=value, e.g. lr=0.1")
-        try:
-            out[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key] = raw
-    return out
+from .config import PRESETS, SFLConfig, parse_overrides
+from .training import build_trainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,15 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     reached = None
     for _ in range(args.rounds):
         start = time.perf_counter()
-        r = trainer.run_round(args.cut)
-        acc = "-" if math.isnan(r.test_accuracy) else f"{r.test_accuracy:.3f}"
-        print(f"{r.round_index:>5} {r.train_loss:>8.4f} {acc:>9} {r.bits_up / 1e6:>9.2f} "
-              f"{r.bits_down / 1e6:>10.2f} {time.perf_counter() - start:>7.3f}")
-        if r.diverged:
+        outcome, cost = trainer.run_round(args.cut)
+        acc = f"{outcome.test_accuracy:.3f}" if outcome.evaluated else "-"
+        print(f"{outcome.round_index:>5} {outcome.train_loss:>8.4f} {acc:>9} {cost.bits_up / 1e6:>9.2f} "
+              f"{cost.bits_down / 1e6:>10.2f} {time.perf_counter() - start:>7.3f}")
+        if outcome.diverged:
             print("training diverged; stopping")
             return 1
-        if reached is None and r.test_accuracy >= args.target:
-            reached = r.round_index
+        if reached is None and outcome.test_accuracy >= args.target:
+            reached = outcome.round_index
     print(f"rounds to {args.target:.0%} test accuracy: {reached if reached else f'not within {args.rounds}'}")
     return 0
 

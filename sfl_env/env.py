@@ -8,10 +8,11 @@ model in ``SFLEnvAnalytic-v0``), allocates uplink bandwidth and server CPU with 
 prices the round with the latency ledger, and draws the next round's channel.
 
 Action space
-    ``Discrete(n_cuts)``: index ``i`` selects cut ``model.cuts[i]``, i.e. ``i + 1`` blocks on the
-    clients. ``action_masks()`` (and ``info["action_mask"]``) says which cuts privacy allows.
-    With ``privacy="mask"`` a disallowed action raises ``ValueError``; with ``privacy="penalty"`` it is
-    replaced by the nearest allowed cut and ``privacy_penalty`` is subtracted from the reward.
+    ``Discrete(n_cuts)``: the action is a *cut index* ``i``, which selects the cut ``model.cuts[i]``,
+    i.e. ``i + 1`` blocks on the clients. ``action_masks()`` (and ``info["action_mask"]``) says which
+    cut indices privacy allows. With ``privacy="mask"`` a disallowed action raises ``ActionError`` (a
+    ``ValueError``); with ``privacy="penalty"`` it is replaced by the nearest allowed cut and
+    ``privacy_penalty`` is subtracted from the reward.
     ``cut_preview()`` prices every action of the coming round (solver and reward, no training);
     ``step(a)`` then returns exactly ``cut_preview()["reward"][a]``.
 Observation space
@@ -24,16 +25,18 @@ Observation space
     ``2K + 4`` last round latency / its reference latency, divided by 4 and clipped.
 Reward
     ``paper``: ``-(rho * Gamma(l) + (1 - rho) * T(l) / T_ref)``, with Gamma normalised to a maximum of
-    1 over the cuts and ``T_ref`` the latency of the shallowest allowed cut under an equal split in
-    the same round and channel. ``time_to_accuracy``: ``-T(l) / T_ref``. The raw components are in
-    ``info["rewards"]``.
+    1 over the cuts and ``T_ref`` the reference latency, fixed for the episode at reset: one round at the
+    shallowest allowed cut under an equal split, with every client's fading at its mean (its distance and
+    CPU as drawn for the episode). ``time_to_accuracy``: ``-T(l) / T_ref``. The terms are in
+    ``info["reward_terms"]`` (``convergence`` Gamma(l), ``latency`` T(l) / T_ref, ``privacy_penalty``),
+    and ``T_ref`` in ``info["reference_latency_s"]``.
 Episode end
     ``terminated`` when the test accuracy reaches ``target_accuracy`` or the round diverged;
     ``truncated`` after ``max_rounds`` rounds.
 Info
-    ``cut``, ``latency_s``, ``latency`` (seconds per phase), ``bits_up``, ``bits_down``,
-    ``train_loss``, ``test_accuracy`` (NaN when not evaluated), ``allocation``
-    (``bandwidth_share``, ``server_cpu_share``), ``rewards``, ``action_mask``, ``solver`` (method,
+    ``cut``, ``latency_s``, ``latency`` (seconds per phase), ``reference_latency_s``, ``bits_up``,
+    ``bits_down``, ``train_loss``, ``test_accuracy`` (NaN when not evaluated), ``allocation``
+    (``bandwidth_share``, ``server_cpu_share``), ``reward_terms``, ``action_mask``, ``solver`` (method,
     status, fallback), ``privacy`` (rule, violated, requested cut), ``diverged``. Wall-clock times are
     not in ``info`` (they would make two runs with the same seed differ); ``env.unwrapped.timings``
     holds the last step's round, solve and step seconds.
@@ -49,16 +52,20 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from solvers import Allocation, ResourceProblem, equal_split, solve
+from solvers import Allocation, equal_split, solve
 
 from .config import EnvConfig
+from .convergence import convergence_term
 from .data import load_dataset
-from .convergence import AnalyticTrainer, convergence_term, load_curve_model
-from .latency import iteration_problem_inputs, round_latency
+from .errors import ActionError, ConfigError
+from .latency import LatencyBreakdown, allocation_problem, round_latency
+from .ledger import RoundCost, round_cost
 from .models import build_model
 from .privacy import allowed_cuts
 from .profiling import profile_model
-from .schemes import RoundResult, build_trainer, migration_bits, round_ledger
+from .schemes import get_scheme
+from .training import RoundTrainer, build_trainer
+from .training.analytic import TrainingCurveModel, load_curve_model
 from .wireless import Channel, client_cpu_hz, path_loss_db
 
 
@@ -78,7 +85,15 @@ class SFLEnv(gym.Env):
         probe_model = build_model(system.model, *self._data_shape, width=system.model_width)
         self.cuts = probe_model.cuts
         self.profile = profile_model(probe_model)
+        self.scheme = get_scheme(system.scheme)
         self.num_clients = system.num_clients
+        # The fitted twin is read here, so that a configuration without one fails at construction.
+        self._curve: TrainingCurveModel | None = None
+        if self.config.training == "analytic" or self.config.convergence == "calibrated":
+            self._curve = load_curve_model(system.scheme, system.dataset, system.model)
+            if len(self._curve.speed) != len(self.cuts):
+                raise ConfigError(f"the calibration of {system.dataset}/{system.model} has {len(self._curve.speed)} "
+                                  f"cut speeds but the model has {len(self.cuts)} cuts")
         self.action_space = spaces.Discrete(len(self.cuts))
         self.observation_space = spaces.Box(0.0, 1.0, (2 * self.num_clients + 5,), dtype=np.float32)
         self.timings: dict[str, float] = {}
@@ -87,7 +102,7 @@ class SFLEnv(gym.Env):
         # Gains are observed in dB between the farthest client in a deep fade and the nearest in a peak.
         self._gain_range_db = (-float(path_loss_db(wireless.distance_m[1], *pl)) - 30.0,
                                -float(path_loss_db(wireless.distance_m[0], *pl)) + 10.0)
-        self._trainer = None
+        self._trainer: RoundTrainer | None = None
         self._last: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ Gymnasium API
@@ -100,8 +115,8 @@ class SFLEnv(gym.Env):
         rng = np.random.default_rng(channel_seed)
         self._channel = Channel(self.num_clients, cfg.wireless, rng)
         self._cpu_hz = client_cpu_hz(self.num_clients, cfg.compute, rng)
-        self._trainer = self._make_trainer(int(trainer_seed.generate_state(1)[0]))
-        self._round, self._previous_index = 0, None
+        self._trainer = build_trainer(cfg.system, int(trainer_seed.generate_state(1)[0]), cfg.training)
+        self._round, self._previous_cut_index = 0, None
         self._mask = self._privacy_mask()
         self._gamma = self._convergence_term()
         self._reference_s = self._reference_latency()
@@ -113,57 +128,59 @@ class SFLEnv(gym.Env):
         if self._trainer is None:
             raise RuntimeError("call reset() before step()")
         if not self.action_space.contains(action):
-            raise ValueError(
+            raise ActionError(
                 f"action={action!r} is invalid; allowed: an integer in 0..{self.action_space.n - 1} "
-                f"(cut index; cut = action + 1 client blocks)"
+                f"(a cut index: action i puts i + 1 blocks on the clients)"
             )
         start = time.perf_counter()
         requested = int(action)
-        index, violated = self._apply_privacy(requested)
-        cut = self.cuts[index]
+        cut_index, violated = self._apply_privacy(requested)
+        cut = self.cuts[cut_index]
 
         round_start = time.perf_counter()
-        result = self._trainer.run_round(cut)
+        outcome, cost = self._trainer.run_round(cut)
         round_s = time.perf_counter() - round_start
 
         solve_start = time.perf_counter()
-        allocation = self._allocate(result)
+        allocation = self._allocate(cost)
         solve_s = time.perf_counter() - solve_start
 
-        latency, rewards, reward = self._price(result, allocation, index, violated)
-        latency_term = rewards["latency"]
+        latency, terms, reward = self._price(cost, allocation, cut_index, violated)
 
         self._round += 1
-        self._previous_index = index
-        if not math.isnan(result.test_accuracy):
-            self._accuracy = result.test_accuracy
-        if math.isfinite(result.train_loss):
-            self._loss = result.train_loss
-        self._latency_ratio = latency_term
-        terminated = result.diverged or self._accuracy >= self.config.target_accuracy
+        self._previous_cut_index = cut_index
+        if outcome.evaluated:
+            self._accuracy = outcome.test_accuracy
+        if math.isfinite(outcome.train_loss):
+            self._loss = outcome.train_loss
+        self._latency_ratio = terms["latency"]
+        terminated = outcome.diverged or self._accuracy >= self.config.target_accuracy
         truncated = not terminated and self._round >= self.config.max_rounds
+        # What this round ran on, kept for render() before the channel moves on to the next round.
+        self._last = {"outcome": outcome, "cost": cost, "allocation": allocation, "latency": latency,
+                      "reward": reward, "gain": self._channel.gain, "cpu_hz": self._cpu_hz}
         self._channel.step()
 
         info = {
             "cut": cut,
             "latency_s": latency.total_s,
             "latency": dict(latency.phases),
-            "bits_up": result.bits_up,
-            "bits_down": result.bits_down,
-            "train_loss": result.train_loss,
-            "test_accuracy": result.test_accuracy,
+            "reference_latency_s": self._reference_s,
+            "bits_up": cost.bits_up,
+            "bits_down": cost.bits_down,
+            "train_loss": outcome.train_loss,
+            "test_accuracy": outcome.test_accuracy,
             "allocation": {
                 "bandwidth_share": allocation.bandwidth_share.copy(),
                 "server_cpu_share": allocation.server_cpu_share.copy(),
             },
-            "rewards": rewards,
+            "reward_terms": terms,
             "action_mask": self._mask.copy(),
             "solver": {"method": allocation.method, "status": allocation.status, "fallback": allocation.fallback},
             "privacy": {"mode": self.config.privacy, "rule": self.config.privacy_rule,
                         "violated": violated, "requested_cut": self.cuts[requested]},
-            "diverged": result.diverged,
+            "diverged": outcome.diverged,
         }
-        self._last = {"result": result, "allocation": allocation, "latency": latency, "reward": reward}
         self.timings = {"round_s": round_s, "solve_s": solve_s, "step_s": time.perf_counter() - start}
         return self._observation(), float(reward), terminated, truncated, info
 
@@ -192,15 +209,15 @@ class SFLEnv(gym.Env):
         for action in range(n):
             if not self._mask[action] and self.config.privacy == "mask":
                 continue
-            index, violated = self._apply_privacy(action)
-            if index not in priced:
-                result = self._planned_round(self.cuts[index], self._trainer.cut)
-                latency, _, reward = self._price(result, self._allocate(result), index, False)
-                priced[index] = (reward, latency.total_s)
-            reward, latency_s = priced[index]
+            cut_index, violated = self._apply_privacy(action)
+            if cut_index not in priced:
+                cost = self._round_cost(self.cuts[cut_index], self._trainer.cut)
+                latency, _, reward = self._price(cost, self._allocate(cost), cut_index, False)
+                priced[cut_index] = (reward, latency.total_s)
+            reward, latency_s = priced[cut_index]
             preview["reward"][action] = reward - (self.config.privacy_penalty if violated else 0.0)
             preview["latency_s"][action] = latency_s
-            preview["convergence"][action] = self._gamma[index]
+            preview["convergence"][action] = self._gamma[cut_index]
         preview["allowed"] = self._mask.copy()
         return preview
 
@@ -216,18 +233,6 @@ class SFLEnv(gym.Env):
 
     # ------------------------------------------------------------------ one step, piece by piece
 
-    def _make_trainer(self, seed: int):
-        system = self.config.system
-        if self.config.training == "real":
-            return build_trainer(system, seed=seed)
-        model = build_model(system.model, *self._data_shape, width=system.model_width, seed=seed)
-        curve = load_curve_model(system.scheme, system.dataset, system.model)
-        return AnalyticTrainer(
-            model, curve, scheme=system.scheme, num_clients=system.num_clients, batch_size=system.batch_size,
-            local_iters=system.local_iters, gradient_aggregation=system.gradient_aggregation,
-            eval_every=system.eval_every, rng=np.random.default_rng(seed),
-        )
-
     @property
     def _num_classes(self) -> int:
         return self._trainer.model.num_classes
@@ -236,82 +241,67 @@ class SFLEnv(gym.Env):
         cfg = self.config
         probe = None
         if cfg.privacy_rule == "leakage":
-            if self.config.training != "real":
-                raise ValueError("privacy_rule='leakage' measures real smashed data; it needs training='real'")
-            probe = self._trainer.x_test[:256]
+            system = cfg.system
+            data = load_dataset(system.dataset, system.data_dir, num_train=system.num_train, num_test=system.num_test)
+            probe = data.x_test[:256].to(system.device)
         return allowed_cuts(self._trainer.model, cfg.privacy_rule, min_client_blocks=cfg.min_client_blocks,
                             max_leakage=cfg.max_leakage, probe=probe)
 
     def _convergence_term(self) -> np.ndarray:
-        form = self.config.convergence
-        curve = None
-        if form == "calibrated":
-            system = self.config.system
-            curve = load_curve_model(system.scheme, system.dataset, system.model)
-        return convergence_term(form, self.profile, self.cuts, curve_model=curve)
+        return convergence_term(self.config.convergence, self.profile, self.cuts, curve_model=self._curve)
 
-    def _apply_privacy(self, index: int) -> tuple[int, bool]:
-        if self._mask[index]:
-            return index, False
+    def _apply_privacy(self, cut_index: int) -> tuple[int, bool]:
+        """The cut index the round runs at, and whether ``cut_index`` violated the privacy constraint."""
+        if self._mask[cut_index]:
+            return cut_index, False
         if self.config.privacy == "mask":
             allowed = [i for i in range(len(self.cuts)) if self._mask[i]]
-            raise ValueError(
-                f"action={index} (cut {self.cuts[index]}) violates the privacy constraint "
+            raise ActionError(
+                f"action={cut_index} (cut {self.cuts[cut_index]}) violates the privacy constraint "
                 f"({self.config.privacy_rule}); allowed actions: {allowed}. Use action_masks(), or "
                 f"privacy='penalty' to replace it by the nearest allowed cut with a penalty"
             )
         allowed = np.flatnonzero(self._mask)
-        return int(allowed[np.argmin(np.abs(allowed - index))]), True
+        return int(allowed[np.argmin(np.abs(allowed - cut_index))]), True
 
-    def _price(self, result: RoundResult, allocation: Allocation, index: int, violated: bool):
-        """The round's latency breakdown, raw reward components and reward."""
-        latency = self._latency(result, allocation)
+    def _price(
+        self, cost: RoundCost, allocation: Allocation, cut_index: int, violated: bool
+    ) -> tuple[LatencyBreakdown, dict[str, float], float]:
+        """The round's latency breakdown, its reward terms and its reward."""
+        latency = self._latency(cost, allocation)
         reference = self._reference_s
         latency_term = latency.total_s / reference if reference > 0 else 0.0
-        gamma = float(self._gamma[index])
-        rewards = {
+        gamma = float(self._gamma[cut_index])
+        terms = {
             "convergence": gamma,
             "latency": latency_term,
-            "latency_s": latency.total_s,
-            "reference_latency_s": reference,
             "privacy_penalty": self.config.privacy_penalty if violated else 0.0,
         }
         if self.config.reward == "paper":
             reward = -(self.config.rho * gamma + (1.0 - self.config.rho) * latency_term)
         else:
             reward = -latency_term
-        return latency, rewards, reward - rewards["privacy_penalty"]
+        return latency, terms, reward - terms["privacy_penalty"]
 
-    def _planned_round(self, cut: int, previous_cut: int | None) -> RoundResult:
-        """A round's ledger at ``cut`` from the profile alone (no training): work, bits and migration."""
+    def _round_cost(self, cut: int, previous_cut: int | None) -> RoundCost:
+        """The cost of a round at ``cut`` after ``previous_cut``, priced without training."""
         system = self.config.system
-        if system.scheme == "fl":  # FedAvg trains the whole model on the clients whatever the action
-            cut = self._trainer.model.num_blocks
-        ledger = round_ledger(self.profile, system.scheme, cut, self.num_clients, system.local_iters,
-                              system.batch_size, system.gradient_aggregation)
-        migrated_up, migrated_down = migration_bits(self.profile, system.scheme, previous_cut, cut,
-                                                    self.num_clients)
-        return RoundResult(
-            round_index=self._round + 1, scheme=system.scheme, cut=cut, previous_cut=previous_cut,
-            train_loss=math.nan, test_accuracy=math.nan, test_loss=math.nan, diverged=False,
-            migrated_bits_up=migrated_up, migrated_bits_down=migrated_down, **ledger,
-        )
+        cut = self.scheme.client_cut(cut, self.profile.num_blocks)
+        return round_cost(self.profile, self.scheme, cut, previous_cut, num_clients=self.num_clients,
+                          local_iters=system.local_iters, batch_size=system.batch_size,
+                          gradient_aggregation=system.gradient_aggregation)
 
-    def _problem(self, result: RoundResult) -> ResourceProblem:
+    def _allocate(self, cost: RoundCost) -> Allocation:
         # The env's own arrays are valid by construction; skipping their checks saves ~5 % of a step.
-        inputs = iteration_problem_inputs(result, self._channel.gain, self._cpu_hz, self.config.wireless,
-                                          self.config.compute, check_inputs=False)
-        return ResourceProblem(**inputs)
-
-    def _allocate(self, result: RoundResult) -> Allocation:
-        problem = self._problem(result)
+        problem = allocation_problem(cost, self._channel.gain, self._cpu_hz, self.config.wireless,
+                                     self.config.compute, check_inputs=False)
         if self.config.allocation == "equal":
             return equal_split(problem)
         return solve(problem, method=self.config.solver)
 
-    def _latency(self, result: RoundResult, allocation: Allocation):
+    def _latency(self, cost: RoundCost, allocation: Allocation) -> LatencyBreakdown:
         return round_latency(
-            result, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
+            cost, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
             uplink_gain=self._channel.gain, client_cpu_hz=self._cpu_hz, wireless=self.config.wireless,
             compute=self.config.compute, check_inputs=False,
         )
@@ -320,10 +310,10 @@ class SFLEnv(gym.Env):
         """T_ref: one round at the shallowest allowed cut under an equal split, with every client's
         fading at its mean (|h|^2 = 1). Fixed for the episode, so rewards compare across rounds."""
         cut = self.cuts[int(np.flatnonzero(self._mask)[0])]
-        reference = self._planned_round(cut, previous_cut=cut)
+        reference = self._round_cost(cut, previous_cut=cut)
         gain = self._channel.gain / self._channel.fading_power
-        inputs = iteration_problem_inputs(reference, gain, self._cpu_hz, self.config.wireless, self.config.compute)
-        shares = equal_split(ResourceProblem(**inputs))
+        problem = allocation_problem(reference, gain, self._cpu_hz, self.config.wireless, self.config.compute)
+        shares = equal_split(problem)
         return round_latency(
             reference, bandwidth_share=shares.bandwidth_share, server_cpu_share=shares.server_cpu_share,
             uplink_gain=gain, client_cpu_hz=self._cpu_hz, wireless=self.config.wireless, compute=self.config.compute,
@@ -332,7 +322,8 @@ class SFLEnv(gym.Env):
     def _observation(self) -> np.ndarray:
         low_db, high_db = self._gain_range_db
         gain_db = 10 * np.log10(np.maximum(self._channel.gain, 1e-300))
-        previous = 0.0 if self._previous_index is None else (self._previous_index + 1) / len(self.cuts)
+        index = self._previous_cut_index
+        previous = 0.0 if index is None else (index + 1) / len(self.cuts)
         obs = np.concatenate([
             (gain_db - low_db) / (high_db - low_db),
             self._cpu_hz / self.config.compute.client_cpu_hz[1],
@@ -344,18 +335,19 @@ class SFLEnv(gym.Env):
     # ------------------------------------------------------------------ rendering
 
     def _render_text(self) -> str:
-        result, allocation, latency = self._last["result"], self._last["allocation"], self._last["latency"]
+        last = self._last
+        outcome, cost, allocation, latency = last["outcome"], last["cost"], last["allocation"], last["latency"]
         lines = [
-            f"round {result.round_index}  scheme {result.scheme}  cut {result.cut}  reward {self._last['reward']:.4f}",
-            f"test accuracy {result.test_accuracy:.4f}  train loss {result.train_loss:.4f}  "
-            f"latency {latency.total_s:.4f} s  up {result.bits_up / 1e6:.2f} Mbit  down {result.bits_down / 1e6:.2f} Mbit",
+            f"round {outcome.round_index}  scheme {cost.scheme}  cut {cost.cut}  reward {last['reward']:.4f}",
+            f"test accuracy {outcome.test_accuracy:.4f}  train loss {outcome.train_loss:.4f}  "
+            f"latency {latency.total_s:.4f} s  up {cost.bits_up / 1e6:.2f} Mbit  down {cost.bits_down / 1e6:.2f} Mbit",
             "phases: " + "  ".join(f"{k} {v:.4f}s" for k, v in latency.phases.items()),
             f"{'client':>6} {'gain dB':>8} {'cpu GHz':>8} {'band %':>7} {'server %':>9} {'up s/it':>8}",
         ]
-        gain_db = 10 * np.log10(self._channel.gain)
+        gain_db = 10 * np.log10(last["gain"])
         for k in range(self.num_clients):
             lines.append(
-                f"{k:>6} {gain_db[k]:>8.1f} {self._cpu_hz[k] / 1e9:>8.2f} {100 * allocation.bandwidth_share[k]:>7.1f} "
+                f"{k:>6} {gain_db[k]:>8.1f} {last['cpu_hz'][k] / 1e9:>8.2f} {100 * allocation.bandwidth_share[k]:>7.1f} "
                 f"{100 * allocation.server_cpu_share[k]:>9.1f} {latency.uplink_s[k]:>8.4f}"
             )
         return "\n".join(lines)
@@ -366,20 +358,20 @@ class SFLEnv(gym.Env):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        result, allocation = self._last["result"], self._last["allocation"]
+        cost, allocation = self._last["cost"], self._last["allocation"]
         fig, axes = plt.subplots(1, 3, figsize=(9, 3), dpi=80)
         clients = np.arange(self.num_clients)
-        axes[0].bar(clients, 10 * np.log10(self._channel.gain))
+        axes[0].bar(clients, 10 * np.log10(self._last["gain"]))
         axes[0].set_title("channel gain (dB)")
         axes[1].bar(clients - 0.2, allocation.bandwidth_share, 0.4, label="band")
         axes[1].bar(clients + 0.2, allocation.server_cpu_share, 0.4, label="server")
         axes[1].set_title("allocation")
         axes[1].legend(fontsize=7)
         blocks = self._trainer.model.num_blocks
-        axes[2].barh(["model"], [result.cut], color="tab:orange", label="clients")
-        axes[2].barh(["model"], [blocks - result.cut], left=[result.cut], color="tab:blue", label="server")
+        axes[2].barh(["model"], [cost.cut], color="tab:orange", label="clients")
+        axes[2].barh(["model"], [blocks - cost.cut], left=[cost.cut], color="tab:blue", label="server")
         axes[2].set_xlim(0, blocks)
-        axes[2].set_title(f"cut {result.cut} of {blocks} blocks")
+        axes[2].set_title(f"cut {cost.cut} of {blocks} blocks")
         axes[2].legend(fontsize=7)
         fig.tight_layout()
         fig.canvas.draw()

@@ -1,4 +1,4 @@
-"""Seconds of one training round, phase by phase, from what the round did and the resources it got.
+"""Seconds of one training round, phase by phase, from its cost, its scheme's schedule and its resources.
 
 Per client ``k`` and per local iteration (``kappa_c``, ``kappa_s``: cycles per FLOP; ``f_k``: client Hz;
 ``F``: server Hz; ``r_k``: uplink rate at share ``beta_k``; ``r_D``: broadcast rate; ``r_k^D``: unicast
@@ -6,23 +6,21 @@ rate over ``1/K`` of the downlink band; ``S``: smashed bits):
 
     t_F,k = kappa_c * forward FLOPs / f_k        t_U,k = S / r_k
     t_S,k = kappa_s * server FLOPs / (phi_k F)   t_B,k = kappa_c * backward FLOPs / f_k
+    t_D,k = S / r_D (broadcast) or S / r_k^D (unicast)
 
-One iteration takes
+and per round ``q / r_k`` (model upload), ``q / r_D`` (model broadcast) and the migrated blocks. A
+scheme's schedule (:class:`~sfl_env.schemes.base.Stage` by stage) says how these combine: a stage is a
+chain of phases each client runs back to back and ends at a barrier, so it lasts its slowest client's
+chain (or, for a sequential server, the sum over clients); per-iteration stages count ``I`` times. E.g.
 
-    sfl-ga        max_k [t_F + t_U + t_S] + S / r_D + max_k t_B
-                  (aggregating the G_k is a barrier; ``S / r_D`` becomes ``max_k [S / r_k^D + t_B]``
-                  when the round reports unicast gradients, i.e. partial aggregation)
-    sfl-v1, psl   max_k [t_F + t_U + t_S + S / r_k^D + t_B]  (independent per-client chains)
-    sfl-v2        max_k [t_F + t_U] + sum_k kappa_s * server FLOPs / F + max_k [S / r_k^D + t_B]
+    sfl-ga, psl   max_k [t_F + t_U + t_S] + max_k [t_D + t_B]      (the shared server is a barrier)
+    sfl-v1        max_k [t_F + t_U + t_S + t_D + t_B]              (independent per-client chains)
+    sfl-v2        max_k [t_F + t_U] + sum_k kappa_s FLOPs / F + max_k [t_D + t_B]
+    fl            max_k [I (t_F + t_B) + Q / r_k] + Q / r_D        (per round)
 
-sfl-v2's formula is an approximation: the server serves the clients one after another with its whole
-CPU, and we let it start only once every upload has arrived and let the gradients leave only after the
-last client has been served. It is an upper bound of the pipelined schedule.
-
-A round is ``I`` iterations plus the model aggregation ``max_k q / r_k + q / r_D`` (sfl-ga, sfl-v1 and
-sfl-v2; uploads reuse the shares ``beta_k``; sfl-v1's server copies are averaged inside the server) plus
-the migration of blocks when the cut moved (a broadcast down; each client uploads its own copy up).
-FL instead takes ``max_k [I kappa_c (forward + backward FLOPs) / f_k + Q / r_k] + Q / r_D``.
+The allocation problem of a scheme (:func:`allocation_problem`) is its ``allocated`` stage: the chain
+``a_k + D_k / r_k(beta_k) + C_k / (phi_k F)`` with everything that does not depend on the shares in
+``a_k``, so ``allocation="optimal"`` minimises that scheme's own critical path.
 
 Downlink rates use the uplink gains (reciprocal channel). A client that must send bits with a zero
 bandwidth share, or needs server work with a zero CPU share, makes the round infinitely long.
@@ -36,9 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .schemes import SCHEMES, RoundResult
-from .validation import ConfigError, check_choice
-from .wireless import ComputeConfig, WirelessConfig, broadcast_rate_bps, unicast_rate_bps, uplink_rate_bps
+from solvers import ResourceProblem
+
+from .config import ComputeConfig, WirelessConfig
+from .errors import ConfigError
+from .ledger import RoundCost
+from .schemes import Server, get_scheme
+from .schemes.base import BANDWIDTH_PHASES, ITERATION_PHASES, SERVER_PHASE, Stage
+from .wireless import broadcast_rate_bps, unicast_rate_bps, uplink_rate_bps
 
 PHASES: tuple[str, ...] = (
     "client_forward",
@@ -49,15 +52,17 @@ PHASES: tuple[str, ...] = (
     "model_aggregation",
     "migration",
 )
-_AGGREGATING_SCHEMES = ("sfl-ga", "sfl-v1", "sfl-v2")
+# The reported phase each round phase is charged to.
+_REPORTED_AS = {"model_upload": "model_aggregation", "model_broadcast": "model_aggregation",
+                "migration_down": "migration", "migration_up": "migration"}
 
 
 @dataclass(frozen=True)
 class LatencyBreakdown:
     """Seconds of one round, split into phases on the critical path so that they sum to ``total_s``.
 
-    Each max over clients is charged to its straggler: e.g. for sfl-ga the client ``k*`` with the
-    longest ``t_F + t_U + t_S`` contributes ``I t_F,k*``, ``I t_U,k*`` and ``I t_S,k*``. The arrays are
+    Each stage is charged to its straggler: e.g. for sfl-ga the client ``k*`` with the longest
+    ``t_F + t_U + t_S`` contributes ``I t_F,k*``, ``I t_U,k*`` and ``I t_S,k*``. The arrays are
     per client and per iteration (what each client would spend, straggler or not), for rendering.
     """
 
@@ -68,6 +73,116 @@ class LatencyBreakdown:
     server_s: np.ndarray
     gradient_downlink_s: np.ndarray
     client_backward_s: np.ndarray
+
+
+def round_latency(
+    cost: RoundCost,
+    *,
+    bandwidth_share: ArrayLike,
+    server_cpu_share: ArrayLike,
+    uplink_gain: ArrayLike,
+    client_cpu_hz: ArrayLike,
+    wireless: WirelessConfig,
+    compute: ComputeConfig,
+    check_inputs: bool = True,
+) -> LatencyBreakdown:
+    """Seconds of the round that ``cost`` describes, with shares ``beta`` (uplink band) and ``phi``
+    (server CPU), timed by its scheme's schedule.
+
+    ``beta`` and ``phi`` each sum to at most 1; a sequential server ignores ``phi`` (one client at a time
+    gets the whole server) and so does a scheme without a server. ``check_inputs=False`` skips the shape
+    and range checks of the four arrays, for callers whose arrays are valid by construction (a solver's
+    shares, the env's own channel); invalid arrays then give wrong seconds instead of a ConfigError.
+    """
+    scheme = get_scheme(cost.scheme)
+    num_clients = cost.num_clients
+    if check_inputs:
+        beta = _shares("bandwidth_share", bandwidth_share, num_clients)
+        phi = _shares("server_cpu_share", server_cpu_share, num_clients)
+        gain = _per_client("uplink_gain", uplink_gain, num_clients)
+        cpu_hz = _per_client("client_cpu_hz", client_cpu_hz, num_clients, positive=True)
+    else:
+        arrays = (bandwidth_share, server_cpu_share, uplink_gain, client_cpu_hz)
+        beta, phi, gain, cpu_hz = (np.asarray(array, dtype=np.float64) for array in arrays)
+
+    uplink = (wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
+    uplink_bps = uplink_rate_bps(beta, gain, *uplink)
+    broadcast_bps = broadcast_rate_bps(gain, *_downlink(wireless))
+    seconds = _iteration_seconds(cost, gain, cpu_hz, wireless, compute, broadcast_bps)
+    seconds["uplink"] = transfer_s(cost.smashed_bits, uplink_bps)
+    server_cycles = compute.server_cycles_per_flop * cost.server_flops
+    if scheme.server is Server.SEQUENTIAL:
+        seconds["server"] = np.full(num_clients, server_cycles / compute.server_cpu_hz)
+    else:
+        seconds["server"] = transfer_s(server_cycles, phi * compute.server_cpu_hz)
+    seconds["model_upload"] = transfer_s(cost.client_model_bits, uplink_bps)
+    seconds["model_broadcast"] = float(transfer_s(cost.client_model_bits, broadcast_bps))
+    seconds["migration_down"] = float(transfer_s(cost.migrated_bits_down, broadcast_bps))
+    seconds["migration_up"] = transfer_s(cost.migrated_bits_up / num_clients, uplink_bps)
+
+    phases = dict.fromkeys(PHASES, 0.0)
+    for stage in scheme.stages:
+        for name, stage_s in _stage_seconds(stage, seconds, cost.local_iters).items():
+            reported = _REPORTED_AS.get(name, name)
+            phases[reported] = phases[reported] + stage_s
+    return LatencyBreakdown(
+        total_s=float(sum(phases.values())),
+        phases=phases,
+        client_forward_s=_read_only(seconds["client_forward"]),
+        uplink_s=_read_only(seconds["uplink"]),
+        server_s=_read_only(seconds["server"]),
+        gradient_downlink_s=_read_only(seconds["gradient_downlink"]),
+        client_backward_s=_read_only(seconds["client_backward"]),
+    )
+
+
+def allocation_problem(
+    cost: RoundCost,
+    uplink_gain: ArrayLike,
+    client_cpu_hz: ArrayLike,
+    wireless: WirelessConfig,
+    compute: ComputeConfig,
+    *,
+    check_inputs: bool = True,
+) -> ResourceProblem:
+    """The resource problem of ``cost``'s round: its scheme's allocated stage as
+    ``max_k [a_k + D_k / r_k(beta_k) + C_k / (phi_k F)]``.
+
+    ``D_k`` is the bits of the stage's uplink transfer, ``C_k`` the server cycles when the stage holds a
+    server step on a shared CPU, and ``a_k`` the seconds of every other phase of the chain (they do not
+    depend on the shares: forward and backward passes, downlinks). Its latency at any shares is exactly
+    that stage's seconds in :func:`round_latency` (per iteration for a per-iteration stage).
+    ``check_inputs=False`` skips the checks of the two arrays, as in :func:`round_latency`.
+    """
+    scheme = get_scheme(cost.scheme)
+    num_clients = cost.num_clients
+    if check_inputs:
+        gain = _per_client("uplink_gain", uplink_gain, num_clients)
+        cpu_hz = _per_client("client_cpu_hz", client_cpu_hz, num_clients, positive=True)
+    else:
+        gain, cpu_hz = np.asarray(uplink_gain, dtype=np.float64), np.asarray(client_cpu_hz, dtype=np.float64)
+    stage = scheme.allocated_stage
+    repeats = 1 if stage.per_iteration else cost.local_iters  # of an iteration phase inside the chain
+    fixed = [name for name in stage.phases if name not in BANDWIDTH_PHASES and name != SERVER_PHASE]
+    seconds = _iteration_seconds(cost, gain, cpu_hz, wireless, compute, None, only=fixed)
+    fixed_s = np.zeros(num_clients)
+    for name in fixed:
+        fixed_s = fixed_s + repeats * seconds[name]
+    upload = next(name for name in stage.phases if name in BANDWIDTH_PHASES)
+    upload_bits = cost.smashed_bits if upload == "uplink" else cost.client_model_bits
+    server_cycles = 0.0
+    if SERVER_PHASE in stage.phases:
+        server_cycles = repeats * compute.server_cycles_per_flop * cost.server_flops
+    return ResourceProblem(
+        fixed_time_s=fixed_s,
+        upload_bits=np.full(num_clients, float(upload_bits)),
+        server_cycles=np.full(num_clients, server_cycles),
+        channel_gain=gain,
+        tx_power_w=np.full(num_clients, wireless.client_power_w),
+        noise_psd_w_per_hz=wireless.noise_psd_w_per_hz,
+        bandwidth_hz=wireless.bandwidth_hz,
+        server_cpu_hz=compute.server_cpu_hz,
+    )
 
 
 def transfer_s(bits: float | np.ndarray, rate_bps: ArrayLike) -> np.ndarray:
@@ -86,188 +201,60 @@ def transfer_s(bits: float | np.ndarray, rate_bps: ArrayLike) -> np.ndarray:
     return np.where(bits > 0, np.where(rate > 0, seconds, np.inf), 0.0 * rate)
 
 
-def round_latency(
-    result: RoundResult,
-    *,
-    bandwidth_share: ArrayLike,
-    server_cpu_share: ArrayLike,
-    uplink_gain: ArrayLike,
-    client_cpu_hz: ArrayLike,
+def _downlink(wireless: WirelessConfig) -> tuple[float, float, float]:
+    return wireless.server_power_w, wireless.downlink_bandwidth_hz, wireless.noise_psd_w_per_hz
+
+
+def _iteration_seconds(
+    cost: RoundCost,
+    gain: np.ndarray,
+    cpu_hz: np.ndarray,
     wireless: WirelessConfig,
     compute: ComputeConfig,
-    check_inputs: bool = True,
-) -> LatencyBreakdown:
-    """Seconds of ``result``'s round with shares ``beta`` (uplink band) and ``phi`` (server CPU).
-
-    ``beta`` and ``phi`` each sum to at most 1; sfl-v2 ignores ``phi`` (one client at a time gets the
-    whole server) and FL ignores it too (no server work). ``check_inputs=False`` skips the shape and
-    range checks of the four arrays, for callers whose arrays are valid by construction (a solver's
-    shares, the env's own channel); invalid arrays then give wrong seconds instead of a ConfigError.
-    """
-    check_choice("scheme", result.scheme, SCHEMES)
-    num_clients = result.num_clients
-    if check_inputs:
-        beta = _shares("bandwidth_share", bandwidth_share, num_clients)
-        phi = _shares("server_cpu_share", server_cpu_share, num_clients)
-        gain = _per_client("uplink_gain", uplink_gain, num_clients)
-        cpu_hz = _per_client("client_cpu_hz", client_cpu_hz, num_clients, positive=True)
-    else:
-        arrays = (bandwidth_share, server_cpu_share, uplink_gain, client_cpu_hz)
-        beta, phi, gain, cpu_hz = (np.asarray(array, dtype=np.float64) for array in arrays)
-
-    uplink = (wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
-    uplink_bps = uplink_rate_bps(beta, gain, *uplink)
-    downlink = (gain, wireless.server_power_w, wireless.downlink_bandwidth_hz, wireless.noise_psd_w_per_hz)
-    broadcast_bps = broadcast_rate_bps(*downlink)
-    if result.gradient_broadcast:
-        gradient_bps = np.full(num_clients, broadcast_bps)
-    else:
-        gradient_bps = unicast_rate_bps(*downlink, num_clients)
-    per_client = _per_client_iteration_s(result, phi, cpu_hz, uplink_bps, gradient_bps, compute)
-
-    if result.scheme == "fl":
-        phases = _fl_phases(result, per_client, uplink_bps, broadcast_bps)
-    else:
-        iteration = _iteration_phases(result, per_client)
-        phases = {name: result.local_iters * seconds for name, seconds in iteration.items()}
-        phases["model_aggregation"] = _model_aggregation_s(result, uplink_bps, broadcast_bps)
-        phases["migration"] = _migration_s(result, uplink_bps, broadcast_bps)
-    phases = {name: float(phases[name]) for name in PHASES}
-    return LatencyBreakdown(
-        total_s=float(sum(phases.values())),
-        phases=phases,
-        client_forward_s=_read_only(per_client["client_forward"]),
-        uplink_s=_read_only(per_client["uplink"]),
-        server_s=_read_only(per_client["server"]),
-        gradient_downlink_s=_read_only(per_client["gradient_downlink"]),
-        client_backward_s=_read_only(per_client["client_backward"]),
-    )
-
-
-def iteration_problem_inputs(
-    result: RoundResult,
-    uplink_gain: ArrayLike,
-    client_cpu_hz: ArrayLike,
-    wireless: WirelessConfig,
-    compute: ComputeConfig,
-    *,
-    check_inputs: bool = True,
-) -> dict[str, np.ndarray | float]:
-    """The fields of the server-phase resource problem of one iteration, for ``ResourceProblem(**inputs)``.
-
-    Its latency ``max_k [a_k + D_k / r_k(beta_k) + C_k / (phi_k F)]`` is exactly ``max_k [t_F + t_U + t_S]``
-    of :func:`round_latency` at the same shares: sfl-ga's pre-barrier term. ``check_inputs=False`` skips
-    the checks of the two arrays, as in :func:`round_latency`.
-
-    FL has no server phase; its uplink carries the model once per round, so its problem is the
-    round's straggler term ``max_k [I (t_F + t_B) + q / r_k(beta_k)]`` (no server CPU to share).
-    """
-    num_clients = result.num_clients
-    if check_inputs:
-        gain = _per_client("uplink_gain", uplink_gain, num_clients)
-        cpu_hz = _per_client("client_cpu_hz", client_cpu_hz, num_clients, positive=True)
-    else:
-        gain, cpu_hz = np.asarray(uplink_gain, dtype=np.float64), np.asarray(client_cpu_hz, dtype=np.float64)
-    if result.scheme == "fl":
-        local_flops = result.local_iters * (result.client_forward_flops + result.client_backward_flops)
-        fixed_s, upload_bits, server_cycles = compute.client_cycles_per_flop * local_flops / cpu_hz, \
-            float(result.client_model_bits), 0.0
-    else:
-        fixed_s, upload_bits, server_cycles = compute.client_cycles_per_flop * result.client_forward_flops / cpu_hz, \
-            float(result.smashed_bits), compute.server_cycles_per_flop * result.server_flops
-    return {
-        "fixed_time_s": fixed_s,
-        "upload_bits": np.full(num_clients, upload_bits),
-        "server_cycles": np.full(num_clients, server_cycles),
-        "channel_gain": gain,
-        "tx_power_w": np.full(num_clients, wireless.client_power_w),
-        "noise_psd_w_per_hz": wireless.noise_psd_w_per_hz,
-        "bandwidth_hz": wireless.bandwidth_hz,
-        "server_cpu_hz": compute.server_cpu_hz,
-    }
-
-
-def _per_client_iteration_s(
-    result: RoundResult,
-    server_cpu_share: np.ndarray,
-    client_cpu_hz: np.ndarray,
-    uplink_bps: np.ndarray,
-    gradient_bps: np.ndarray,
-    compute: ComputeConfig,
+    broadcast_bps: float | None,
+    only: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Seconds each client spends in each phase of one local iteration."""
-    server_cycles = compute.server_cycles_per_flop * result.server_flops
-    if result.server_sequential:
-        server_s = np.full(result.num_clients, server_cycles / compute.server_cpu_hz)
+    """Per-client seconds of the iteration phases that do not depend on the shares: the client's
+    forward and backward passes and the gradient's downlink (``only``: just these)."""
+    wanted = ("client_forward", "gradient_downlink", "client_backward") if only is None else only
+    seconds = {}
+    for name in wanted:
+        if name == "client_forward":
+            seconds[name] = compute.client_cycles_per_flop * cost.client_forward_flops / cpu_hz
+        elif name == "client_backward":
+            seconds[name] = compute.client_cycles_per_flop * cost.client_backward_flops / cpu_hz
+        elif name == "gradient_downlink":
+            if cost.gradient_broadcast:
+                rate = broadcast_bps if broadcast_bps is not None else broadcast_rate_bps(gain, *_downlink(wireless))
+                seconds[name] = transfer_s(cost.smashed_bits, np.full(cost.num_clients, rate))
+            else:
+                seconds[name] = transfer_s(cost.smashed_bits, unicast_rate_bps(gain, *_downlink(wireless),
+                                                                              cost.num_clients))
+        else:
+            raise ValueError(f"phase {name!r} depends on the allocation or is not an iteration phase")
+    return seconds
+
+
+def _stage_seconds(stage: Stage, seconds: dict[str, np.ndarray | float], local_iters: int) -> dict[str, float]:
+    """The seconds each phase of ``stage`` adds to the round, charged to the stage's straggler."""
+    if stage.sequential:  # one client after another: the stage lasts the sum
+        return {name: local_iters * float(np.sum(seconds[name])) for name in stage.phases}
+    if stage.per_iteration:
+        arrays = {name: seconds[name] for name in stage.phases}
+    else:  # once per round: an iteration phase runs I times inside each client's chain
+        arrays = {name: local_iters * seconds[name] if name in ITERATION_PHASES else seconds[name]
+                  for name in stage.phases}
+    if len(arrays) == 1:
+        ((name, value),) = arrays.items()
+        charged = {name: value if isinstance(value, float) else float(np.max(value))}
     else:
-        server_s = transfer_s(server_cycles, server_cpu_share * compute.server_cpu_hz)
-    return {
-        "client_forward": compute.client_cycles_per_flop * result.client_forward_flops / client_cpu_hz,
-        "uplink": transfer_s(result.smashed_bits, uplink_bps),
-        "server": server_s,
-        "gradient_downlink": transfer_s(result.smashed_bits, gradient_bps),
-        "client_backward": compute.client_cycles_per_flop * result.client_backward_flops / client_cpu_hz,
-    }
-
-
-def _iteration_phases(result: RoundResult, t: dict[str, np.ndarray]) -> dict[str, float]:
-    """One iteration's seconds per phase, each max charged to its straggler."""
-    if result.scheme in ("sfl-v1", "psl"):
-        return _straggler(t, tuple(t))
-    if result.scheme == "sfl-v2":
-        return (
-            _straggler(t, ("client_forward", "uplink"))
-            | {"server": float(np.sum(t["server"]))}
-            | _straggler(t, ("gradient_downlink", "client_backward"))
-        )
-    before_barrier = _straggler(t, ("client_forward", "uplink", "server"))
-    if result.gradient_broadcast:
-        return before_barrier | {
-            "gradient_downlink": float(t["gradient_downlink"][0]),
-            "client_backward": float(t["client_backward"].max()),
-        }
-    return before_barrier | _straggler(t, ("gradient_downlink", "client_backward"))
-
-
-def _straggler(t: dict[str, np.ndarray], names: tuple[str, ...]) -> dict[str, float]:
-    """The phases ``names`` of the client whose chain of them is the longest."""
-    chain = sum(t[name] for name in names)
-    k = int(chain.argmax())
-    return {name: float(t[name][k]) for name in names}
-
-
-def _model_aggregation_s(result: RoundResult, uplink_bps: np.ndarray, broadcast_bps: float) -> float:
-    if result.scheme not in _AGGREGATING_SCHEMES:
-        return 0.0
-    upload = float(transfer_s(result.client_model_bits, uplink_bps).max())
-    return upload + float(transfer_s(result.client_model_bits, broadcast_bps))
-
-
-def _migration_s(result: RoundResult, uplink_bps: np.ndarray, broadcast_bps: float) -> float:
-    down = float(transfer_s(result.migrated_bits_down, broadcast_bps))
-    up = float(transfer_s(result.migrated_bits_up / result.num_clients, uplink_bps).max())
-    return down + up
-
-
-def _fl_phases(
-    result: RoundResult, t: dict[str, np.ndarray], uplink_bps: np.ndarray, broadcast_bps: float
-) -> dict[str, float]:
-    """FedAvg: the straggler of local training + model upload, then the model broadcast.
-
-    Both model transfers are model aggregation (``uplink`` is reserved for smashed data).
-    """
-    iters, t_forward, t_backward = result.local_iters, t["client_forward"], t["client_backward"]
-    upload = transfer_s(result.client_model_bits, uplink_bps)
-    k = int(np.argmax(iters * (t_forward + t_backward) + upload))
-    return {
-        "client_forward": iters * t_forward[k],
-        "uplink": 0.0,
-        "server": 0.0,
-        "gradient_downlink": 0.0,
-        "client_backward": iters * t_backward[k],
-        "model_aggregation": upload[k] + float(transfer_s(result.client_model_bits, broadcast_bps)),
-        "migration": 0.0,
-    }
+        chain = sum(arrays.values())
+        k = int(np.argmax(chain))
+        charged = {name: float(np.asarray(value).reshape(-1)[k] if np.ndim(value) else value)
+                   for name, value in arrays.items()}
+    if stage.per_iteration:
+        return {name: local_iters * value for name, value in charged.items()}
+    return charged
 
 
 def _is_float_vector(value: object) -> bool:

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-MODELS: tuple[str, ...] = ("cnn", "mlp", "lenet5", "vgg11", "resnet18")
+from .config import MODELS
+
 
 
 class SplitModel(nn.Module):

@@ -14,10 +14,10 @@ import torch
 from numpy.typing import ArrayLike
 from scipy.spatial.distance import pdist, squareform
 
+from .config import PRIVACY_RULES
 from .models import SplitModel
 from .validation import ConfigError, check_choice, check_int, check_number
 
-PRIVACY_RULES: tuple[str, ...] = ("min_blocks", "leakage")
 
 
 def distance_correlation(

@@ -96,9 +96,16 @@ def _measure(model: SplitModel, bits_per_value: int) -> ModelProfile:
         x = out.detach()
     return ModelProfile(
         arch_key=model.arch_key,
-        forward_flops=np.asarray(forward, dtype=np.float64),
-        backward_flops=np.asarray(backward, dtype=np.float64),
-        param_bits=np.asarray(bits, dtype=np.float64),
-        smashed_elements=np.asarray(elements[:-1], dtype=np.float64),
+        forward_flops=_read_only(forward),
+        backward_flops=_read_only(backward),
+        param_bits=_read_only(bits),
+        smashed_elements=_read_only(elements[:-1]),
         bits_per_value=bits_per_value,
     )
+
+
+def _read_only(values: list[float]) -> np.ndarray:
+    """A float64 array nobody can write to: profiles are cached and shared by every model of an architecture."""
+    array = np.asarray(values, dtype=np.float64)
+    array.setflags(write=False)
+    return array

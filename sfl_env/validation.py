@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    """An unknown option, or an option with a value outside what is allowed."""
+__all__ = ["ConfigError", "check_choice", "check_int", "check_number"]
 
 
 def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

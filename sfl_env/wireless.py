@@ -13,120 +13,19 @@ is SI (Hz, W, W/Hz, m, bit/s, cycles/s).
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .validation import ConfigError, check_choice, check_int, check_number
+from solvers import shannon_rate_bps
 
-FADINGS: tuple[str, ...] = ("rayleigh", "none")
-LN2 = float(np.log(2.0))
+from .config import ComputeConfig, WirelessConfig
+from .validation import check_int
 
-
-def dbm_to_w(dbm: ArrayLike) -> np.ndarray | float:
-    return 10.0 ** ((np.asarray(dbm, dtype=np.float64) - 30.0) / 10.0)
 
 
 def path_loss_db(distance_m: ArrayLike, intercept_db: float = 128.1, slope_db: float = 37.6) -> np.ndarray:
     """Log-distance path loss ``intercept + slope * log10(d / 1 km)`` in dB."""
     return intercept_db + slope_db * np.log10(np.asarray(distance_m, dtype=np.float64) / 1000.0)
-
-
-def _check_range(name: str, value: Any, high: float) -> tuple[float, float]:
-    """A ``(low, high)`` pair with ``0 < low <= high``, as floats."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ConfigError(f"{name}={value!r} is invalid; allowed: a pair (low, high) with 0 < low <= high")
-    low_value, high_value = value
-    check_number(f"{name}[0]", low_value, low=0.0, high=high, low_open=True)
-    check_number(f"{name}[1]", high_value, low=0.0, high=high, low_open=True)
-    if low_value > high_value:
-        raise ConfigError(f"{name}={value!r} is reversed; allowed: a pair (low, high) with 0 < low <= high")
-    return float(low_value), float(high_value)
-
-
-@dataclass(frozen=True)
-class WirelessConfig:
-    """Radio parameters of the cell; the defaults are the reference values of the benchmark."""
-
-    bandwidth_mhz: float = 10.0  # uplink band B, shared by the clients (FDMA)
-    downlink_bandwidth_mhz: float = 10.0  # downlink band B_D
-    noise_psd_dbm_per_hz: float = -174.0
-    client_power_dbm: float = 23.0  # 0.2 W
-    server_power_dbm: float = 30.0  # 1 W
-    distance_km: tuple[float, float] = (0.05, 0.5)  # each client's distance is uniform in this range
-    path_loss_intercept_db: float = 128.1
-    path_loss_slope_db: float = 37.6
-    fading: str = "rayleigh"
-    fading_correlation: float = 0.0  # Gauss-Markov rho between consecutive rounds
-    mobility_km_per_round: float = 0.0  # std of each distance's per-round random walk
-
-    def __post_init__(self) -> None:
-        check_number("bandwidth_mhz", self.bandwidth_mhz, low=0.0, high=1e6, low_open=True)
-        check_number("downlink_bandwidth_mhz", self.downlink_bandwidth_mhz, low=0.0, high=1e6, low_open=True)
-        check_number("noise_psd_dbm_per_hz", self.noise_psd_dbm_per_hz, low=-250.0, high=-50.0)
-        check_number("client_power_dbm", self.client_power_dbm, low=-50.0, high=70.0)
-        check_number("server_power_dbm", self.server_power_dbm, low=-50.0, high=70.0)
-        object.__setattr__(self, "distance_km", _check_range("distance_km", self.distance_km, high=1000.0))
-        check_number("path_loss_intercept_db", self.path_loss_intercept_db, low=0.0, high=300.0)
-        check_number("path_loss_slope_db", self.path_loss_slope_db, low=0.0, high=100.0)
-        check_choice("fading", self.fading, FADINGS)
-        check_number("fading_correlation", self.fading_correlation, low=0.0, high=1.0, high_open=True)
-        check_number("mobility_km_per_round", self.mobility_km_per_round, low=0.0, high=1000.0)
-
-    @property
-    def bandwidth_hz(self) -> float:
-        return self.bandwidth_mhz * 1e6
-
-    @property
-    def downlink_bandwidth_hz(self) -> float:
-        return self.downlink_bandwidth_mhz * 1e6
-
-    @functools.cached_property
-    def noise_psd_w_per_hz(self) -> float:
-        return float(dbm_to_w(self.noise_psd_dbm_per_hz))
-
-    @functools.cached_property
-    def client_power_w(self) -> float:
-        return float(dbm_to_w(self.client_power_dbm))
-
-    @functools.cached_property
-    def server_power_w(self) -> float:
-        return float(dbm_to_w(self.server_power_dbm))
-
-    @property
-    def distance_m(self) -> tuple[float, float]:
-        return self.distance_km[0] * 1000.0, self.distance_km[1] * 1000.0
-
-    @property
-    def mobility_m_per_round(self) -> float:
-        return self.mobility_km_per_round * 1000.0
-
-
-@dataclass(frozen=True)
-class ComputeConfig:
-    """Processor speeds and how many cycles one FLOP costs on each side."""
-
-    client_cpu_ghz: tuple[float, float] = (1.0, 2.0)  # each client's frequency is uniform in this range
-    client_cycles_per_flop: float = 1 / 16
-    server_cycles_per_flop: float = 1 / 32
-    server_cpu_ghz: float = 100.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "client_cpu_ghz", _check_range("client_cpu_ghz", self.client_cpu_ghz, high=1e6))
-        check_number("client_cycles_per_flop", self.client_cycles_per_flop, low=0.0, high=1e6, low_open=True)
-        check_number("server_cycles_per_flop", self.server_cycles_per_flop, low=0.0, high=1e6, low_open=True)
-        check_number("server_cpu_ghz", self.server_cpu_ghz, low=0.0, high=1e9, low_open=True)
-
-    @property
-    def client_cpu_hz(self) -> tuple[float, float]:
-        return self.client_cpu_ghz[0] * 1e9, self.client_cpu_ghz[1] * 1e9
-
-    @property
-    def server_cpu_hz(self) -> float:
-        return self.server_cpu_ghz * 1e9
 
 
 def client_cpu_hz(num_clients: int, config: ComputeConfig, rng: np.random.Generator) -> np.ndarray:
@@ -212,21 +111,16 @@ def uplink_rate_bps(
     share: ArrayLike, gain: ArrayLike, power_w: ArrayLike, bandwidth_hz: float, noise_psd_w_per_hz: float
 ) -> np.ndarray:
     """Shannon rate ``beta B log2(1 + p g / (beta B N0))`` of each client (0 where ``beta = 0``)."""
-    share = np.asarray(share, dtype=np.float64)
     snr_full_band = np.asarray(power_w, dtype=np.float64) * np.asarray(gain, dtype=np.float64) / (
         bandwidth_hz * noise_psd_w_per_hz
     )
-    if share.size and share.min() > 0 and share.max() < np.inf:  # the common case: no special values
-        return share * bandwidth_hz * np.log1p(snr_full_band / share) / LN2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = share * bandwidth_hz * np.log1p(snr_full_band / share) / LN2
-    return np.where(share > 0, rate, 0.0)
+    return shannon_rate_bps(share, snr_full_band, bandwidth_hz)
 
 
 def broadcast_rate_bps(gain: ArrayLike, power_w: float, bandwidth_hz: float, noise_psd_w_per_hz: float) -> float:
     """Rate of one transmission that every client must decode: ``B_D log2(1 + P g_min / (B_D N0))``."""
     worst_gain = float(np.min(gain))
-    return float(bandwidth_hz * np.log1p(power_w * worst_gain / (bandwidth_hz * noise_psd_w_per_hz)) / LN2)
+    return float(shannon_rate_bps(1.0, power_w * worst_gain / (bandwidth_hz * noise_psd_w_per_hz), bandwidth_hz))
 
 
 def unicast_rate_bps(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import exact
-from .problem import Allocation, ResourceProblem, iteration_latency, uplink_rate
+from .problem import Allocation, ResourceProblem, iteration_latency, shannon_rate_bps, uplink_rate
 
 __all__ = [
     "SOLVER_METHODS",
@@ -23,6 +23,7 @@ __all__ = [
     "ResourceProblem",
     "equal_split",
     "iteration_latency",
+    "shannon_rate_bps",
     "solve",
     "uplink_rate",
 ]

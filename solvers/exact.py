@@ -33,27 +33,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from .problem import LN2, ResourceProblem
-
-# Inner products are written x.dot(y): the same BLAS result as x @ y, with less overhead per call.
-_SERIES_BELOW = 1e-2  # below this z the closed forms in _evaluate lose digits to cancellation
-# (z - ln(1+z)) / z^2 and (ln(1+z) - z/(1+z)) / z^2 as power series, highest power first
-_Z_MINUS_LOG = np.array([(-1) ** n / n for n in range(11, 1, -1)])
-_LOG_MINUS_FRACTION = np.array([(-1) ** n * (n - 1) / n for n in range(11, 1, -1)])
+from .conditions import (
+    MAX_LOG_STEP,
+    Clients,
+    h_minus_1,
+    latency_error,
+    Point,
+    pulled_back,
+)
+from .problem import ResourceProblem
 
 # Newton iteration
 _TOLERANCE = 1e-10  # largest residual at convergence
 _STALL_TOLERANCE = 1e-9  # relative latency error accepted when round-off stalls the iteration
 _MAX_ITERATIONS = 60
 _MAX_HALVINGS = 30
-_MAX_LOG_STEP = 4.0  # largest change of ln z or ln sigma in one step
 _FLOOR_FRACTION = 0.9  # a step may close at most this fraction of the gap
-_PULL_BACK_TOLERANCE = 0.1  # client residual below which a trial point needs no pull-back
-_MAX_PULL_BACK_STEPS = 30
 # starting point
 _MODEL_ROUNDS = 4  # re-solves of the closed-form model
 _MIN_ELASTICITY = 0.01  # keeps the model finite for clients in bandwidth saturation
@@ -70,132 +68,7 @@ class ExactSolverError(RuntimeError):
     """Raised when neither the Newton iteration nor the safeguarded fallback converges."""
 
 
-class _Clients:
-    """Constants of the clients in one system.
-
-    Upload clients (``D > 0``): ``c, kappa, gamma, m`` (``m = gamma = 0`` for an upload-only
-    one), ``a_kappa = a + kappa`` and ``d = floor - a_kappa``.  Compute-only clients
-    (``D = 0 < C``): ``a_cpu, gamma_cpu`` and ``d_cpu = floor - a_cpu``.  ``floor`` is the
-    infimum of the feasible latencies.
-    """
-
-    def __init__(self, problem: ResourceProblem, upload: np.ndarray, cpu_only: np.ndarray) -> None:
-        everyone = upload.size == problem.num_clients
-        pick = (lambda values: values) if everyone else (lambda values: values[upload])
-        a = pick(problem.fixed_time_s)
-        self.c = pick(problem.full_band_snr)
-        self.kappa = pick(problem.upload_bits) * (LN2 / problem.bandwidth_hz) / self.c
-        self.gamma = pick(problem.server_cycles) / problem.server_cpu_hz
-        self.m = np.sqrt(self.gamma * self.kappa / self.c)
-        self.gamma_over_m = _ratio_or_zero(self.gamma, self.m)
-        self.a_kappa = a + self.kappa
-        self.a_cpu = problem.fixed_time_s[cpu_only]
-        self.gamma_cpu = problem.server_cycles[cpu_only] / problem.server_cpu_hz
-        self.has_upload = upload.size > 0
-        self.has_cpu_only = cpu_only.size > 0
-        self.coupled = bool((self.m > 0).any())
-        self.has_cpu = self.has_cpu_only or self.coupled
-        floors = [self.a_kappa, self.a_cpu]
-        self.floor = max(float(f.max()) for f in floors if f.size)
-        # The iteration works with gap = T - floor, so a client's slack is gap + d: computing
-        # T - a instead would lose all digits of a slack that is tiny next to T.
-        self.d = self.floor - self.a_kappa
-        self.d_cpu = self.floor - self.a_cpu
-
-
-def _ratio_or_zero(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 0 where the denominator is 0."""
-    if denominator.size and denominator.min() > 0:  # the common case: a plain division
-        return numerator / denominator
-    return np.divide(numerator, denominator, out=np.zeros_like(denominator), where=denominator > 0)
-
-
-@dataclass(slots=True)
-class _Point:
-    """An iterate (gap = T - floor, tau = ln sigma, s) and everything the Newton step needs there."""
-
-    gap: float
-    tau: float
-    s: np.ndarray
-    r: np.ndarray  # client residuals
-    dr_ds: np.ndarray
-    dr_dgap: np.ndarray
-    dr_dtau: np.ndarray
-    dlogq: np.ndarray  # d ln q / d ln z
-    beta: np.ndarray
-    phi: np.ndarray  # CPU share of the upload clients (0 for the upload-only ones)
-    phi_cpu: np.ndarray  # CPU share of the compute-only clients
-    sum_beta: float
-    sum_phi: float  # of phi and phi_cpu
-    sum_phi_upload: float  # of phi alone
-    client_error: float  # largest |r|
-    bandwidth_error: float  # |1 / sum(beta) - 1|
-    cpu_error: float  # |1 / sum(phi) - 1|
-    error: float  # largest residual, inf if any is not finite
-
-
-def _h_minus_1(z: np.ndarray) -> np.ndarray:
-    """h(z) - 1 = (z - ln(1 + z)) / ln(1 + z), the first value of :func:`_shape` alone."""
-    log1p = np.log1p(z)
-    z_minus_log = z - log1p
-    if z.size and z.min() < _SERIES_BELOW:
-        small = z < _SERIES_BELOW
-        zs = z[small]
-        z_minus_log[small] = np.polyval(_Z_MINUS_LOG, zs) * zs * zs
-    return z_minus_log * (1.0 / log1p)
-
-
-def _shape(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(h(z) - 1, h'(z), q(z), d ln q / d ln z) for h(z) = z / ln(1 + z) and q = z sqrt(h')."""
-    log1p = np.log1p(z)
-    u = z / (1.0 + z)
-    f = log1p - u  # = h'(z) ln(1+z)^2
-    z_minus_log = z - log1p
-    small = None
-    if z.size and z.min() < _SERIES_BELOW:
-        small = z < _SERIES_BELOW
-        zs = z[small]
-        z_minus_log[small] = np.polyval(_Z_MINUS_LOG, zs) * zs * zs
-        f[small] = np.polyval(_LOG_MINUS_FRACTION, zs) * zs * zs
-    inv_log = 1.0 / log1p
-    dlogq = 1.0 + u * (u / (2.0 * f) - inv_log)
-    if small is not None:
-        dlogq[small] = 1.0 + zs * (-1.0 / 6.0 + zs * (7.0 / 36.0 - zs * 227.0 / 1080.0))
-    return z_minus_log * inv_log, f * inv_log * inv_log, z * np.sqrt(f) * inv_log, dlogq
-
-
-def _evaluate(clients: _Clients, gap: float, tau: float, s: np.ndarray) -> _Point:
-    z = np.exp(s)
-    h_minus_1, dh, q, dlogq = _shape(z)
-    sigma = math.exp(tau)
-    sigma_mq = (sigma * clients.m) * q
-    excess = clients.kappa * h_minus_1 + sigma_mq
-    inv_excess = 1.0 / excess
-    slack = gap + clients.d
-    r = np.log(excess / slack)
-    beta = clients.c / z
-    phi = clients.gamma_over_m / (sigma * q)
-    phi_cpu = clients.gamma_cpu / (gap + clients.d_cpu) if clients.has_cpu_only else clients.gamma_cpu
-    sum_beta = float(beta.sum())
-    sum_phi_upload = float(phi.sum())
-    sum_phi = sum_phi_upload + (float(phi_cpu.sum()) if clients.has_cpu_only else 0.0)
-    client_error = float(np.abs(r).max()) if r.size else 0.0
-    bandwidth_error = abs(1.0 / sum_beta - 1.0) if clients.has_upload else 0.0
-    cpu_error = abs(1.0 / sum_phi - 1.0) if clients.has_cpu else 0.0
-    error = max(client_error, bandwidth_error, cpu_error)
-    return _Point(
-        gap, tau, s, r,
-        dr_ds=(clients.kappa * z * dh + sigma_mq * dlogq) * inv_excess,
-        dr_dgap=-1.0 / slack,
-        dr_dtau=sigma_mq * inv_excess,
-        dlogq=dlogq, beta=beta, phi=phi, phi_cpu=phi_cpu,
-        sum_beta=sum_beta, sum_phi=sum_phi, sum_phi_upload=sum_phi_upload, client_error=client_error,
-        bandwidth_error=bandwidth_error, cpu_error=cpu_error,
-        error=error if math.isfinite(error) else math.inf,
-    )  # fmt: skip
-
-
-def _newton_step(clients: _Clients, p: _Point) -> tuple[np.ndarray, float, float]:
+def _newton_step(clients: Clients, p: Point) -> tuple[np.ndarray, float, float]:
     """(ds, dgap, dtau) solving the linearised system.
 
     Each client's linearised equation gives ``ds = -(r + dr_dgap dgap + dr_dtau dtau) / dr_ds``.
@@ -227,49 +100,15 @@ def _newton_step(clients: _Clients, p: _Point) -> tuple[np.ndarray, float, float
     return ds, dgap, dtau
 
 
-def _pulled_back(
-    clients: _Clients,
-    gap: float,
-    tau: float,
-    s: np.ndarray,
-    tolerance: float = _PULL_BACK_TOLERANCE,
-    max_steps: int = _MAX_PULL_BACK_STEPS,
-) -> _Point:
-    """The point at (gap, tau) after per-client Newton steps on s, until every client residual
-    is below ``tolerance`` (or the step budget is spent; the caller judges the result)."""
-    for _ in range(max_steps):
-        p = _evaluate(clients, gap, tau, s)
-        if not p.r.size or not p.client_error >= tolerance:  # also stops at NaN
-            return p
-        s = s - np.clip(p.r / p.dr_ds, -_MAX_LOG_STEP, _MAX_LOG_STEP)
-    return p
-
-
-def _step_length(p: _Point, ds: np.ndarray, dgap: float, dtau: float) -> float:
+def _step_length(p: Point, ds: np.ndarray, dgap: float, dtau: float) -> float:
     largest_log_step = max(float(np.abs(ds).max()) if ds.size else 0.0, abs(dtau))
-    alpha = min(1.0, _MAX_LOG_STEP / largest_log_step) if largest_log_step > 0 else 1.0
+    alpha = min(1.0, MAX_LOG_STEP / largest_log_step) if largest_log_step > 0 else 1.0
     if dgap < 0:
         alpha = min(alpha, _FLOOR_FRACTION * p.gap / -dgap)
     return alpha
 
 
-def _latency_error(clients: _Clients, p: _Point) -> float:
-    """The residuals as relative errors in latency: a client's weighted by its slack, a
-    resource's by the longest time spent on it, all over T.  Unlike ``p.error`` this is not
-    limited by round-off when some times are tiny next to others."""
-    T = clients.floor + p.gap
-    slack = p.gap + clients.d
-    compute = np.divide(clients.gamma, p.phi, out=np.zeros_like(slack), where=p.phi > 0)
-    longest_compute = max(float(compute.max(initial=0.0)), p.gap + float(clients.d_cpu.max(initial=-p.gap)))
-    longest_upload = float((slack + clients.kappa - compute).max(initial=0.0))
-    return max(
-        float(np.abs(p.r * slack).max(initial=0.0)),
-        p.bandwidth_error * longest_upload,
-        p.cpu_error * longest_compute if clients.has_cpu else 0.0,
-    ) / T
-
-
-def _newton(clients: _Clients, p: _Point) -> _Point:
+def _newton(clients: Clients, p: Point) -> Point:
     if not math.isfinite(p.error):
         raise ExactSolverError("non-finite values at the starting point")
     for _ in range(_MAX_ITERATIONS):
@@ -278,31 +117,31 @@ def _newton(clients: _Clients, p: _Point) -> _Point:
         ds, dgap, dtau = _newton_step(clients, p)
         alpha = _step_length(p, ds, dgap, dtau)
         for _ in range(_MAX_HALVINGS):
-            trial = _pulled_back(clients, p.gap + alpha * dgap, p.tau + alpha * dtau, p.s + alpha * ds)
+            trial = pulled_back(clients, p.gap + alpha * dgap, p.tau + alpha * dtau, p.s + alpha * ds)
             if trial.error < p.error:
                 break
             alpha *= 0.5
         else:
             break
-        if trial.error > 0.5 * p.error and _latency_error(clients, trial) < _STALL_TOLERANCE:
+        if trial.error > 0.5 * p.error and latency_error(clients, trial) < _STALL_TOLERANCE:
             return trial  # progress has stalled at round-off level
         p = trial
-    if _latency_error(clients, p) < _STALL_TOLERANCE:
+    if latency_error(clients, p) < _STALL_TOLERANCE:
         return p
     raise ExactSolverError(f"Newton iteration did not converge (residual {p.error:.3g})")
 
 
-def _equal_split_gap(clients: _Clients) -> float:
+def _equal_split_gap(clients: Clients) -> float:
     """Latency of the equal split among the clients of this system, minus the floor."""
     n_upload = clients.c.size
     n_cpu = clients.a_cpu.size + int(np.count_nonzero(clients.gamma))
     z = clients.c * n_upload
-    upload_excess = clients.kappa * _h_minus_1(z)  # upload time minus kappa
+    upload_excess = clients.kappa * h_minus_1(z)  # upload time minus kappa
     gaps = (upload_excess + clients.gamma * n_cpu - clients.d, clients.gamma_cpu * n_cpu - clients.d_cpu)
     return max(float(gap.max()) for gap in gaps if gap.size)
 
 
-def _model_solution(clients: _Clients, T: float) -> tuple[float, float, np.ndarray]:
+def _model_solution(clients: Clients, T: float) -> tuple[float, float, np.ndarray]:
     """(T, sigma, beta) of a model of the problem that has a closed-form optimum.
 
     The model freezes, at the current shares, each client's upload work ``U = u * beta``, the
@@ -340,7 +179,7 @@ def _positive_root(a: float, b: float, c: float) -> float:
     return (root - b) / (2.0 * a) if b < 0 else -2.0 * c / (root + b)
 
 
-def _initial_point(clients: _Clients) -> _Point:
+def _initial_point(clients: Clients) -> Point:
     """The model's solution (the equal split should it be unusable), with T kept between the
     floor and the equal split's latency."""
     equal_gap = _equal_split_gap(clients)
@@ -349,7 +188,7 @@ def _initial_point(clients: _Clients) -> _Point:
     if not (math.isfinite(gap) and 0 < sigma < math.inf and _all_positive_finite(beta)):
         gap, sigma, beta = equal_gap, 1.0, np.full(clients.c.size, 1.0 / max(clients.c.size, 1))
     gap = min(max(gap, _MODEL_FLOOR_FRACTION * equal_gap), equal_gap)
-    return _pulled_back(clients, gap, math.log(sigma), np.log(clients.c / beta))
+    return pulled_back(clients, gap, math.log(sigma), np.log(clients.c / beta))
 
 
 def _all_positive_finite(values: np.ndarray) -> bool:
@@ -357,7 +196,7 @@ def _all_positive_finite(values: np.ndarray) -> bool:
     return not values.size or bool(values.min() > 0 and values.max() < math.inf)
 
 
-def _solve_nested(clients: _Clients, start: _Point) -> _Point:
+def _solve_nested(clients: Clients, start: Point) -> Point:
     """Safeguarded fallback for when Newton fails: nested bracketed 1-D root finding.
 
     At a given gap, ln sigma is the root of ln(sum phi), which decreases in ln sigma (no root:
@@ -368,10 +207,10 @@ def _solve_nested(clients: _Clients, start: _Point) -> _Point:
     """
     from scipy.optimize import brentq  # only needed on this rare path
 
-    def settle(gap: float, tau: float) -> _Point:
-        return _pulled_back(clients, gap, tau, start.s, _SETTLED, _MAX_SETTLE_STEPS)
+    def settle(gap: float, tau: float) -> Point:
+        return pulled_back(clients, gap, tau, start.s, _SETTLED, _MAX_SETTLE_STEPS)
 
-    def balanced(gap: float) -> _Point | None:
+    def balanced(gap: float) -> Point | None:
         if not clients.coupled:
             return settle(gap, 0.0)
         cpu_excess = lambda tau: _clamped_log(settle(gap, tau).sum_phi)  # noqa: E731
@@ -391,7 +230,7 @@ def _solve_nested(clients: _Clients, start: _Point) -> _Point:
     if bracket is None:
         raise ExactSolverError("no bracket for the latency")
     p = balanced(math.exp(brentq(resource_excess, *bracket, xtol=_SETTLED)))
-    if p is None or not _latency_error(clients, p) < _FALLBACK_TOLERANCE:
+    if p is None or not latency_error(clients, p) < _FALLBACK_TOLERANCE:
         raise ExactSolverError("the safeguarded iteration did not converge either")
     return p
 
@@ -426,8 +265,8 @@ def _bracket_decreasing(f: Callable[[float], float], x: float, limit: float) -> 
     return (lo, hi) if f_lo >= 0 >= f_hi else None  # not so when f is NaN
 
 
-def _solve_system(problem: ResourceProblem, upload: np.ndarray, cpu_only: np.ndarray) -> _Point:
-    clients = _Clients(problem, upload, cpu_only)
+def _solve_system(problem: ResourceProblem, upload: np.ndarray, cpu_only: np.ndarray) -> Point:
+    clients = Clients(problem, upload, cpu_only)
     start = _initial_point(clients)
     try:
         return _newton(clients, start)

@@ -161,15 +161,20 @@ class Allocation:
     fallback: bool = False
 
 
+def shannon_rate_bps(share: np.ndarray | float, full_band_snr: np.ndarray | float, bandwidth_hz: float) -> np.ndarray:
+    """``beta B log2(1 + snr / beta)``: the Shannon rate in bit/s on a share ``beta`` of a band ``B`` whose
+    whole-band SNR is ``snr`` (0 where the share is 0). The one definition of the uplink rate."""
+    share = np.asarray(share, dtype=np.float64)
+    if share.size and share.min() > 0 and share.max() < math.inf:  # the common case: no special values
+        return share * bandwidth_hz * np.log1p(full_band_snr / share) / LN2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = share * bandwidth_hz * np.log1p(full_band_snr / share) / LN2
+    return np.where(share > 0, rate, 0.0)
+
+
 def uplink_rate(problem: ResourceProblem, bandwidth_share: np.ndarray) -> np.ndarray:
     """Shannon rate in bit/s of each client at its bandwidth share (0 where the share is 0)."""
-    share = np.asarray(bandwidth_share, dtype=np.float64)
-    snr = problem.full_band_snr
-    if share.size and share.min() > 0 and share.max() < math.inf:  # the common case: no special values
-        return share * problem.bandwidth_hz * np.log1p(snr / share) / LN2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = share * problem.bandwidth_hz * np.log1p(snr / share) / LN2
-    return np.where(share > 0, rate, 0.0)
+    return shannon_rate_bps(bandwidth_share, problem.full_band_snr, problem.bandwidth_hz)
 
 
 def iteration_latency(

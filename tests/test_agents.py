@@ -1,6 +1,9 @@
 """The agent zoo: the Double-DQN target, masks, persistence, the registry and the baselines."""
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -14,7 +17,8 @@ import agents
 import sfl_env  # noqa: F401
 from agents.base import masked_argmax
 from agents.ddqn import DDQNAgent, ReplayBuffer, double_dqn_target, linear_epsilon
-from agents.rollout import run_episode
+from evaluation.rollout import run_episode
+from sfl_env.errors import ConfigError
 
 ENV_ID = "SFLEnvAnalytic-v0"
 # Cut 1 is forbidden (min_client_blocks=2), so every test below has a real mask to honour. Agents
@@ -69,6 +73,19 @@ def test_ddqn_never_chooses_a_masked_action(mask_bits, seed, epsilon):
     obs = np.random.default_rng(seed).random((8, 7)).astype(np.float32)
     assert all(mask[agent.predict(o, mask)] for o in obs)
     assert mask[agent._explore(obs, np.tile(mask, (8, 1)), epsilon)].all()
+
+
+def test_building_a_ddqn_agent_leaves_the_global_torch_rng_alone():
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    agent = DDQNAgent(obs_dim=7, n_actions=5, seed=4)
+    assert torch.equal(torch.get_rng_state(), before), "DDQNAgent() advanced torch's global RNG"
+    # ... and the agent is still a function of its seed alone, whatever the global RNG holds.
+    torch.manual_seed(999)
+    twin = DDQNAgent(obs_dim=7, n_actions=5, seed=4)
+    for network in ("q_network", "target_network"):
+        for a, b in zip(getattr(agent, network).parameters(), getattr(twin, network).parameters()):
+            assert torch.equal(a, b)
 
 
 def test_replay_buffer_wraps_around_and_round_trips():
@@ -152,7 +169,8 @@ def test_every_agent_runs_a_few_hundred_steps_and_predicts_allowed_actions(name)
         assert agent.num_steps >= 256
     eval_env = gym.make(ENV_ID, **kwargs)
     episode = run_episode(agent, eval_env, seed=5)
-    assert episode.rounds == kwargs["max_rounds"] or episode.reached_target
+    assert episode.rounds == len(episode.cuts) <= kwargs["max_rounds"]
+    assert episode.reached_target or episode.rounds == kwargs["max_rounds"]  # only the target ends it early
     assert min(episode.cuts) >= 2, f"{name} took a forbidden cut: {episode.cuts}"
     assert episode.privacy_violations == 0
 
@@ -176,16 +194,26 @@ def test_sb3_save_load_gives_identical_actions(tmp_path, name):
 
 def test_unknown_agent_and_hyperparameters_are_named():
     env = vec(MASKED)
-    with pytest.raises(ValueError, match=r"unknown agent 'dqnn' \(did you mean 'dqn'\?\); allowed: ddqn"):
+    with pytest.raises(ConfigError, match=r"unknown agent 'dqnn' \(did you mean 'dqn'\?\); allowed: .*ddqn"):
         agents.make("dqnn", env)
+    with pytest.raises(ConfigError, match=r"'SFLEnv-v7' is not registered \(did you mean 'SFLEnv-v0'\?\)"):
+        agents.check_env_id("SFLEnv-v7")
     with pytest.raises(ValueError, match="unknown ddqn hyperparameter 'learning_rat'; allowed: gamma"):
         agents.make("ddqn", env, learning_rat=0.1)
     with pytest.raises(ValueError, match="unknown ppo hyperparameter 'epochs'; allowed: .*n_epochs"):
         agents.make("ppo", env, epochs=3)
     with pytest.raises(ValueError, match="ddqn hyperparameter gamma=1.5 is out of range"):
         agents.make("ddqn", env, gamma=1.5)
-    with pytest.raises(ValueError, match="baseline 'random' takes no hyperparameters"):
+    with pytest.raises(ConfigError, match="baseline 'random' takes no hyperparameters"):
         agents.make("random", env, gamma=0.5)
+
+
+def test_the_agent_zoo_does_not_import_the_evaluation_harness():
+    # Imports go one way: solvers <- sfl_env <- agents <- evaluation <- scripts.
+    code = "import sys, agents, agents.ddqn, agents.sb3, agents.baselines; print('evaluation' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip() == "False"
 
 
 def test_configs_are_keyed_by_env_id_with_a_default():

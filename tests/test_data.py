@@ -1,4 +1,4 @@
-"""Tests for sfl_env.data: dataset loaders, client partitions and the aligned client sampler."""
+"""Tests for the sfl_env.data package: dataset loaders and file formats, client partitions, the client sampler."""
 
 import gzip
 import math
@@ -13,11 +13,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import sfl_env.data as data_module
+import sfl_env.data.datasets as datasets_module
 from sfl_env.data import (
     DATASETS,
     PARTITIONS,
     ClientSampler,
+    ConfigError,
     Dataset,
     DatasetError,
     load_dataset,
@@ -123,7 +124,7 @@ def test_digits_shapes_dtypes_and_normalisation():
 
 def test_digits_test_split_is_stratified_fixed_and_independent_of_seed():
     a = load_dataset("digits", seed=0)
-    data_module._digits_arrays.cache_clear()  # build the split again rather than reuse the cached one
+    datasets_module._digits_arrays.cache_clear()  # build the split again rather than reuse the cached one
     b = load_dataset("digits", seed=123)
     assert torch.equal(a.x_test, b.x_test) and torch.equal(a.y_test, b.y_test)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
@@ -565,7 +566,7 @@ def test_shards_give_each_client_about_shards_per_client_labels():
 
 
 @pytest.mark.parametrize("labels, kwargs, match", [
-    (None, {"method": "random"}, "unknown partition method 'random'; choose one of: iid, dirichlet, shards"),
+    (None, {"method": "random"}, "unknown partition method 'random'; allowed: dirichlet, iid, shards"),
     (None, {"num_clients": 0}, r"num_clients must be an int in 1\.\.1000 .*got 0"),
     (None, {"num_clients": 1001}, r"num_clients must be an int in 1\.\.1000 .*got 1001"),
     (None, {"num_clients": 2.5}, "num_clients must be an int .*got 2.5"),
@@ -588,7 +589,7 @@ def test_partition_validation(labels, kwargs, match):
 
 
 def test_partition_needs_a_numpy_generator():
-    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+    with pytest.raises(ConfigError, match="rng must be a numpy.random.Generator"):
         partition(balanced_labels(), 4, rng=0)
 
 
@@ -680,7 +681,7 @@ def test_sampler_is_reproducible_from_the_generator_seed():
     ([], 2, torch.Generator(), ValueError, "at least one client"),
     ([np.arange(3), np.array([], np.int64)], 2, torch.Generator(), ValueError, r"client_indices\[1\] must be"),
     ([np.array([0.5, 1.5])], 2, torch.Generator(), ValueError, r"client_indices\[0\] must be a non-empty 1-D integer"),
-    ([np.arange(3)], 2, np.random.default_rng(0), TypeError, "generator must be a torch.Generator"),
+    ([np.arange(3)], 2, np.random.default_rng(0), ConfigError, "generator must be a torch.Generator"),
 ])
 def test_sampler_validation(clients, batch_size, generator, error, match):
     with pytest.raises(error, match=match):

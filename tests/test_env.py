@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sfl_env
-from sfl_env.validation import ConfigError
+from sfl_env.errors import ActionError, ConfigError
 
 ENV_IDS = [env_id for env_id, spec in gym.registry.items() if str(spec.entry_point).startswith("sfl_env")]
 FAST = {"num_train": 400, "num_test": 200, "num_clients": 4, "local_iters": 2, "max_rounds": 4}
@@ -125,11 +125,14 @@ def test_info_holds_the_documented_keys_and_a_consistent_ledger():
     env = make()
     env.reset(seed=0)
     _, reward, _, _, info = env.step(1)
-    assert set(info) == {"cut", "latency_s", "latency", "bits_up", "bits_down", "train_loss", "test_accuracy",
-                         "allocation", "rewards", "action_mask", "solver", "privacy", "diverged"}
+    assert set(info) == {"cut", "latency_s", "latency", "reference_latency_s", "bits_up", "bits_down", "train_loss",
+                         "test_accuracy", "allocation", "reward_terms", "action_mask", "solver", "privacy",
+                         "diverged"}
     assert info["cut"] == 2 and info["latency_s"] == pytest.approx(sum(info["latency"].values()))
-    r = info["rewards"]
-    assert reward == pytest.approx(-(0.5 * r["convergence"] + 0.5 * r["latency"]))
+    terms = info["reward_terms"]
+    assert set(terms) == {"convergence", "latency", "privacy_penalty"}
+    assert terms["latency"] == info["latency_s"] / info["reference_latency_s"]
+    assert reward == pytest.approx(-(0.5 * terms["convergence"] + 0.5 * terms["latency"]))
     assert info["allocation"]["bandwidth_share"].sum() <= 1 + 1e-9
 
 
@@ -142,6 +145,10 @@ def test_info_holds_the_documented_keys_and_a_consistent_ledger():
         ({"reward": "accuracy"}, "reward='accuracy' is unknown"),
         ({"bandwidth_mhz": -1}, "bandwidth_mhz=-1 is out of range"),
         ({"privacy_rule": "leakage"}, "privacy_rule='leakage' needs max_leakage"),
+        ({"privacy_rule": "leakage", "max_leakage": 0.5}, "privacy_rule='leakage' measures real smashed data"),
+        # the analytic twin exists only where it was calibrated: refused at construction, not at reset
+        ({"model": "mlp"}, "no calibrated training model for digits/mlp"),
+        ({"convergence": "calibrated", "model": "lenet5"}, "no calibrated training model for digits/lenet5"),
     ],
 )
 def test_bad_keywords_name_the_option(kwargs, message):
@@ -153,7 +160,7 @@ def test_bad_keywords_name_the_option(kwargs, message):
 def test_bad_actions_are_refused_clearly(action):
     env = make()
     env.reset(seed=0)
-    with pytest.raises(ValueError, match=r"is invalid; allowed: an integer in 0..2"):
+    with pytest.raises(ActionError, match=r"is invalid; allowed: an integer in 0..2"):
         env.step(action)
 
 
@@ -161,12 +168,12 @@ def test_privacy_mask_refuses_or_penalises():
     env = make(min_client_blocks=2)
     _, info = env.reset(seed=0)
     assert info["action_mask"].tolist() == [False, True, True] == env.unwrapped.action_masks().tolist()
-    with pytest.raises(ValueError, match=r"violates the privacy constraint.*allowed actions: \[1, 2\]"):
+    with pytest.raises(ActionError, match=r"violates the privacy constraint.*allowed actions: \[1, 2\]"):
         env.step(0)
     env = make(min_client_blocks=2, privacy="penalty", privacy_penalty=0.5)
     env.reset(seed=0)
     _, reward, _, _, info = env.step(0)
-    assert info["cut"] == 2 and info["privacy"]["violated"] and info["rewards"]["privacy_penalty"] == 0.5
+    assert info["cut"] == 2 and info["privacy"]["violated"] and info["reward_terms"]["privacy_penalty"] == 0.5
 
 
 def test_a_failed_solve_falls_back_and_says_so(monkeypatch):
@@ -192,12 +199,18 @@ def test_a_diverged_round_ends_the_episode():
     assert info["diverged"] and terminated and not truncated and np.isfinite(reward)
 
 
-def test_renders_text_and_an_image():
-    env = make(render_mode="ansi")
+def test_renders_the_round_that_was_played():
+    env = make(render_mode="ansi", scheme="sfl-v1")
     env.reset(seed=0)
-    env.step(0)
-    text = env.render()
-    assert "cut 1" in text and "latency" in text
+    gain = env.unwrapped._channel.gain.copy()  # the channel the round is played on
+    _, _, _, _, info = env.step(1)
+    lines = env.render().splitlines()
+    assert lines[0].startswith("round 1  scheme sfl-v1  cut 2  reward")
+    table = [line.split() for line in lines[4:]]
+    assert [float(row[1]) for row in table] == pytest.approx(10 * np.log10(gain), abs=0.051)
+    assert not np.allclose(gain, env.unwrapped._channel.gain, rtol=1e-3, atol=0)  # the next round is drawn
+    shares = info["allocation"]["bandwidth_share"]
+    assert [float(row[3]) for row in table] == pytest.approx(100 * shares, abs=0.051)
     env = make(render_mode="rgb_array")
     env.reset(seed=0)
     env.step(2)
@@ -238,8 +251,6 @@ def test_measured_leakage_decides_the_mask():
     assert info["action_mask"].tolist() == [False, False, True], "shallow cuts leak more than the threshold"
     with pytest.raises(ConfigError, match=r"no cut of model 'cnn' is allowed by rule='leakage'.*measured leakage"):
         make("SFLEnv-v0", **(FAST | {"privacy_rule": "leakage", "max_leakage": 0.1})).reset(seed=0)
-    with pytest.raises(ValueError, match="needs training='real'"):
-        make(privacy_rule="leakage", max_leakage=0.5).reset(seed=0)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"scheme": "psl"}, {"scheme": "fl"}, {"reward": "time_to_accuracy"},
@@ -270,3 +281,14 @@ def test_cut_preview_marks_refused_actions_and_needs_a_reset():
     preview = env.unwrapped.cut_preview()
     assert preview["allowed"].tolist() == [False, False, True]
     assert np.isnan(preview["reward"][:2]).all() and np.isfinite(preview["reward"][2])
+
+
+def test_the_reference_latency_is_fixed_for_the_episode_as_the_card_says():
+    assert "fixed for the episode" in sfl_env.env.__doc__
+    env = make(max_rounds=20)
+    references = []
+    for seed in (0, 1):
+        env.reset(seed=seed)
+        references.append({env.step(i % 3)[4]["reference_latency_s"] for i in range(20)})
+    assert all(len(r) == 1 for r in references)  # constant within each episode, whatever the channel does
+    assert references[0] != references[1]  # a new episode draws new distances and CPUs

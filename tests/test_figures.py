@@ -1,4 +1,4 @@
-"""agents.figures: every figure writes a PNG from plain traces, without warnings, and closes itself."""
+"""evaluation.figures: every figure writes a PNG from plain traces, without warnings, and closes itself."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from agents import figures  # noqa: E402
+from evaluation import figures  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -111,3 +111,11 @@ def test_profiling_does_not_touch_batchnorm_statistics():
     profile_model(model, bits_per_value=16)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+def test_a_cached_profile_cannot_be_changed_through_its_arrays():
+    profile = profile_model(build_model("cnn", (1, 8, 8), 10, seed=0))
+    assert profile_model(build_model("cnn", (1, 8, 8), 10, seed=1)) is profile  # shared by the architecture
+    for name in ("forward_flops", "backward_flops", "param_bits", "smashed_elements"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(profile, name)[0] = 0.0

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 
 from solvers import SOLVER_METHODS, Allocation, ResourceProblem, equal_split, iteration_latency, solve
-from solvers import convex, exact
+from solvers import conditions, convex, exact
 
 NOISE_PSD_W_PER_HZ = 10 ** (-174 / 10) * 1e-3  # -174 dBm/Hz
 BANDWIDTH_HZ = 10e6
@@ -416,8 +416,9 @@ def test_exact_nan_falls_back_to_the_equal_split(monkeypatch: pytest.MonkeyPatch
 
 def test_nan_inside_the_exact_iteration_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     problem = ResourceProblem(**VALID_FIELDS)
-    real_shape = exact._shape
-    monkeypatch.setattr(exact, "_shape", lambda z: tuple(np.full_like(x, np.nan) for x in real_shape(z)))
+    real_shape = conditions.shape_functions
+    monkeypatch.setattr(conditions, "shape_functions",
+                        lambda z: tuple(np.full_like(x, np.nan) for x in real_shape(z)))
     _assert_fallback(problem, solve(problem, "exact"), "exact", "solver_error")
 
 

@@ -1,4 +1,4 @@
-"""agents.stats: IQM, stratified bootstrap intervals and probability of improvement."""
+"""evaluation.stats: IQM, stratified bootstrap intervals, probability of improvement and the normalised score."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from agents.stats import aggregate, bootstrap_ci, iqm, probability_of_improvement
+from evaluation.stats import aggregate, bootstrap_ci, iqm, normalised_score, probability_of_improvement
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +161,20 @@ def test_probability_of_improvement_degenerate_inputs():
     assert math.isnan(probability_of_improvement([], [1.0]))
     with pytest.raises(ValueError, match="NaN"):
         probability_of_improvement([math.nan], [1.0])
+
+
+def test_normalised_score_puts_random_at_zero_and_oracle_at_one():
+    assert normalised_score(-2.0, -2.0, 3.0) == 0.0
+    assert normalised_score(3.0, -2.0, 3.0) == 1.0
+    assert normalised_score(0.5, -2.0, 3.0) == pytest.approx(0.5)
+    assert normalised_score(4.0, -2.0, 3.0) == pytest.approx(1.2)  # the per-round oracle can be beaten
+
+
+@pytest.mark.parametrize("agent_return", [1.5, 0.0, 9.0])
+def test_normalised_score_is_nan_when_oracle_and_random_tie(agent_return):
+    # The tie rule: no span, no scale, no score, whatever the agent did (even when it ties too).
+    assert math.isnan(normalised_score(agent_return, 1.5, 1.5))
+    assert math.isnan(normalised_score(agent_return, 1.5, 1.5 + 1e-13))  # equal up to rounding
+    assert math.isnan(normalised_score(agent_return, 0.0, 1e-13))
+    assert math.isfinite(normalised_score(agent_return, 1.5, 1.5 + 1e-6))  # a real, if small, gap
+    assert math.isnan(normalised_score(agent_return, math.nan, 1.5))

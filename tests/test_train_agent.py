@@ -13,7 +13,7 @@ import pytest
 
 import agents
 import train_agent
-from agents.tracking import read_jsonl
+from evaluation.tracking import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--env-kwargs", "max_rounds=20", "--eval-episodes", "2", "--no-progress",

@@ -1,7 +1,7 @@
 """Fits the analytic training model to real training runs and stores the constants as JSON.
 
 For every scheme and every fixed cut, trains ``--seeds`` real runs on the given preset, averages their
-test-accuracy and test-loss curves, and fits one :class:`~sfl_env.convergence.TrainingCurveModel` per
+test-accuracy and test-loss curves, and fits one :class:`~sfl_env.training.analytic.TrainingCurveModel` per
 scheme: a shared curve shape and one speed per cut, plus the run-to-run fluctuation around it (AR(1)).
 Prints measured vs predicted rounds to the target accuracy for every cut: the median first round at
 the target over the seeds against the same over simulated runs of the model.
@@ -24,8 +24,9 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from ..config import SFLConfig
-from ..convergence import TrainingCurveModel
-from ..schemes import SCHEMES, build_trainer
+from ..training.analytic import TrainingCurveModel
+from ..schemes import SCHEMES
+from ..training import build_trainer
 
 DEFAULT_ROUNDS = {"sfl-ga": 300, "sfl-v1": 150, "sfl-v2": 60, "psl": 150, "fl": 150}
 
@@ -36,8 +37,8 @@ def run_curves(config: SFLConfig, cut: int, rounds: int, seeds: int) -> tuple[np
     for seed in range(seeds):
         trainer = build_trainer(config, seed=seed)
         for t in range(rounds):
-            r = trainer.run_round(cut)
-            acc[seed, t], loss[seed, t] = r.test_accuracy, r.test_loss
+            outcome = trainer.run_round(cut).outcome
+            acc[seed, t], loss[seed, t] = outcome.test_accuracy, outcome.test_loss
     return acc, loss
 
 

@@ -1,7 +1,7 @@
 """Play one episode with several agents on the same seed and print them side by side, round by round.
 
-    python -m agents.compare runs/ddqn__SFLEnvAnalytic-v0__0 fixed-shallowest --env-id SFLEnv-v0
-    python -m agents.compare oracle greedy-latency random --env-kwargs rho=0.3
+    python -m evaluation.compare runs/ddqn__SFLEnvAnalytic-v0__0 fixed-shallowest --env-id SFLEnv-v0
+    python -m evaluation.compare oracle greedy-latency random --env-kwargs rho=0.3
 
 Each agent is a baseline name or a train_agent.py run folder (its validated best model). Every agent
 gets its own env built from the same id, keywords and seed, so they face the same channels and data.
@@ -17,13 +17,13 @@ from pathlib import Path
 import gymnasium as gym
 
 import sfl_env  # noqa: F401  (registers the ids)
-from sfl_env.demo import parse_overrides
+from agents import RUN_CONFIG, Agent, has_model, load, make
+from sfl_env.config import parse_overrides
 
-from . import RUN_CONFIG, has_model, load, make
 from .rollout import Episode, run_episode
 
 
-def load_agent(spec: str, env: gym.Env):
+def load_agent(spec: str, env: gym.Env) -> Agent:
     """A baseline by name, or a run folder's validated best model (its final model if none was kept)."""
     folder = Path(spec)
     if not (folder / RUN_CONFIG).is_file():
@@ -32,6 +32,7 @@ def load_agent(spec: str, env: gym.Env):
 
 
 def side_by_side(names: list[str], episodes: list[Episode], every: int = 5) -> str:
+    """The episodes as columns, one line every ``every`` rounds (and the last), then a line per agent."""
     width = 26
     header = f"{'round':>5} " + " ".join(f"{name[-width:]:>{width}}" for name in names)
     lines = [header, f"{'':>5} " + " ".join(f"{'cut  acc   latency s':>{width}}" for _ in names)]

@@ -1,4 +1,4 @@
-"""One training round of every scheme: the algebra of gradient aggregation, re-splitting, bit counters."""
+"""The real round trainer, every scheme: the algebra of gradient aggregation, re-splitting, the ledger it reports."""
 
 import math
 
@@ -7,9 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sfl_env.models import MODELS, build_model
+from sfl_env.config import MODELS, SFLConfig
+from sfl_env.errors import ConfigError
+from sfl_env.models import build_model
 from sfl_env.profiling import profile_model
-from sfl_env.schemes import SCHEMES, SchemeTrainer, aggregate_smashed_gradients
+from sfl_env.schemes import SCHEMES
+from sfl_env.training.gradient_aggregation import aggregate_smashed_gradients
+from sfl_env.training.real import RealTrainer
 
 N_TRAIN, SHAPE = 400, (1, 8, 8)
 
@@ -52,9 +56,9 @@ def make_trainer(scheme="sfl-ga", model="cnn", num_clients=4, batch_size=8, samp
     x, y = synthetic_data(data_seed)
     sampler = sampler or RandomSampler(num_clients, batch_size)
     sizes = np.full(num_clients, 100.0) if sizes is None else sizes
-    kwargs = {"local_iters": 2, "lr": 0.05} | kwargs
-    return SchemeTrainer(net, x, y, x[:64], y[:64], sizes, sampler, scheme=scheme, batch_size=batch_size,
-                         generator=torch.Generator().manual_seed(0), **kwargs)
+    config = SFLConfig(scheme=scheme, model=model, num_clients=num_clients, batch_size=batch_size,
+                       **({"local_iters": 2, "lr": 0.05} | kwargs))
+    return RealTrainer(config, net, x, y, x[:64], y[:64], sizes, sampler, generator=torch.Generator().manual_seed(0))
 
 
 def weights(trainer):
@@ -197,7 +201,7 @@ def test_psl_keeps_per_client_models_and_evaluates_their_average():
     psl = make_trainer("psl", num_clients=3, local_iters=2)
     psl.run_round(2)
     psl.run_round(2)
-    copies = psl._psl_clients[0]
+    copies = psl._client_copies[0]
     first = next(iter(copies.values()))
     assert first.shape[0] == 3 and not torch.equal(first[0], first[1])
     torch.testing.assert_close(next(psl.model.parameters()), first.mean(0))
@@ -223,7 +227,7 @@ def test_resplit_preserves_the_function_both_ways(scheme, model):
 
 def test_training_continues_across_cut_moves_without_reinitialising():
     trainer = make_trainer("sfl-ga", local_iters=4)
-    losses = [trainer.run_round(cut).train_loss for cut in (1, 3, 2, 1, 3, 2, 1, 3)]
+    losses = [trainer.run_round(cut).outcome.train_loss for cut in (1, 3, 2, 1, 3, 2, 1, 3)]
     assert all(math.isfinite(v) for v in losses)
     assert np.mean(losses[-3:]) < losses[0], "training must keep its progress while the cut moves"
 
@@ -268,7 +272,7 @@ def test_bit_counters_match_the_closed_forms(scheme):
     trainer = make_trainer(scheme, num_clients=K, batch_size=b, local_iters=I)
     p = profile_model(trainer.model)
     for previous, cut in ((None, 2), (2, 3), (3, 1)):
-        r = trainer.run_round(cut)
+        r = trainer.run_round(cut).cost
         S, q, Q = b * p.smashed_elements[cut] * 32, p.client_model_bits(cut), p.model_bits
         expected = {
             # uplink, downlink (paper_spec.md 1.4), plus migrated blocks when the cut moved
@@ -285,13 +289,15 @@ def test_bit_counters_match_the_closed_forms(scheme):
         assert r.migrated_bits_down == pytest.approx(migrated_down)
         assert r.migrated_bits_up == pytest.approx(migrated_up)
         assert r.gradient_broadcast == (scheme == "sfl-ga")
-        assert r.server_sequential == (scheme == "sfl-v2")
+        if scheme == "fl":  # FedAvg trains every block whatever the cut
+            cut, previous = p.num_blocks, previous and p.num_blocks
+        assert (r.cut, r.previous_cut) == (cut, previous)
 
 
 def test_work_counters_use_the_profile():
     trainer = make_trainer("sfl-ga", batch_size=8)
     p = profile_model(trainer.model)
-    r = trainer.run_round(2)
+    r = trainer.run_round(2).cost
     assert r.client_forward_flops == 8 * (p.forward_flops[0] + p.forward_flops[1])
     assert r.client_backward_flops == 8 * (p.backward_flops[0] + p.backward_flops[1])
     assert r.server_flops == 8 * (p.forward_flops[2:].sum() + p.backward_flops[2:].sum())
@@ -304,7 +310,7 @@ def test_work_counters_use_the_profile():
 def test_divergence_stops_the_round_cleanly(scheme):
     trainer = make_trainer(scheme, lr=1e30, local_iters=3)
     before = weights(trainer)
-    r = trainer.run_round(2)
+    r = trainer.run_round(2).outcome
     assert r.diverged and math.isnan(r.train_loss) and not r.evaluated
     assert_same(weights(trainer), before, exact=True)
 
@@ -315,12 +321,12 @@ def test_same_seed_same_round_results():
     assert ra == rb
     assert_same(weights(a), weights(b), exact=True)
     c = make_trainer("sfl-ga", sampler=RandomSampler(4, 8, seed=1))
-    assert c.run_round(2).train_loss != ra.train_loss
+    assert c.run_round(2).outcome.train_loss != ra.outcome.train_loss
 
 
 def test_evaluation_every_n_rounds():
     trainer = make_trainer("sfl-ga", eval_every=2)
-    results = [trainer.run_round(1) for _ in range(4)]
+    results = [trainer.run_round(1).outcome for _ in range(4)]
     assert [r.evaluated for r in results] == [False, True, False, True]
     assert 0.0 <= results[1].test_accuracy <= 1.0
 
@@ -328,23 +334,24 @@ def test_evaluation_every_n_rounds():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"scheme": "splitfed"}, "scheme='splitfed' is unknown; allowed: sfl-ga, sfl-v1"),
-        ({"gradient_aggregation": 1.5}, r"gradient_aggregation=1.5 is out of range; allowed: \[0, 1\]"),
-        ({"aggregation_weights": "loss"}, "allowed: data_size, uniform"),
+        ({"scheme": "splitfed"}, "scheme='splitfed' is unknown; allowed: 'sfl-ga', 'sfl-v1'"),
+        ({"gradient_aggregation": 1.5}, r"gradient_aggregation=1.5 is out of range; allowed: \[0.0, 1.0\]"),
+        ({"aggregation_weights": "loss"}, "allowed: 'data_size', 'uniform'"),
+        ({"sizes": np.ones(3)}, "client_sizes=.* allowed: 4 positive sizes"),
     ],
 )
 def test_bad_options_are_named(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         make_trainer(**kwargs)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda():
     trainer = make_trainer("sfl-ga", device="cuda")
-    r = trainer.run_round(2)
+    r = trainer.run_round(2).outcome
     assert math.isfinite(r.train_loss) and next(trainer.model.parameters()).is_cuda
 
 
 def test_client_gradient_needs_a_shared_server():
-    with pytest.raises(ValueError, match="client_gradient needs scheme 'sfl-ga' or 'psl'"):
+    with pytest.raises(ConfigError, match=r"client_gradient needs a scheme with one shared server \(sfl-ga, psl\)"):
         make_trainer("sfl-v1").client_gradient(2, RandomSampler(4, 8).next_batch(), ratio=1.0)

@@ -1,6 +1,6 @@
 """Running an agent for whole episodes and recording what a benchmark reports about each one.
 
-Used by ``train_agent.py`` (periodic and final evaluation) and ``evaluate.py`` (the protocol), so a
+Used by ``train_agent.py`` (its validation and test episodes) and ``evaluate.py`` (the protocol), so a
 number means the same thing in both.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from .base import Agent
+from agents.base import Agent
 
 EVAL_SEED_OFFSET = 1_000_000  # test episodes never share a seed with training episodes
 VALIDATION_SEED_OFFSET = 500_000  # model selection during training uses its own seeds
@@ -100,16 +100,11 @@ def validation_seeds(count: int) -> list[int]:
     return [VALIDATION_SEED_OFFSET + i for i in range(count)]
 
 
-def evaluate(agent: Agent, env: gym.Env, seeds: list[int]) -> list[Episode]:
+def play_episodes(agent: Agent, env: gym.Env, seeds: list[int]) -> list[Episode]:
+    """One :func:`run_episode` per seed, in order."""
     return [run_episode(agent, env, seed) for seed in seeds]
 
 
 def mean_return(episodes: list[Episode]) -> float:
+    """The mean episode return of ``episodes``."""
     return float(np.mean([e.episode_return for e in episodes]))
-
-
-def normalised_score(agent_return: float, random_return: float, oracle_return: float) -> float:
-    """``(R - R_random) / (R_oracle - R_random)``: 0 is random, 1 is the per-round oracle (NaN if they tie)."""
-    span = oracle_return - random_return
-    return (agent_return - random_return) / span if abs(span) > 1e-12 else math.nan
-

@@ -1,4 +1,5 @@
-"""Aggregate statistics for comparing agents over seeds and episodes, following rliable.
+"""Aggregate statistics for comparing agents over seeds and episodes, following rliable, and the
+normalised score.
 
 A handful of runs cannot support a bare mean, so ``evaluate.py`` reports the mean and the
 interquartile mean (IQM), each with a stratified bootstrap percentile confidence interval, and the
@@ -9,6 +10,9 @@ Scores come as strata: one array per task (environment configuration), or a sing
 there is one configuration. Each stratum is resampled on its own, with replacement, keeping its size,
 and the statistic is computed on the concatenation of the resampled strata. Scores must be finite:
 callers drop NaN (for instance "never reached the target") and say how many they dropped.
+
+:func:`normalised_score` puts a return on the scale random = 0, oracle = 1; ``train_agent.py`` (its
+summary) and the leaderboard both use it, so the score and its tie rule are the same everywhere.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 IQM_TRIM = 0.25  # cut from each end: the middle 50% is kept (rounded as scipy.stats.trim_mean does)
+# The oracle and random returns tie when math.isclose says so with these tolerances (see normalised_score).
+SCORE_TIE_REL_TOL = 1e-9
+SCORE_TIE_ABS_TOL = 1e-12
 
 # scipy >= 1.15 takes ``rng``; older releases (pyproject allows >= 1.11) take ``random_state``.
 _RNG_ARGUMENT = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
@@ -129,6 +136,22 @@ def probability_of_improvement(x: ArrayLike, y: ArrayLike) -> float:
     not_above = np.searchsorted(ys, xs, side="right")  # per x: how many y are smaller or equal
     wins, ties = below.sum(), (not_above - below).sum()
     return float((wins + 0.5 * ties) / (xs.size * ys.size))
+
+
+def normalised_score(agent_return: float, random_return: float, oracle_return: float) -> float:
+    """``(R - R_random) / (R_oracle - R_random)``: 0 is the random policy, 1 the per-round oracle.
+
+    Tie rule: when ``R_oracle`` and ``R_random`` tie (``math.isclose`` with a relative tolerance of
+    ``SCORE_TIE_REL_TOL`` = 1e-9 and an absolute one of ``SCORE_TIE_ABS_TOL`` = 1e-12) the span has no
+    scale and the score is NaN, undefined, whatever ``R`` is (even when ``R`` ties too). Callers drop
+    NaN scores before aggregating: the leaderboard scores an agent on the seeds without a tie only
+    (``n/a`` when every seed ties), and ``train_agent.py`` writes NaN to summary.json. A NaN return
+    gives NaN too. The score may be below 0 or above 1 (the oracle is greedy per round, not optimal).
+    """
+    if math.isnan(random_return) or math.isnan(oracle_return) or math.isclose(
+            oracle_return, random_return, rel_tol=SCORE_TIE_REL_TOL, abs_tol=SCORE_TIE_ABS_TOL):
+        return math.nan
+    return (agent_return - random_return) / (oracle_return - random_return)
 
 
 def _strata(scores_by_stratum: Sequence[ArrayLike]) -> list[np.ndarray]:

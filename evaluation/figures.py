@@ -9,7 +9,7 @@ environment. An episode trace is a dict::
      "latency_s": [float, ...],          # simulated seconds each round
      "bits_up": [float, ...], "bits_down": [float, ...]}   # bits each round
 
-(``bits_up_per_round``/``bits_down_per_round``, the names of ``agents.rollout.Episode.traces()``,
+(``bits_up_per_round``/``bits_down_per_round``, the names of ``evaluation.rollout.Episode.traces()``,
 are accepted too.) Every line is one agent: the mean over that agent's episodes, with a band from the
 lowest to the highest episode. Episodes may differ in length; each round (or moment) is averaged over
 the episodes still running then, so the mean moves when an episode ends. Accuracy is carried forward
@@ -113,6 +113,25 @@ def cut_sweep(rows: Sequence[Mapping[str, float]], path: str | Path) -> Path:
         axes[-1].set_xlabel("cut (client-side blocks)")
         axes[-1].set_xticks(cuts)
     return Path(path)
+
+
+def write_figures(
+    mode: str, folder: str | Path, traces: Sequence[Trace], rows: Sequence[Mapping[str, Any]]
+) -> list[Path]:
+    """The figures of one evaluation mode in ``folder``: the four per-round figures of ``traces``, and
+    for ``mode == "cuts"`` the sweep of ``rows`` (results.csv rows whose agent is ``cut-<n>``)."""
+    folder = Path(folder)
+    paths = [
+        accuracy_vs_round(traces, folder / "accuracy_vs_round.png"),
+        accuracy_vs_latency(traces, folder / "accuracy_vs_latency.png"),
+        cumulative_bits(traces, folder / "cumulative_bits.png"),
+        cuts_over_rounds(traces, folder / "cuts_over_rounds.png"),
+    ]
+    if mode == "cuts":
+        sweep = [{"cut": int(r["agent"].removeprefix("cut-")), "rounds_to_target": r["rounds_to_target"],
+                  "seconds_to_target": r["seconds_to_target"], "final_accuracy": r["final_accuracy"]} for r in rows]
+        paths.append(cut_sweep(sweep, folder / "cut_sweep.png"))
+    return paths
 
 
 def _sweep_panel(ax: Any, cuts: list[int], values: list[np.ndarray], mark_missing: bool) -> None:

@@ -95,6 +95,7 @@ def versions() -> dict[str, str]:
 
 
 def hardware() -> str:
+    """The machine, processor and CPU count (recorded with every run and evaluation row)."""
     return f"{platform.machine()} {platform.processor() or platform.system()} {os.cpu_count()} cpus"
 
 
@@ -115,7 +116,9 @@ class WandbMirror:
     def __init__(self, *, project: str, entity: str | None, mode: str, folder: Path, name: str, run_id: str,
                  config: dict[str, Any]) -> None:
         if mode not in WANDB_MODES:
-            raise ValueError(f"wandb mode {mode!r} is unknown; allowed: {', '.join(WANDB_MODES)}")
+            from sfl_env.errors import unknown_name
+
+            raise unknown_name("wandb mode", mode, WANDB_MODES)
         self.run = None
         self.mode = mode
         try:

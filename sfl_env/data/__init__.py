@@ -1,0 +1,34 @@
+"""Datasets and client partitions for split federated learning; everything here works offline.
+
+- :mod:`~sfl_env.data.datasets`: ``load_dataset`` returns a normalised train/test split as tensors
+  (:class:`Dataset`): the bundled ``digits`` set (the default), MNIST, Fashion-MNIST and CIFAR-10 from
+  local files, or a seeded ``synthetic`` set.
+- :mod:`~sfl_env.data.formats`: the file readers (IDX, raw or gzipped; CIFAR-10 binary and python
+  batches, unpickled without running code) and the errors for missing or malformed files.
+- :mod:`~sfl_env.data.partitions`: ``partition`` splits a training set across K clients (IID, Dirichlet
+  label skew, or label-sorted shards).
+- :mod:`~sfl_env.data.sampler`: ``ClientSampler`` draws one equal-size batch per client per local
+  iteration, stacked as a (K, b) index tensor.
+
+The allowed names (``DATASETS``, ``FILE_DATASETS``, ``PARTITIONS``) come from :mod:`sfl_env.config`;
+a user's mistake raises a :class:`~sfl_env.errors.DatasetError` (data, files, sizes) or a
+:class:`~sfl_env.errors.ConfigError` (options), both ``ValueError`` subclasses.
+"""
+
+from ..config import DATASETS, FILE_DATASETS, PARTITIONS
+from ..errors import ConfigError, DatasetError
+from .datasets import Dataset, load_dataset
+from .partitions import partition
+from .sampler import ClientSampler
+
+__all__ = [
+    "DATASETS",
+    "FILE_DATASETS",
+    "PARTITIONS",
+    "ClientSampler",
+    "ConfigError",
+    "Dataset",
+    "DatasetError",
+    "load_dataset",
+    "partition",
+]

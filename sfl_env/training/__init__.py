@@ -1,0 +1,37 @@
+"""Round trainers: what runs one SFL training round, real or analytic, behind one protocol.
+
+A :class:`RoundTrainer` trains (or, for the analytic twin, predicts) one round at a cut and returns a
+:class:`RoundResult`: the learning :class:`RoundOutcome` and the round's :class:`~sfl_env.ledger.RoundCost`
+(priced by :func:`~sfl_env.ledger.round_cost`, the same for both trainers). The env uses nothing else.
+
+``real``
+    :class:`~sfl_env.training.real.RealTrainer`: PyTorch training of one global split model.
+``analytic``
+    :class:`~sfl_env.training.analytic.AnalyticTrainer`: the calibrated twin; accuracy and loss follow a
+    curve fitted to real runs, the ledger is the real one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..config import TRAININGS
+from ..validation import check_choice
+from .protocol import RoundOutcome, RoundResult, RoundTrainer
+
+if TYPE_CHECKING:
+    from ..config import SFLConfig
+
+__all__ = ["TRAININGS", "RoundOutcome", "RoundResult", "RoundTrainer", "build_trainer"]
+
+
+def build_trainer(config: SFLConfig, seed: int = 0, training: str = "real") -> RoundTrainer:
+    """The whole training system of ``config`` from ``seed``: real PyTorch rounds or the analytic twin."""
+    check_choice("training", training, TRAININGS)
+    if training == "real":
+        from .real import build_real_trainer
+
+        return build_real_trainer(config, seed)
+    from .analytic import build_analytic_trainer
+
+    return build_analytic_trainer(config, seed)
