@@ -117,14 +117,14 @@ def round_latency(
         seconds["server"] = transfer_s(server_cycles, phi * compute.server_cpu_hz)
     seconds["model_upload"] = transfer_s(cost.client_model_bits, uplink_bps)
     seconds["model_broadcast"] = float(transfer_s(cost.client_model_bits, broadcast_bps))
-    seconds["migration_down"] = float(transfer_s(cost.migrated_bits_down, broadcast_bps))
-    seconds["migration_up"] = transfer_s(cost.migrated_bits_up / num_clients, uplink_bps)
+    # Most rounds migrate nothing: a plain 0.0 then saves two array operations per phase.
+    down, up = cost.migrated_bits_down, cost.migrated_bits_up
+    seconds["migration_down"] = float(transfer_s(down, broadcast_bps)) if down else 0.0
+    seconds["migration_up"] = transfer_s(up / num_clients, uplink_bps) if up else 0.0
 
     phases = dict.fromkeys(PHASES, 0.0)
     for stage in scheme.stages:
-        for name, stage_s in _stage_seconds(stage, seconds, cost.local_iters).items():
-            reported = _REPORTED_AS.get(name, name)
-            phases[reported] = phases[reported] + stage_s
+        _charge_stage(stage, seconds, cost.local_iters, phases)
     return LatencyBreakdown(
         total_s=float(sum(phases.values())),
         phases=phases,
@@ -165,9 +165,8 @@ def allocation_problem(
     repeats = 1 if stage.per_iteration else cost.local_iters  # of an iteration phase inside the chain
     fixed = [name for name in stage.phases if name not in BANDWIDTH_PHASES and name != SERVER_PHASE]
     seconds = _iteration_seconds(cost, gain, cpu_hz, wireless, compute, None, only=fixed)
-    fixed_s = np.zeros(num_clients)
-    for name in fixed:
-        fixed_s = fixed_s + repeats * seconds[name]
+    fixed_s = sum((repeats * seconds[name] for name in fixed), np.zeros(num_clients)) if len(fixed) != 1 \
+        else repeats * seconds[fixed[0]]
     upload = next(name for name in stage.phases if name in BANDWIDTH_PHASES)
     upload_bits = cost.smashed_bits if upload == "uplink" else cost.client_model_bits
     server_cycles = 0.0
@@ -235,26 +234,27 @@ def _iteration_seconds(
     return seconds
 
 
-def _stage_seconds(stage: Stage, seconds: dict[str, np.ndarray | float], local_iters: int) -> dict[str, float]:
-    """The seconds each phase of ``stage`` adds to the round, charged to the stage's straggler."""
+def _charge_stage(
+    stage: Stage, seconds: dict[str, np.ndarray | float], local_iters: int, phases: dict[str, float]
+) -> None:
+    """Adds the seconds ``stage`` lasts to ``phases``, each phase charged to the stage's straggler."""
+    names = stage.phases
+    repeat = local_iters if stage.per_iteration else 1
     if stage.sequential:  # one client after another: the stage lasts the sum
-        return {name: local_iters * float(np.sum(seconds[name])) for name in stage.phases}
-    if stage.per_iteration:
-        arrays = {name: seconds[name] for name in stage.phases}
-    else:  # once per round: an iteration phase runs I times inside each client's chain
-        arrays = {name: local_iters * seconds[name] if name in ITERATION_PHASES else seconds[name]
-                  for name in stage.phases}
-    if len(arrays) == 1:
-        ((name, value),) = arrays.items()
-        charged = {name: value if isinstance(value, float) else float(np.max(value))}
+        charged = [float(np.sum(seconds[names[0]]))]
+    elif len(names) == 1:
+        value = seconds[names[0]]
+        charged = [value if isinstance(value, float) else float(value.max())]
     else:
-        chain = sum(arrays.values())
-        k = int(np.argmax(chain))
-        charged = {name: float(np.asarray(value).reshape(-1)[k] if np.ndim(value) else value)
-                   for name, value in arrays.items()}
-    if stage.per_iteration:
-        return {name: local_iters * value for name, value in charged.items()}
-    return charged
+        if stage.per_iteration:
+            arrays = [seconds[name] for name in names]
+        else:  # once per round: an iteration phase runs I times inside each client's chain
+            arrays = [local_iters * seconds[name] if name in ITERATION_PHASES else seconds[name] for name in names]
+        k = int(sum(arrays).argmax())
+        charged = [float(array[k]) for array in arrays]
+    for name, value in zip(names, charged):
+        reported = _REPORTED_AS.get(name, name)
+        phases[reported] = phases[reported] + repeat * value
 
 
 def _is_float_vector(value: object) -> bool:
