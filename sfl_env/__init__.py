@@ -1,11 +1,13 @@
 """SFL-Env: Split Federated Learning with a cut point that may change every round.
 
-Modules, in the order a round flows through them: ``config`` (one validated configuration),
-``data`` (datasets and client partitions), ``models`` (splittable model zoo), ``profiling``
-(per-block FLOPs and bits), ``schemes`` (one real training round of SFL-GA, SFL-V1, SFL-V2, PSL or
-FL), ``privacy`` (allowed cuts), ``wireless`` and ``latency`` (seconds and bits of a round),
-``convergence`` (the convergence term and the calibrated analytic training model) and ``env``
-(the Gymnasium environment). Importing the package registers ``SFLEnv-v0`` and
+Modules, in the order a round flows through them: ``config`` (every option, as validated data),
+``schemes`` (one declaration per scheme: topology, gradient return, aggregation, latency schedule),
+``data`` (datasets, file formats, partitions, sampler), ``models`` (splittable model zoo),
+``profiling`` (per-block FLOPs and bits), ``training`` (the round-trainer protocol; real PyTorch
+rounds and the calibrated analytic twin), ``ledger`` (the cost of a round), ``privacy`` (allowed
+cuts), ``wireless`` and ``latency`` (seconds of a round, and each scheme's allocation problem),
+``convergence`` (the convergence term) and ``env`` (the Gymnasium environment). ``errors`` holds the
+one family of errors for a user's mistakes. Importing the package registers ``SFLEnv-v0`` and
 ``SFLEnvAnalytic-v0``.
 """
 
