@@ -76,7 +76,7 @@ class SFLEnv(gym.Env):
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r} is unknown; allowed: None, 'ansi', 'rgb_array'")
+            raise ConfigError(f"render_mode={render_mode!r} is unknown; allowed: None, 'ansi', 'rgb_array'")
         self.render_mode = render_mode
         self.config = EnvConfig.from_kwargs(**kwargs)
         system = self.config.system
