@@ -115,7 +115,8 @@ class SFLEnv(gym.Env):
         rng = np.random.default_rng(channel_seed)
         self._channel = Channel(self.num_clients, cfg.wireless, rng)
         self._cpu_hz = client_cpu_hz(self.num_clients, cfg.compute, rng)
-        self._trainer = build_trainer(cfg.system, int(trainer_seed.generate_state(1)[0]), cfg.training)
+        self._trainer = build_trainer(cfg.system, int(trainer_seed.generate_state(1)[0]), cfg.training,
+                                      data_shape=self._data_shape)
         self._round, self._previous_cut_index = 0, None
         self._mask = self._privacy_mask()
         self._gamma = self._convergence_term()

@@ -25,8 +25,13 @@ if TYPE_CHECKING:
 __all__ = ["TRAININGS", "RoundOutcome", "RoundResult", "RoundTrainer", "build_trainer"]
 
 
-def build_trainer(config: SFLConfig, seed: int = 0, training: str = "real") -> RoundTrainer:
-    """The whole training system of ``config`` from ``seed``: real PyTorch rounds or the analytic twin."""
+def build_trainer(
+    config: SFLConfig, seed: int = 0, training: str = "real",
+    data_shape: tuple[tuple[int, int, int], int] | None = None,
+) -> RoundTrainer:
+    """The whole training system of ``config`` from ``seed``: real PyTorch rounds or the analytic twin.
+
+    ``data_shape`` (input shape, classes) spares the analytic twin a dataset load when the caller has it."""
     check_choice("training", training, TRAININGS)
     if training == "real":
         from .real import build_real_trainer
@@ -34,4 +39,4 @@ def build_trainer(config: SFLConfig, seed: int = 0, training: str = "real") -> R
         return build_real_trainer(config, seed)
     from .analytic import build_analytic_trainer
 
-    return build_analytic_trainer(config, seed)
+    return build_analytic_trainer(config, seed, data_shape)

@@ -193,11 +193,18 @@ class AnalyticTrainer:
         return RoundResult(outcome, cost)
 
 
-def build_analytic_trainer(config: SFLConfig, seed: int = 0) -> AnalyticTrainer:
-    """The analytic twin of ``config`` from ``seed`` (the model's initial weights and the fluctuation)."""
-    from ..data import load_dataset
+def build_analytic_trainer(
+    config: SFLConfig, seed: int = 0, data_shape: tuple[tuple[int, int, int], int] | None = None
+) -> AnalyticTrainer:
+    """The analytic twin of ``config`` from ``seed`` (the model's initial weights and the fluctuation).
 
-    data = load_dataset(config.dataset, config.data_dir, num_train=config.num_train, num_test=config.num_test)
-    model = build_model(config.model, data.input_shape, data.num_classes, width=config.model_width, seed=seed)
+    ``data_shape`` is (input shape, classes) when the caller knows it; otherwise the dataset is loaded
+    to read it."""
+    if data_shape is None:
+        from ..data import load_dataset
+
+        data = load_dataset(config.dataset, config.data_dir, num_train=config.num_train, num_test=config.num_test)
+        data_shape = (data.input_shape, data.num_classes)
+    model = build_model(config.model, *data_shape, width=config.model_width, seed=seed)
     curve = load_curve_model(config.scheme, config.dataset, config.model)
     return AnalyticTrainer(config, model, curve, rng=np.random.default_rng(seed))
