@@ -22,13 +22,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 setup: $(STAMP)
 
-# The demo: train the paper's DDQN on the analytic env, play it on real SFL training next to a fixed
-# cut, then a short evaluation (leaderboards, figures, claims.md). About 5 minutes on 2 cores.
+# The demo: train the paper's DDQN on the analytic twin of the default preset, play it on real SFL
+# training next to a fixed cut, then a short evaluation on the twin (leaderboards, figures, claims.md).
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
 	$(PY) train_agent.py --agent ddqn --total-steps $(DEMO_STEPS) --eval-episodes 20 --out $(DEMO_DIR)/ddqn --no-progress
 	$(PY) -m evaluation.compare $(DEMO_DIR)/ddqn fixed-shallowest --env-id SFLEnv-v0
-	$(PY) evaluate.py --mode all --seeds $(DEMO_SEEDS) --agents $(DEMO_DIR)/ddqn --out $(DEMO_DIR)/evaluation
+	$(PY) evaluate.py --mode all --seeds $(DEMO_SEEDS) --agents $(DEMO_DIR)/ddqn --env-id SFLEnvAnalytic-v0 --out $(DEMO_DIR)/evaluation
 
 # pytest exits 5 when it collects no test: a broken suite, never a pass.
 test: $(STAMP)
@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/round_overhead.py
 	$(PY) benchmarks/solver_speed.py
 	$(PY) benchmarks/env_speed.py
+	$(PY) benchmarks/regimes.py --presets shapes,digits
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache $(DEMO_DIR)

@@ -1,9 +1,11 @@
 """Rounds to a target test accuracy for every scheme at its shallowest cut and for every cut of SFL-GA.
 
 Measures the paper's claim that a smaller client-side model converges better under gradient
-aggregation, on the embedded default (digits, K=10, Dirichlet 0.5). Real training, no model of it.
+aggregation, on a preset (default: the tiny digits one, K=10, Dirichlet 0.5). Real training, no model
+of it. (The calibration runs, ``python -m sfl_env.calibration.record``, record the same for every
+scheme and cut, resumably.)
 
-    python benchmarks/rounds_to_accuracy.py [--seeds 3] [--rounds 100] [--target 0.9] [--csv curves.csv]
+    python benchmarks/rounds_to_accuracy.py [--preset digits] [--seeds 3] [--rounds 100] [--target 0.9]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def rounds_to(curve: list[float], target: float) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="digits")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--target", type=float, default=0.9)
@@ -38,7 +41,7 @@ def main() -> None:
     base = parse_overrides(args.set)
 
     runs = [(scheme, 1) for scheme in SCHEMES]
-    depth = SFLConfig.from_kwargs(**base)
+    depth = SFLConfig.from_kwargs(preset=args.preset, **base)
     n_cuts = len(build_trainer(depth).model.cuts)
     runs += [("sfl-ga", cut) for cut in range(2, n_cuts + 1)]
 
@@ -46,7 +49,7 @@ def main() -> None:
     print(f"{'scheme':>7} {'cut':>3} " + " ".join(f"{'seed ' + str(s):>7}" for s in range(args.seeds))
           + f" {'median':>7} {'final acc':>9}")
     for scheme, cut in runs:
-        config = SFLConfig.from_kwargs(**(base | {"scheme": scheme}))
+        config = SFLConfig.from_kwargs(preset=args.preset, **(base | {"scheme": scheme}))
         curves = [run(config, cut, args.rounds, seed) for seed in range(args.seeds)]
         hits = [rounds_to(c, args.target) for c in curves]
         reached = [h for h in hits if h is not None]

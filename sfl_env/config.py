@@ -1,7 +1,8 @@
 """One validated configuration of the SFL system, presets, and keyword arguments -> config.
 
 This module holds data only: it imports no implementation module except the scheme catalogue (plain
-declarations), so every layer can read a configuration.
+declarations), so every layer can read a configuration; it reads one data file, the tuned learning
+rates (``sfl_env/calibration/learning_rates.json``).
 
 Every option is a plain dataclass field with a default; :meth:`SFLConfig.from_kwargs` builds a config
 from keyword arguments (as ``gym.make`` passes them) and rejects unknown keys. Every value is checked at
@@ -14,7 +15,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -26,8 +29,9 @@ from .validation import check_choice, check_int, check_number
 
 # The option vocabulary. Each implementation module checks itself against these names; a test checks
 # that every name has an implementation.
-DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "synthetic")
+DATASETS: tuple[str, ...] = ("shapes", "digits", "mnist", "fashion-mnist", "cifar10", "synthetic")
 FILE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10")  # read from data_dir
+GENERATED_DATASETS: tuple[str, ...] = ("shapes", "synthetic")  # rendered from a seed; image_shape applies
 PARTITIONS: tuple[str, ...] = ("iid", "dirichlet", "shards")
 MODELS: tuple[str, ...] = ("cnn", "mlp", "lenet5", "vgg11", "resnet18")
 AGGREGATION_WEIGHTS: tuple[str, ...] = ("data_size", "uniform")
@@ -59,15 +63,21 @@ def _check_range(name: str, value: Any, high: float) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class WirelessConfig:
-    """Radio parameters of the cell; the defaults are the reference values of the benchmark."""
+    """Radio parameters of the cell: one LTE-class small cell (every preset shares it).
 
-    bandwidth_mhz: float = 10.0  # uplink band B, shared by the clients (FDMA)
-    downlink_bandwidth_mhz: float = 10.0  # downlink band B_D
-    noise_psd_dbm_per_hz: float = -174.0
-    client_power_dbm: float = 23.0  # 0.2 W
-    server_power_dbm: float = 30.0  # 1 W
-    distance_km: tuple[float, float] = (0.05, 0.5)  # each client's distance is uniform in this range
-    path_loss_intercept_db: float = 128.1
+    Sources, per field: [36.814] 3GPP TR 36.814 v9.0.0, "Further advancements for E-UTRA physical layer
+    aspects", Annex A.2 (system simulation parameters); [36.101] 3GPP TS 36.101, "E-UTRA UE radio
+    transmission and reception"; [kT] thermal noise kT at 290 K. paper_spec.md 8.2 lists the same values
+    as its suggested defaults; the SFL-GA paper's own table is not available (paper_spec.md 12).
+    """
+
+    bandwidth_mhz: float = 10.0  # uplink band B, shared by the clients (FDMA): an LTE channel [36.101 5.6]
+    downlink_bandwidth_mhz: float = 10.0  # downlink band B_D, the same channel width
+    noise_psd_dbm_per_hz: float = -174.0  # [kT]: 10 log10(1.38e-23 * 290 / 1e-3)
+    client_power_dbm: float = 23.0  # 0.2 W, UE power class 3 [36.101 6.2.2]
+    server_power_dbm: float = 30.0  # 1 W, the top of the pico-cell range [36.814 A.2.1.1.2]
+    distance_km: tuple[float, float] = (0.05, 0.5)  # uniform; 500 m is case 1's inter-site distance [36.814 A.2.1.1]
+    path_loss_intercept_db: float = 128.1  # macro-cell NLOS 128.1 + 37.6 log10(d km) [36.814 A.2.1.1.2]
     path_loss_slope_db: float = 37.6
     fading: str = "rayleigh"
     fading_correlation: float = 0.0  # Gauss-Markov rho between consecutive rounds
@@ -117,7 +127,13 @@ class WirelessConfig:
 
 @dataclass(frozen=True)
 class ComputeConfig:
-    """Processor speeds and how many cycles one FLOP costs on each side."""
+    """Processor speeds and how many cycles one FLOP costs on each side (every preset shares them).
+
+    Clients are smartphone-class CPUs: 1-2 GHz cores that retire 16 FP32 FLOPs per cycle (two 128-bit
+    NEON FMA pipelines, e.g. Arm Cortex-A76: 2 x 4 lanes x 2 FLOPs), i.e. 16-32 GFLOP/s. The edge server
+    gives 100 GHz x 32 FLOPs/cycle = 3.2 TFLOP/s to SFL, under half of one inference GPU (NVIDIA T4:
+    8.1 TFLOP/s FP32). paper_spec.md 8.2 lists the same values as its suggested defaults.
+    """
 
     client_cpu_ghz: tuple[float, float] = (1.0, 2.0)  # each client's frequency is uniform in this range
     client_cycles_per_flop: float = 1 / 16
@@ -139,24 +155,47 @@ class ComputeConfig:
         return self.server_cpu_ghz * 1e9
 
 
+DEFAULT_LR = 0.05
+
+
+@functools.lru_cache(maxsize=1)
+def tuned_learning_rates() -> dict[tuple[str, str], dict[str, float]]:
+    """(dataset, model) -> {scheme: lr}: each scheme's learning rate tuned with the same budget for every
+    scheme on validation seeds, as ``benchmarks/tune_lr.py --write`` recorded it in
+    ``sfl_env/calibration/learning_rates.json`` (with its grid, seeds and scores)."""
+    source = resources.files("sfl_env.calibration").joinpath("learning_rates.json")
+    if not source.is_file():
+        return {}
+    entries = json.loads(source.read_text())
+    return {(e["dataset"], e["model"]): dict(e["lr"]) for e in entries.values()}
+
+
+def default_lr(dataset: str, model: str, scheme: str) -> float:
+    """The learning rate ``lr=None`` stands for: the tuned one, else :data:`DEFAULT_LR`."""
+    return tuned_learning_rates().get((dataset, model), {}).get(scheme, DEFAULT_LR)
+
+
 @dataclass(frozen=True)
 class SFLConfig:
-    """The SFL system: data, model, clients and the training scheme (paper_spec.md 1 and 8.2)."""
+    """The SFL system: data, model, clients and the training scheme (paper_spec.md 1 and 8.2).
 
-    dataset: str = "digits"
+    The defaults are the ``shapes`` preset (docs/design.md, "The default preset")."""
+
+    dataset: str = "shapes"
     data_dir: str | None = None
     num_train: int | None = None  # subset of the training set (None: all of it)
     num_test: int | None = None
-    model: str = "cnn"
-    model_width: float = 1.0
+    image_shape: tuple[int, int, int] | None = None  # generated datasets only (None: theirs)
+    model: str = "vgg11"
+    model_width: float = 0.25
     num_clients: int = 10
     partition: str = "dirichlet"
     dirichlet_alpha: float = 0.5
     shards_per_client: int = 2
     batch_size: int = 32
     local_iters: int = 5
-    lr: float = 0.05
-    momentum: float = 0.0
+    lr: float | None = None  # None: the scheme's tuned rate (default_lr)
+    momentum: float = 0.9
     weight_decay: float = 0.0
     scheme: str = "sfl-ga"
     aggregation_weights: str = "data_size"
@@ -176,6 +215,8 @@ class SFLConfig:
         check_int("shards_per_client", self.shards_per_client, low=1)
         check_int("batch_size", self.batch_size, low=1)
         check_int("local_iters", self.local_iters, low=1)
+        if self.lr is None:
+            object.__setattr__(self, "lr", default_lr(self.dataset, self.model, self.scheme))
         check_number("lr", self.lr, low=0.0, low_open=True)
         check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         check_number("weight_decay", self.weight_decay, low=0.0)
@@ -184,6 +225,8 @@ class SFLConfig:
         for name in ("num_train", "num_test"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
+        if self.image_shape is not None:
+            object.__setattr__(self, "image_shape", _check_image_shape(self.image_shape, self.dataset))
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ConfigError(f"data_dir={self.data_dir!r} is invalid; allowed: a directory path string or None")
         if self.dataset in FILE_DATASETS and self.data_dir is None:
@@ -195,15 +238,12 @@ class SFLConfig:
 
     @classmethod
     def from_kwargs(cls, preset: str | None = None, **kwargs: Any) -> SFLConfig:
-        """Builds a config from a preset (see :data:`PRESETS`) and keyword overrides."""
-        values: dict[str, Any] = {}
-        if preset is not None:
-            check_choice("preset", preset, tuple(PRESETS))
-            values.update(PRESETS[preset])
+        """Builds a config from a preset (see :data:`PRESETS`; its system options) and keyword overrides."""
         known = {f.name for f in dataclasses.fields(cls)}
         for key in kwargs:
             if key not in known:
                 raise unknown_name("option", key, known)
+        values = {k: v for k, v in preset_options(preset).items() if k in known}
         values.update(kwargs)
         return cls(**values)
 
@@ -211,15 +251,41 @@ class SFLConfig:
         return dataclasses.asdict(self)
 
 
+def _check_image_shape(value: Any, dataset: str) -> tuple[int, int, int]:
+    if dataset not in GENERATED_DATASETS:
+        raise ConfigError(f"image_shape={value!r} applies to the generated datasets ({', '.join(GENERATED_DATASETS)}) "
+                          f"only; dataset={dataset!r} has its own shape, so leave image_shape=None")
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        raise ConfigError(f"image_shape={value!r} is invalid; allowed: (channels, height, width)")
+    for i, v in enumerate(value):
+        check_int(f"image_shape[{i}]", v, low=1, high=1024)
+    return tuple(int(v) for v in value)
+
+
+# Presets: named sets of options, any of ``gym.make``'s keywords. The system parameters they share
+# (radio, compute) are the defaults of WirelessConfig and ComputeConfig, with their sources there.
+DEFAULT_PRESET = "shapes"
 PRESETS: dict[str, dict[str, Any]] = {
-    "digits": {},
-    "mnist": {"dataset": "mnist", "model": "lenet5", "batch_size": 32, "lr": 0.05},
-    "fashion-mnist": {"dataset": "fashion-mnist", "model": "lenet5", "batch_size": 32, "lr": 0.05},
+    # The default: split learning's regime (FL / SFL-GA round latency >= 2, benchmarks/regimes.py).
+    "shapes": {},
+    # The tiny, fast one: scikit-learn's 8x8 digits and a 3-conv CNN (FL is faster than SFL here).
+    "digits": {"dataset": "digits", "model": "cnn", "model_width": 1.0, "momentum": 0.0, "target_accuracy": 0.9},
+    "mnist": {"dataset": "mnist", "model": "lenet5", "model_width": 1.0, "momentum": 0.0, "target_accuracy": 0.9},
+    "fashion-mnist": {"dataset": "fashion-mnist", "model": "lenet5", "model_width": 1.0, "momentum": 0.0,
+                      "target_accuracy": 0.8},
     "cifar10": {
         "dataset": "cifar10", "model": "vgg11", "model_width": 0.25,
-        "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
+        "batch_size": 64, "momentum": 0.9, "weight_decay": 5e-4, "target_accuracy": 0.7,
     },
 }
+
+
+def preset_options(preset: str | None) -> dict[str, Any]:
+    """The options of ``preset`` (None: the default preset, whose options are the defaults)."""
+    if preset is None:
+        return {}
+    check_choice("preset", preset, tuple(PRESETS))
+    return dict(PRESETS[preset])
 
 
 @dataclass(frozen=True)
@@ -232,8 +298,8 @@ class EnvConfig:
     wireless: WirelessConfig = WirelessConfig()
     compute: ComputeConfig = ComputeConfig()
     training: str = "real"  # "real" PyTorch rounds, or the calibrated "analytic" model
-    max_rounds: int = 60
-    target_accuracy: float = 0.9
+    max_rounds: int = 200  # every scheme reaches the target within it at its best cut (docs/design.md)
+    target_accuracy: float = 0.8
     rho: float = 0.5  # weight of the convergence term against the latency term
     reward: str = "paper"
     convergence: str = "parameter_fraction"
@@ -277,7 +343,10 @@ class EnvConfig:
         routed: dict[str, dict[str, Any]] = {name: {} for name in groups}
         top: dict[str, Any] = {}
         known = own.union(*groups.values())
-        for key, value in kwargs.items():
+        for key in kwargs:
+            if key not in known:
+                raise unknown_name("option", key, known)
+        for key, value in (preset_options(preset) | kwargs).items():
             if key in own:
                 top[key] = value
                 continue
@@ -286,7 +355,7 @@ class EnvConfig:
                 raise unknown_name("option", key, known)
             routed[owner][key] = value
         return cls(
-            system=SFLConfig.from_kwargs(preset=preset, **routed["system"]),
+            system=SFLConfig(**routed["system"]),
             wireless=WirelessConfig(**routed["wireless"]),
             compute=ComputeConfig(**routed["compute"]),
             **top,

@@ -1,6 +1,7 @@
-"""Trains one SFL scheme for N rounds at a fixed cut on the embedded default and prints each round.
+"""Trains one SFL scheme for N rounds at a fixed cut on a preset and prints each round.
 
-    python -m sfl_env.demo                       # SFL-GA, digits, K=10, Dirichlet(0.5), cut 1
+    python -m sfl_env.demo                       # SFL-GA on the default (shapes, VGG-11), K=10, cut 1
+    python -m sfl_env.demo --preset digits       # the tiny preset: a few seconds
     python -m sfl_env.demo --scheme psl --cut 2 --rounds 50
     python -m sfl_env.demo --set model=mlp lr=0.1 num_clients=20
 """
@@ -11,18 +12,19 @@ import argparse
 import sys
 import time
 
-from .config import PRESETS, SFLConfig, parse_overrides
+from .config import DEFAULT_PRESET, PRESETS, EnvConfig, SFLConfig, parse_overrides
 from .training import build_trainer
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="digits")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
     parser.add_argument("--scheme", default=None, help="sfl-ga (default), sfl-v1, sfl-v2, psl or fl")
     parser.add_argument("--cut", type=int, default=1, help="number of blocks on the clients (default 1)")
     parser.add_argument("--rounds", type=int, default=70)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--target", type=float, default=0.9, help="report the first round at this accuracy")
+    parser.add_argument("--target", type=float, default=None,
+                        help="report the first round at this accuracy (default: the preset's target)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="any SFLConfig option")
     args = parser.parse_args(argv)
     try:
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.scheme is not None:
             overrides["scheme"] = args.scheme
         config = SFLConfig.from_kwargs(preset=args.preset, **overrides)
+        if args.target is None:
+            args.target = EnvConfig.from_kwargs(preset=args.preset).target_accuracy
         trainer = build_trainer(config, seed=args.seed)
         trainer.model.check_cut(args.cut) if config.scheme != "fl" else None
     except (ValueError, OSError) as err:

@@ -54,9 +54,9 @@ from gymnasium import spaces
 
 from solvers import Allocation, equal_split, solve
 
-from .config import EnvConfig
+from .config import FILE_DATASETS, EnvConfig
 from .convergence import convergence_term
-from .data import load_dataset
+from .data import dataset_shape, load_config_dataset
 from .errors import ActionError, ConfigError
 from .latency import LatencyBreakdown, allocation_problem, round_latency
 from .ledger import RoundCost, round_cost
@@ -65,7 +65,8 @@ from .privacy import allowed_cuts
 from .profiling import profile_model
 from .schemes import get_scheme
 from .training import RoundTrainer, build_trainer
-from .training.analytic import TrainingCurveModel, load_curve_model
+from .training.calibration import calibration_for
+from .training.curve import TrainingCurveModel
 from .wireless import Channel, client_cpu_hz, path_loss_db
 
 
@@ -90,7 +91,11 @@ class SFLEnv(gym.Env):
         # The fitted twin is read here, so that a configuration without one fails at construction.
         self._curve: TrainingCurveModel | None = None
         if self.config.training == "analytic" or self.config.convergence == "calibrated":
-            self._curve = load_curve_model(system.scheme, system.dataset, system.model)
+            calibrated = calibration_for(system)
+            if system.dataset in FILE_DATASETS:
+                data = load_config_dataset(system)  # cached: _input_shape read the same files
+                calibrated.calibration.check_data(len(data.y_train), len(data.y_test))
+            self._curve = calibrated.curve
             if len(self._curve.speed) != len(self.cuts):
                 raise ConfigError(f"the calibration of {system.dataset}/{system.model} has {len(self._curve.speed)} "
                                   f"cut speeds but the model has {len(self.cuts)} cuts")
@@ -243,7 +248,7 @@ class SFLEnv(gym.Env):
         probe = None
         if cfg.privacy_rule == "leakage":
             system = cfg.system
-            data = load_dataset(system.dataset, system.data_dir, num_train=system.num_train, num_test=system.num_test)
+            data = load_config_dataset(system)
             probe = data.x_test[:256].to(system.device)
         return allowed_cuts(self._trainer.model, cfg.privacy_rule, min_client_blocks=cfg.min_client_blocks,
                             max_leakage=cfg.max_leakage, probe=probe)
@@ -382,7 +387,10 @@ class SFLEnv(gym.Env):
 
 
 def _input_shape(system) -> tuple[tuple[int, int, int], int]:
-    """(input shape, classes) of the configured dataset (loads are cached in-process)."""
-    data = load_dataset(system.dataset, system.data_dir, num_train=system.num_train, num_test=system.num_test)
+    """(input shape, classes) of the configured dataset: known for the generated and bundled ones, read
+    from the files (which checks them before any work starts) for the others."""
+    if system.dataset not in FILE_DATASETS:
+        return dataset_shape(system)
+    data = load_config_dataset(system)
     return data.input_shape, data.num_classes
 

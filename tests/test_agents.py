@@ -112,7 +112,7 @@ def test_ddqn_save_load_gives_identical_actions_and_loads_weights_only(tmp_path,
     loaded = DDQNAgent.load(path)
     assert calls and all(k.get("weights_only") is True for k in calls)
     obs = np.random.default_rng(0).random((50, env.observation_space.shape[0])).astype(np.float32)
-    mask = np.array([False, True, True])
+    mask = np.array([False, True, True, True, True])
     assert [agent.predict(o, mask) for o in obs] == [loaded.predict(o, mask) for o in obs]
     np.testing.assert_array_equal(agent.q_values(obs), loaded.q_values(obs))
 
@@ -186,9 +186,9 @@ def test_sb3_save_load_gives_identical_actions(tmp_path, name):
     env = vec(PENALTY if name == "dqn" else MASKED)
     agent = agents.make(name, env, seed=0, **SMALL[name]).learn(env, 128)
     agent.save(tmp_path / "model")
-    loaded = agents.sb3.SB3Agent(name, 3).load_model(tmp_path / "model")
+    loaded = agents.sb3.SB3Agent(name, env.action_space.n).load_model(tmp_path / "model")
     obs = np.random.default_rng(0).random((30, env.observation_space.shape[0])).astype(np.float32)
-    mask = np.array([False, True, True])
+    mask = np.array([False, True, True, True, True])
     assert [agent.predict(o, mask) for o in obs] == [loaded.predict(o, mask) for o in obs]
 
 

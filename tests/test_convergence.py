@@ -7,12 +7,17 @@ import pytest
 
 from sfl_env.config import SFLConfig
 from sfl_env.convergence import bound_gamma, convergence_term, measure_block_statistics, parameter_fraction
+from sfl_env.data import dataset_shape
 from sfl_env.errors import ConfigError
 from sfl_env.models import build_model
 from sfl_env.profiling import profile_model
 from sfl_env.schemes import SCHEMES
 from sfl_env.training import RoundTrainer, build_trainer
-from sfl_env.training.analytic import AnalyticTrainer, TrainingCurveModel, load_curve_model
+from sfl_env.training.analytic import AnalyticTrainer, TrainingCurveModel
+from sfl_env.training.calibration import calibration_for, shipped_calibrations
+
+# The tiny preset: digits and its 4-block CNN (3 cuts), fast to train.
+DIGITS = {"dataset": "digits", "model": "cnn", "model_width": 1.0, "momentum": 0.0}
 
 CURVE = TrainingCurveModel(
     scheme="sfl-ga", dataset="digits", model="cnn", speed=(1.0, 0.5, 0.25),
@@ -49,17 +54,17 @@ def test_convergence_term_is_normalised_and_checks_its_inputs():
 
 
 def test_measured_aggregation_error_is_zero_for_one_client_and_positive_otherwise():
-    one = build_trainer(SFLConfig(num_clients=1, num_train=200), seed=0)
+    one = build_trainer(SFLConfig(num_clients=1, num_train=200, **DIGITS), seed=0)
     grad_sq, err_sq = measure_block_statistics(one, batches=2)
     assert np.all(grad_sq[:-1] > 0) and np.all(err_sq == 0), "with K=1 the aggregate is the client's own gradient"
 
-    many = build_trainer(SFLConfig(num_clients=5, num_train=300), seed=0)
+    many = build_trainer(SFLConfig(num_clients=5, num_train=300, **DIGITS), seed=0)
     grad_sq, err_sq = measure_block_statistics(many, batches=2)
     assert np.all(err_sq[:-1] > 0) and err_sq[-1] == 0, "the server block never sees the aggregation"
 
 
 def test_measuring_trains_nothing():
-    trainer = build_trainer(SFLConfig(num_clients=3, num_train=200), seed=0)
+    trainer = build_trainer(SFLConfig(num_clients=3, num_train=200, **DIGITS), seed=0)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     measure_block_statistics(trainer, batches=1)
     assert all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, trainer.model.parameters()))
@@ -85,7 +90,7 @@ def test_fluctuations_bring_the_first_passage_forward_and_are_seeded():
     model = build_model("cnn", (1, 8, 8), 10)
 
     def run(seed):
-        trainer = AnalyticTrainer(SFLConfig(), model, noisy, rng=np.random.default_rng(seed))
+        trainer = AnalyticTrainer(SFLConfig(**DIGITS), model, noisy, rng=np.random.default_rng(seed))
         return np.array([trainer.run_round(1).outcome.test_accuracy for _ in range(200)])
 
     a, b, c = run(0), run(0), run(1)
@@ -95,8 +100,21 @@ def test_fluctuations_bring_the_first_passage_forward_and_are_seeded():
     assert a.min() >= 0 and a.max() <= 1
 
 
+def test_each_twin_run_has_its_own_pace_drawn_from_the_fitted_spread():
+    paced = TrainingCurveModel.from_dict(CURVE.to_dict() | {"pace_log_std": 0.2})
+    model = build_model("cnn", (1, 8, 8), 10)
+    paces = [AnalyticTrainer(SFLConfig(**DIGITS), model, paced, rng=np.random.default_rng(seed)).pace
+             for seed in range(200)]
+    assert 0.15 < np.log(paces).std() < 0.25 and len(set(paces)) == 200
+    trainer = AnalyticTrainer(SFLConfig(**DIGITS), model, paced, rng=np.random.default_rng(0))
+    trainer.run_round(2)
+    assert trainer.progress == pytest.approx(trainer.pace * 0.5)
+    assert AnalyticTrainer(SFLConfig(**DIGITS), model, CURVE).pace == 1.0, "no spread fitted: every run at pace 1"
+    assert paced.rounds_to(0.9, 1, seed=1) == paced.rounds_to(0.9, 1, seed=1)
+
+
 def test_analytic_trainer_follows_the_curve_and_keeps_the_real_ledger():
-    config = SFLConfig(num_train=200)
+    config = SFLConfig(num_train=200, **DIGITS)
     real = build_trainer(config, seed=0)
     analytic = AnalyticTrainer(config, real.model, CURVE)
     assert isinstance(real, RoundTrainer) and isinstance(analytic, RoundTrainer)
@@ -108,11 +126,31 @@ def test_analytic_trainer_follows_the_curve_and_keeps_the_real_ledger():
         assert r.cost == real.run_round(cut).cost  # one ledger: the same work, bits and migration
 
 
-def test_shipped_calibration_covers_every_scheme_and_cut():
-    for scheme in SCHEMES:
-        curve = load_curve_model(scheme)
-        assert len(curve.speed) == 3 and curve.acc_inf > 0.9
-    ga = load_curve_model("sfl-ga")
+def test_every_shipped_calibration_covers_every_scheme_and_cut():
+    calibrations = {c.preset: c for c in shipped_calibrations()}
+    assert {"shapes", "digits"} <= set(calibrations)
+    for preset, calibration in calibrations.items():
+        config = SFLConfig.from_kwargs(preset=preset, data_dir="unused")
+        model = build_model(config.model, *dataset_shape(config), width=config.model_width)
+        for scheme in SCHEMES:
+            curve = calibration.curves[scheme]
+            assert len(curve.speed) == len(model.cuts) and 0 <= curve.acc_0 < curve.acc_inf <= 1.05, (preset, scheme)
+        assert not set(calibration.fit_seeds) & set(calibration.held_out_seeds), "fitted seeds are never held out"
+    shapes = calibrations["shapes"]
+    for scheme in ("sfl-ga", "sfl-v1", "sfl-v2", "fl"):  # PSL's averaged client models stay below 80 % here
+        assert shapes.curves[scheme].rounds_to(0.8, 1, horizon=300) < 300, scheme
+    ga = shapes.curves["sfl-ga"]
     assert ga.speed[0] > ga.speed[1] > ga.speed[2], "sfl-ga: a smaller client-side model converges faster"
-    with pytest.raises(ConfigError, match="no calibrated training model for cifar10/vgg11"):
-        load_curve_model("sfl-ga", dataset="cifar10", model="vgg11")
+
+
+def test_the_twin_covers_the_default_of_every_scheme_and_refuses_what_it_was_not_fitted_on():
+    for scheme in SCHEMES:
+        assert calibration_for(SFLConfig(scheme=scheme)).curve.scheme == scheme
+        assert calibration_for(SFLConfig(scheme=scheme, eval_every=5, device="cpu")).curve.scheme == scheme
+    for option, value in [("lr", 1e-6), ("partition", "iid"), ("local_iters", 1), ("gradient_aggregation", 0.0),
+                          ("num_clients", 5), ("batch_size", 8), ("dirichlet_alpha", 0.1), ("momentum", 0.0),
+                          ("aggregation_weights", "uniform"), ("model_width", 0.5), ("num_train", 1000)]:
+        with pytest.raises(ConfigError, match=rf"not calibrated for {option}=.*\(calibrated"):
+            calibration_for(SFLConfig(**{option: value}))
+    with pytest.raises(ConfigError, match="no calibration for dataset='synthetic', model='mlp'; calibrated: "):
+        calibration_for(SFLConfig(dataset="synthetic", model="mlp"))

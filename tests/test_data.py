@@ -686,3 +686,47 @@ def test_sampler_is_reproducible_from_the_generator_seed():
 def test_sampler_validation(clients, batch_size, generator, error, match):
     with pytest.raises(error, match=match):
         ClientSampler(clients, batch_size, generator)
+
+
+# ---------------------------------------------------------------- shapes (the default preset's data)
+
+
+def test_shapes_is_rendered_the_same_everywhere_with_balanced_classes():
+    from sfl_env.data.shapes import SHAPE_NAMES, render_shapes
+
+    a, labels = render_shapes(50, (3, 16, 16), np.random.default_rng(7))
+    b, _ = render_shapes(50, (3, 16, 16), np.random.default_rng(7))
+    assert a.dtype == np.uint8 and a.shape == (50, 3, 16, 16) and np.array_equal(a, b)
+    assert np.bincount(labels, minlength=len(SHAPE_NAMES)).tolist() == [5] * 10
+    grey, _ = render_shapes(10, (1, 24, 20), np.random.default_rng(7))
+    assert grey.shape == (10, 1, 24, 20)
+
+
+def test_shapes_classes_differ_in_outline_not_in_colour():
+    """Per-class mean colours are alike (colour is a nuisance), per-class masks are not."""
+    from sfl_env.data.shapes import render_shapes
+
+    images, labels = render_shapes(2000, (3, 16, 16), np.random.default_rng(0))
+    mean_colour = np.array([images[labels == c].mean((0, 2, 3)) for c in range(10)])
+    assert np.ptp(mean_colour, axis=0).max() < 12  # of 255: no class has its own colour
+
+
+def test_shapes_loader_and_dataset_shape_agree_without_loading():
+    from sfl_env.config import SFLConfig
+    from sfl_env.data import dataset_shape, load_config_dataset
+
+    config = SFLConfig(num_train=100, num_test=50)
+    data = load_config_dataset(config)
+    assert (data.input_shape, data.num_classes) == dataset_shape(config) == ((3, 16, 16), 10)
+    assert len(data.y_train) == 100 and len(data.y_test) == 50
+    assert dataset_shape(SFLConfig(dataset="digits", model="cnn")) == ((1, 8, 8), 10)
+
+
+def test_image_shape_shapes_the_synthetic_set_and_is_refused_elsewhere():
+    from sfl_env.config import SFLConfig
+    from sfl_env.data import load_config_dataset
+
+    data = load_config_dataset(SFLConfig(dataset="synthetic", image_shape=(3, 12, 12), model="cnn"))
+    assert data.input_shape == (3, 12, 12)
+    with pytest.raises(DatasetError, match="image_shape=.* applies to the generated datasets"):
+        load_dataset("digits", image_shape=(1, 8, 8))

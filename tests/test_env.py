@@ -147,8 +147,12 @@ def test_info_holds_the_documented_keys_and_a_consistent_ledger():
         ({"privacy_rule": "leakage"}, "privacy_rule='leakage' needs max_leakage"),
         ({"privacy_rule": "leakage", "max_leakage": 0.5}, "privacy_rule='leakage' measures real smashed data"),
         # the analytic twin exists only where it was calibrated: refused at construction, not at reset
-        ({"model": "mlp"}, "no calibrated training model for digits/mlp"),
-        ({"convergence": "calibrated", "model": "lenet5"}, "no calibrated training model for digits/lenet5"),
+        ({"model": "mlp"}, "no calibration for dataset='shapes', model='mlp'"),
+        ({"convergence": "calibrated", "model": "lenet5"}, "no calibration for dataset='shapes', model='lenet5'"),
+        ({"lr": 1e-6}, r"not calibrated for lr=1e-06 \(calibrated for sfl-ga: lr="),
+        ({"partition": "iid"}, r"not calibrated for partition='iid' \(calibrated: partition='dirichlet'\)"),
+        ({"local_iters": 1}, r"not calibrated for local_iters=1"),
+        ({"gradient_aggregation": 0.0}, r"not calibrated for gradient_aggregation=0.0"),
     ],
 )
 def test_bad_keywords_name_the_option(kwargs, message):
@@ -156,19 +160,19 @@ def test_bad_keywords_name_the_option(kwargs, message):
         make(**kwargs)
 
 
-@pytest.mark.parametrize("action", [-1, 3, 1.5, "1"])
+@pytest.mark.parametrize("action", [-1, 5, 1.5, "1"])
 def test_bad_actions_are_refused_clearly(action):
     env = make()
     env.reset(seed=0)
-    with pytest.raises(ActionError, match=r"is invalid; allowed: an integer in 0..2"):
+    with pytest.raises(ActionError, match=r"is invalid; allowed: an integer in 0..4"):
         env.step(action)
 
 
 def test_privacy_mask_refuses_or_penalises():
     env = make(min_client_blocks=2)
     _, info = env.reset(seed=0)
-    assert info["action_mask"].tolist() == [False, True, True] == env.unwrapped.action_masks().tolist()
-    with pytest.raises(ActionError, match=r"violates the privacy constraint.*allowed actions: \[1, 2\]"):
+    assert info["action_mask"].tolist() == [False, True, True, True, True] == env.unwrapped.action_masks().tolist()
+    with pytest.raises(ActionError, match=r"violates the privacy constraint.*allowed actions: \[1, 2, 3, 4\]"):
         env.step(0)
     env = make(min_client_blocks=2, privacy="penalty", privacy_penalty=0.5)
     env.reset(seed=0)
@@ -246,11 +250,11 @@ def test_maskable_ppo_never_picks_a_masked_cut():
 
 
 def test_measured_leakage_decides_the_mask():
-    env = make("SFLEnv-v0", **(FAST | {"privacy_rule": "leakage", "max_leakage": 0.95}))
+    env = make("SFLEnv-v0", preset="digits", **(FAST | {"privacy_rule": "leakage", "max_leakage": 0.95}))
     _, info = env.reset(seed=0)
     assert info["action_mask"].tolist() == [False, False, True], "shallow cuts leak more than the threshold"
     with pytest.raises(ConfigError, match=r"no cut of model 'cnn' is allowed by rule='leakage'.*measured leakage"):
-        make("SFLEnv-v0", **(FAST | {"privacy_rule": "leakage", "max_leakage": 0.1})).reset(seed=0)
+        make("SFLEnv-v0", preset="digits", **(FAST | {"privacy_rule": "leakage", "max_leakage": 0.1})).reset(seed=0)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"scheme": "psl"}, {"scheme": "fl"}, {"reward": "time_to_accuracy"},
@@ -279,7 +283,7 @@ def test_cut_preview_marks_refused_actions_and_needs_a_reset():
         env.unwrapped.cut_preview()
     env.reset(seed=0)
     preview = env.unwrapped.cut_preview()
-    assert preview["allowed"].tolist() == [False, False, True]
+    assert preview["allowed"].tolist() == [False, False, True, True, True]
     assert np.isnan(preview["reward"][:2]).all() and np.isfinite(preview["reward"][2])
 
 

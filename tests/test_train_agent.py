@@ -57,7 +57,7 @@ def test_run_folder_holds_config_metrics_model_summary_and_offline_wandb(tmp_pat
 
     agent = agents.load(run)
     assert isinstance(agent, agents.DDQNAgent) and agent.num_steps == 400
-    assert agent.predict(np.zeros(config["obs_dim"], np.float32), np.array([False, False, True])) == 2
+    assert agent.predict(np.zeros(config["obs_dim"], np.float32), np.array([False, False, True, False, False])) == 2
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_total(tmp_path):

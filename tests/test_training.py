@@ -11,7 +11,7 @@ from sfl_env.config import MODELS, SFLConfig
 from sfl_env.errors import ConfigError
 from sfl_env.models import build_model
 from sfl_env.profiling import profile_model
-from sfl_env.schemes import SCHEMES
+from sfl_env.schemes import SCHEMES, get_scheme
 from sfl_env.training.gradient_aggregation import aggregate_smashed_gradients
 from sfl_env.training.real import RealTrainer
 
@@ -56,8 +56,8 @@ def make_trainer(scheme="sfl-ga", model="cnn", num_clients=4, batch_size=8, samp
     x, y = synthetic_data(data_seed)
     sampler = sampler or RandomSampler(num_clients, batch_size)
     sizes = np.full(num_clients, 100.0) if sizes is None else sizes
-    config = SFLConfig(scheme=scheme, model=model, num_clients=num_clients, batch_size=batch_size,
-                       **({"local_iters": 2, "lr": 0.05} | kwargs))
+    config = SFLConfig(scheme=scheme, dataset="digits", model=model, num_clients=num_clients, batch_size=batch_size,
+                       **({"local_iters": 2, "lr": 0.05, "momentum": 0.0} | kwargs))
     return RealTrainer(config, net, x, y, x[:64], y[:64], sizes, sampler, generator=torch.Generator().manual_seed(0))
 
 
@@ -182,6 +182,17 @@ def test_sfl_v1_is_fedavg_in_disguise():
         v1.run_round(2)
         fl.run_round(2)
     assert_same(weights(v1), weights(fl), exact=False)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_cut_matters_says_whether_the_cut_changes_learning(scheme):
+    """Calibration records one cut for a scheme whose learning cannot depend on it (Scheme.cut_matters)."""
+    shallow, deep = make_trainer(scheme), make_trainer(scheme)
+    for _ in range(2):
+        shallow.run_round(1)
+        deep.run_round(3)
+    same = all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(weights(shallow), weights(deep)))
+    assert same == (not get_scheme(scheme).cut_matters)
 
 
 def test_sfl_v2_server_takes_one_step_per_client():

@@ -17,7 +17,7 @@ a user's mistake raises a :class:`~sfl_env.errors.DatasetError` (data, files, si
 
 from ..config import DATASETS, FILE_DATASETS, PARTITIONS
 from ..errors import ConfigError, DatasetError
-from .datasets import Dataset, load_dataset
+from .datasets import Dataset, dataset_shape, load_config_dataset, load_dataset
 from .partitions import partition
 from .sampler import ClientSampler
 
@@ -29,6 +29,8 @@ __all__ = [
     "ConfigError",
     "Dataset",
     "DatasetError",
+    "dataset_shape",
+    "load_config_dataset",
     "load_dataset",
     "partition",
 ]

@@ -22,15 +22,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DATASETS, FILE_DATASETS
+from ..config import DATASETS, FILE_DATASETS, SFLConfig
 from ..errors import DatasetError, unknown_name
 from .formats import locate_cifar_files, locate_idx_files, read_cifar_split, read_idx_split
+from .shapes import render_shapes
 
 _DIGITS_TEST_FRACTION = 0.2
 _DIGITS_SPLIT_SEED = 1797  # fixed: the digits test set never depends on the caller's seed
 _SYNTHETIC_NUM_TRAIN = 2000
 _SYNTHETIC_NUM_TEST = 500
 _SYNTHETIC_NOISE_STD = 2.0  # prototypes are N(0, 1) per pixel
+_SHAPES_NUM_TRAIN = 20_000
+_SHAPES_NUM_TEST = 2_000
+_SHAPES_SEED = 2501  # fixed: the rendered set never depends on the caller's seed
+DEFAULT_IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {"synthetic": (1, 8, 8), "shapes": (3, 16, 16)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,8 +74,24 @@ class _Arrays:
 
 
 # --------------------------------------------------------------------------------------------------
-# Public loader
+# Public loaders
 # --------------------------------------------------------------------------------------------------
+
+
+_KNOWN_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def dataset_shape(config: SFLConfig) -> tuple[tuple[int, int, int], int]:
+    """(input shape, classes) of ``config``'s dataset, without loading, rendering or reading files."""
+    if config.dataset in DEFAULT_IMAGE_SHAPES:
+        return tuple(config.image_shape or DEFAULT_IMAGE_SHAPES[config.dataset]), 10
+    return _KNOWN_SHAPES[config.dataset], 10
+
+
+def load_config_dataset(config: SFLConfig) -> Dataset:
+    """The dataset an :class:`~sfl_env.config.SFLConfig` names, with its sizes and image shape."""
+    return load_dataset(config.dataset, config.data_dir, num_train=config.num_train, num_test=config.num_test,
+                        image_shape=config.image_shape)
 
 
 def load_dataset(
@@ -80,7 +101,7 @@ def load_dataset(
     seed: int = 0,
     num_train: int | None = None,
     num_test: int | None = None,
-    image_shape: tuple[int, int, int] = (1, 8, 8),
+    image_shape: tuple[int, int, int] | None = None,
     num_classes: int = 10,
 ) -> Dataset:
     """Load a dataset by name (one of ``DATASETS``); never downloads anything.
@@ -89,22 +110,33 @@ def load_dataset(
     ``data_dir/<name>``; ``cifar10`` reads the binary or python batch files from ``data_dir``,
     ``data_dir/cifar10`` or a ``cifar-10-batches-bin`` / ``cifar-10-batches-py`` folder in either.
 
-    For file datasets, ``num_train`` / ``num_test`` take a random subset (seeded by ``seed``) of the
-    train / test split. For ``synthetic`` they are the sizes to generate (default 2000 / 500), and
-    ``image_shape`` and ``num_classes`` shape the data; those two are ignored by the other datasets.
+    ``shapes`` renders 20,000 / 2,000 images of ``image_shape`` (default 3x16x16) from a fixed seed.
+
+    For file datasets, ``digits`` and ``shapes``, ``num_train`` / ``num_test`` take a random subset
+    (seeded by ``seed``) of the train / test split. For ``synthetic`` they are the sizes to generate
+    (default 2000 / 500), and ``num_classes`` its classes. ``image_shape`` (C, H, W) shapes the
+    generated datasets (``synthetic`` 1x8x8 and ``shapes`` 3x16x16 by default); the others refuse it.
     """
     if name not in DATASETS:
         raise unknown_name("dataset", name, DATASETS, DatasetError)
     _check_seed(seed)
+    if image_shape is not None and name not in DEFAULT_IMAGE_SHAPES:
+        raise DatasetError(f"image_shape={image_shape!r} applies to the generated datasets "
+                           f"({', '.join(DEFAULT_IMAGE_SHAPES)}) only; dataset {name!r} has its own")
+    shape = _check_image_shape(image_shape or DEFAULT_IMAGE_SHAPES.get(name, (1, 1, 1)))
     if name == "synthetic":
         arrays = _synthetic_arrays(
             seed,
             _SYNTHETIC_NUM_TRAIN if num_train is None else _check_count("num_train", num_train),
             _SYNTHETIC_NUM_TEST if num_test is None else _check_count("num_test", num_test),
-            _check_image_shape(image_shape),
+            shape,
             _check_num_classes(num_classes),
         )
         return _to_dataset(name, arrays, num_classes, seed, None, None)
+    if name == "shapes":
+        if shape[0] not in (1, 3) or min(shape[1:]) < 8:
+            raise DatasetError(f"image_shape={image_shape!r} is invalid for shapes; allowed: (3 or 1, H >= 8, W >= 8)")
+        return _to_dataset(name, _shapes_arrays(shape), 10, seed, num_train, num_test)
 
     if name in FILE_DATASETS:
         if data_dir is None:
@@ -271,6 +303,14 @@ def _synthetic_arrays(
     x_train, y_train = draw(num_train)
     x_test, y_test = draw(num_test)
     return _make_arrays(x_train, y_train, x_test, y_test, scale=1.0)
+
+
+@functools.lru_cache(maxsize=2)
+def _shapes_arrays(image_shape: tuple[int, int, int]) -> _Arrays:
+    rng = np.random.default_rng(_SHAPES_SEED)
+    x_train, y_train = render_shapes(_SHAPES_NUM_TRAIN, image_shape, rng)
+    x_test, y_test = render_shapes(_SHAPES_NUM_TEST, image_shape, rng)
+    return _make_arrays(x_train, y_train, x_test, y_test, scale=255.0)
 
 
 # --------------------------------------------------------------------------------------------------

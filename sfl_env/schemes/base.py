@@ -102,6 +102,13 @@ class Scheme:
         return self.server is not Server.NONE
 
     @property
+    def cut_matters(self) -> bool:
+        """Whether the cut can change what the scheme learns. FedAvg trains the whole model; per-client
+        server copies FedAvg'd like the client blocks (sfl-v1) are FedAvg of the whole model at every cut.
+        The cut still changes every scheme's latency."""
+        return self.splits_model and not (self.server is Server.PER_CLIENT and self.aggregates_client_models)
+
+    @property
     def allocated_stage(self) -> Stage:
         return next(stage for stage in self.stages if stage.allocated)
 

@@ -386,12 +386,12 @@ def build_real_trainer(config: SFLConfig, seed: int = 0) -> RealTrainer:
     One seed fans out into independent streams for the model's initial weights, the partition, the
     client batch sampler and the trainer's own randomness (sfl-v2's client order).
     """
-    from ..data import ClientSampler, load_dataset, partition
+    from ..data import ClientSampler, load_config_dataset, partition
 
     model_seed, partition_seed, sampler_seed, trainer_seed = (
         int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(4)
     )
-    data = load_dataset(config.dataset, config.data_dir, num_train=config.num_train, num_test=config.num_test)
+    data = load_config_dataset(config)
     clients = partition(
         data.y_train.numpy(), config.num_clients, config.partition, alpha=config.dirichlet_alpha,
         shards_per_client=config.shards_per_client, rng=np.random.default_rng(partition_seed),
