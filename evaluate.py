@@ -1,6 +1,6 @@
 """Benchmark agents and SFL schemes on one fixed protocol: results.csv, leaderboard.md, figures, claims.md.
 
-    python evaluate.py                                   # all three modes on the embedded default
+    python evaluate.py                                   # all three modes on the default preset (shapes)
     python evaluate.py --mode agents --agents "runs/ddqn__*",random,oracle --seeds 5
     python evaluate.py --mode schemes --agents oracle --seeds 3
     python evaluate.py --mode cuts --seeds 3 --env-kwargs max_rounds=100

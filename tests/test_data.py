@@ -103,7 +103,7 @@ def label_entropy(labels: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------------------------
-# digits (embedded default) and synthetic
+# digits (the bundled tiny preset) and synthetic
 # --------------------------------------------------------------------------------------------------
 
 

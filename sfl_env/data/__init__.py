@@ -1,8 +1,9 @@
 """Datasets and client partitions for split federated learning; everything here works offline.
 
 - :mod:`~sfl_env.data.datasets`: ``load_dataset`` returns a normalised train/test split as tensors
-  (:class:`Dataset`): the bundled ``digits`` set (the default), MNIST, Fashion-MNIST and CIFAR-10 from
-  local files, or a seeded ``synthetic`` set.
+  (:class:`Dataset`): the rendered ``shapes`` set (the default), the bundled ``digits`` set, MNIST,
+  Fashion-MNIST and CIFAR-10 from local files, or a seeded ``synthetic`` set.
+- :mod:`~sfl_env.data.shapes`: renders the ``shapes`` images from a seed.
 - :mod:`~sfl_env.data.formats`: the file readers (IDX, raw or gzipped; CIFAR-10 binary and python
   batches, unpickled without running code) and the errors for missing or malformed files.
 - :mod:`~sfl_env.data.partitions`: ``partition`` splits a training set across K clients (IID, Dirichlet

@@ -1,11 +1,12 @@
 """Datasets for split federated learning, loaded offline as normalised train/test tensors.
 
-The default dataset, ``digits``, is the 8x8 handwritten digits set bundled with scikit-learn; MNIST,
-Fashion-MNIST and CIFAR-10 are read from their standard files in a local folder (nothing is ever
-downloaded; :mod:`sfl_env.data.formats` reads the files); ``synthetic`` is generated from a seed.
+The default dataset, ``shapes``, is rendered offline (:mod:`sfl_env.data.shapes`); ``digits`` is the
+8x8 handwritten digits set bundled with scikit-learn; MNIST, Fashion-MNIST and CIFAR-10 are read from
+their standard files in a local folder (nothing is ever downloaded; :mod:`sfl_env.data.formats` reads
+the files); ``synthetic`` is generated from a seed.
 
 ``load_dataset`` checks its arguments, takes the raw arrays from an in-process cache (the digits split
-is built once; a file dataset is parsed again only when one of its files changed) and returns a
+and the shapes images are built once; a file dataset is parsed again only when one of its files changed) and returns a
 :class:`Dataset` of freshly allocated tensors, standardised per channel with the statistics of the
 full training split, optionally a seeded subset of it.
 """
