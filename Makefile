@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints.txt
 EXTRAS ?= dev,contrib
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?=
 # `make demo` writes here (replaced on every run).
 DEMO_DIR ?= demo-output
 DEMO_STEPS ?= 50000
