@@ -25,14 +25,10 @@ from sfl_env.config import EnvConfig, SFLConfig, parse_overrides
 from sfl_env.schemes import SCHEMES
 
 
-def rounds_to(accuracy: list[float], target: float) -> float:
-    return next((i + 1 for i, a in enumerate(accuracy) if a >= target), math.inf)
-
-
 def score(cell: list[dict], target: float) -> tuple[float, float]:
     """(median rounds to the target, minus the last 10 rounds' mean accuracy): lower is better. A rate whose
     run diverges, even after reaching the target, is not a usable rate: its rounds count as infinite."""
-    hits = statistics.median(math.inf if run["diverged"] else rounds_to(run["accuracy"], target) for run in cell)
+    hits = statistics.median(math.inf if run["diverged"] else recorder.first_round_at(run["accuracy"], target) for run in cell)
     tail = statistics.mean(statistics.mean(run["accuracy"][-10:]) for run in cell)
     return hits, -tail
 

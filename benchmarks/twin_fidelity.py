@@ -24,25 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sfl_env.calibration.fit import run_paces
+from sfl_env.calibration.fit import fluctuation, measured_rounds, run_paces
 from sfl_env.calibration.record import read_log
 from sfl_env.training.calibration import read_calibration
-from sfl_env.training.curve import ar1_noise
-
-
-def rounds_to(row, target: float) -> float:
-    return next((i + 1 for i, a in enumerate(row) if a >= target), math.inf)
 
 
 def round_to_round(curve_model, cut: int, rows: list[np.ndarray]) -> tuple[float, float]:
-    """Std and lag-one correlation of runs around their own paced curve (the estimator the fit uses)."""
+    """Std and lag-one correlation of runs around their own paced curve (the fit's estimator)."""
     runs = {cut: rows}
-    paces = run_paces(curve_model, runs)
-    residuals = [row - curve_model.accuracy(pace * curve_model.speed[cut - 1] * np.arange(1, len(row) + 1))
-                 for row, pace in zip(rows, paces[cut])]
-    pooled = np.concatenate(residuals)
-    lag = np.corrcoef(np.concatenate([r[:-1] for r in residuals]), np.concatenate([r[1:] for r in residuals]))[0, 1]
-    return float(pooled.std()), float(lag)
+    return fluctuation(curve_model, runs, run_paces(curve_model, runs))
 
 
 def main() -> None:
@@ -54,10 +44,7 @@ def main() -> None:
 
     folder = Path(shipped.__file__).parent
     calibration = read_calibration(args.calibration or str(folder / f"{args.preset}.json"))
-    import json
-
-    log_name = json.loads(Path(calibration.source).read_text())["runs_log"]
-    log = Path(log_name) if Path(log_name).is_absolute() else folder / log_name
+    log = calibration.runs_log
     # The held-out runs of the calibrated configuration: every option as fitted, each scheme at its rate.
     runs = [r for r in read_log(log).values() if r["seed"] in calibration.held_out_seeds
             and r["scheme"] in calibration.lr and r["config"]["lr"] == calibration.lr[r["scheme"]]
@@ -73,7 +60,7 @@ def main() -> None:
         for cut in sorted({r["cut"] for r in runs if r["scheme"] == scheme}):
             cell = [r for r in runs if r["scheme"] == scheme and r["cut"] == cut]
             rows = [np.array(r["accuracy"]) for r in cell]
-            real = statistics.median(rounds_to(row, target) for row in rows)
+            real = measured_rounds(rows, target)
             # The same horizon on both sides: a real run that never got there stopped at its max_rounds.
             twin = curve_model.rounds_to(target, cut, horizon=max(r["max_rounds"] for r in cell))
             if math.isinf(real) and math.isinf(twin):
@@ -81,11 +68,7 @@ def main() -> None:
             else:
                 error = abs(twin - real) / real if math.isfinite(real) and math.isfinite(twin) else math.inf
             errors.append((error, math.isfinite(real)))
-            length = max(len(row) for row in rows)
-            rounds = np.arange(1, length + 1)
-            pace = np.exp(rng.normal(0.0, curve_model.pace_log_std, (20, 1)))
-            simulated = curve_model.accuracy(pace * curve_model.speed[cut - 1] * rounds) + ar1_noise(
-                rng, (20, length), curve_model.acc_noise_std, curve_model.acc_noise_corr)
+            simulated = curve_model.sample_runs(rng, cut, 20, max(len(row) for row in rows))
             real_std, real_lag = round_to_round(curve_model, cut, rows)
             twin_std, twin_lag = round_to_round(curve_model, cut, list(np.clip(simulated, 0, 1)))
             print(f"{scheme:8s} {cut:3d} {real:6g} {twin:6g} {error:6.1%}   {real_std:8.3f} {twin_std:6.3f}   "

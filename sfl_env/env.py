@@ -82,7 +82,10 @@ class SFLEnv(gym.Env):
         self.config = EnvConfig.from_kwargs(**kwargs)
         system = self.config.system
         # Spaces are fixed here; data and weights are built lazily by reset().
-        self._data_shape = _input_shape(system)  # (input shape, classes), loaded once
+        # (input shape, classes): known for the generated and bundled datasets; files are read here, which
+        # checks them before any work starts.
+        files = load_config_dataset(system) if system.dataset in FILE_DATASETS else None
+        self._data_shape = (files.input_shape, files.num_classes) if files is not None else dataset_shape(system)
         probe_model = build_model(system.model, *self._data_shape, width=system.model_width)
         self.cuts = probe_model.cuts
         self.profile = profile_model(probe_model)
@@ -92,9 +95,8 @@ class SFLEnv(gym.Env):
         self._curve: TrainingCurveModel | None = None
         if self.config.training == "analytic" or self.config.convergence == "calibrated":
             calibrated = calibration_for(system)
-            if system.dataset in FILE_DATASETS:
-                data = load_config_dataset(system)  # cached: _input_shape read the same files
-                calibrated.calibration.check_data(len(data.y_train), len(data.y_test))
+            if files is not None:
+                calibrated.calibration.check_data(len(files.y_train), len(files.y_test))
             self._curve = calibrated.curve
             if len(self._curve.speed) != len(self.cuts):
                 raise ConfigError(f"the calibration of {system.dataset}/{system.model} has {len(self._curve.speed)} "
@@ -384,13 +386,3 @@ class SFLEnv(gym.Env):
         image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
         plt.close(fig)
         return image
-
-
-def _input_shape(system) -> tuple[tuple[int, int, int], int]:
-    """(input shape, classes) of the configured dataset: known for the generated and bundled ones, read
-    from the files (which checks them before any work starts) for the others."""
-    if system.dataset not in FILE_DATASETS:
-        return dataset_shape(system)
-    data = load_config_dataset(system)
-    return data.input_shape, data.num_classes
-

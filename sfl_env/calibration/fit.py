@@ -32,7 +32,7 @@ from ..config import SFLConfig, default_lr
 from ..schemes import SCHEMES, get_scheme
 from ..training.calibration import FREE_OPTIONS
 from ..training.curve import TrainingCurveModel
-from .record import read_log
+from .record import first_round_at, model_cuts, read_log
 
 def fit_shape(
     runs: dict[int, list[np.ndarray]], reference: int, speeds: dict[int, float] | None = None,
@@ -91,18 +91,18 @@ def run_paces(model: TrainingCurveModel, runs: dict[int, list[np.ndarray]]) -> d
 
 def fluctuation(model: TrainingCurveModel, runs: dict[int, list[np.ndarray]],
                 paces: dict[int, list[float]]) -> tuple[float, float]:
-    """Standard deviation and lag-one correlation of single runs around their own paced curve, pooled."""
+    """Standard deviation and lag-one correlation of single runs around their own paced curve, pooled
+    (the correlation as measured; the fit clips it into the AR(1) range)."""
     residuals = [row - model.accuracy(pace * model.speed[cut - 1] * np.arange(1, len(row) + 1))
                  for cut, rows in runs.items() for row, pace in zip(rows, paces[cut])]
     pooled = np.concatenate(residuals)
     lagged = np.corrcoef(np.concatenate([r[:-1] for r in residuals]), np.concatenate([r[1:] for r in residuals]))
-    return float(pooled.std()), float(np.clip(lagged[0, 1], 0.0, 0.99))
+    return float(pooled.std()), float(lagged[0, 1])
 
 
 def measured_rounds(acc: list[list[float]], target: float) -> float:
     """Median over seeds of the first round at or above ``target`` (inf if a seed never gets there)."""
-    hits = [next((t + 1 for t, a in enumerate(row) if a >= target), math.inf) for row in acc]
-    return float(statistics.median(hits))
+    return float(statistics.median(first_round_at(row, target) for row in acc))
 
 
 def fit_scheme(runs: list[dict[str, Any]], num_cuts: int) -> TrainingCurveModel:
@@ -128,7 +128,8 @@ def fit_scheme(runs: list[dict[str, Any]], num_cuts: int) -> TrainingCurveModel:
     logs = np.log([p for ps in paces.values() for p in ps])
     pace_log_std = float(logs.std(ddof=1)) if len(logs) > 1 else 0.0
     std, corr = fluctuation(model, acc, paces)
-    return dataclasses.replace(model, acc_noise_std=std, acc_noise_corr=corr, pace_log_std=pace_log_std)
+    return dataclasses.replace(model, acc_noise_std=std, acc_noise_corr=float(np.clip(corr, 0.0, 0.99)),
+                               pace_log_std=pace_log_std)
 
 
 def _array(values: list[float | None]) -> np.ndarray:
@@ -165,7 +166,7 @@ def main() -> None:
             raise SystemExit(f"{log} mixes training options ({', '.join(diff)}); fit one configuration per file")
     target = float(runs[0]["target"])
     config = SFLConfig(**{**runs[0]["config"], "scheme": "sfl-ga", "data_dir": "unused"})
-    num_cuts = _num_cuts(config)
+    num_cuts = len(model_cuts(config))
     payload: dict[str, Any] = {
         "description": "TrainingCurveModel constants fitted to recorded real runs by sfl_env.calibration.fit",
         "preset": args.preset, "options": options, "lr": {}, "fit_seeds": fit_seeds, "held_out_seeds": held_out,
@@ -215,13 +216,6 @@ def _data_sizes(config: SFLConfig) -> list[int]:
 
     data = load_config_dataset(config)
     return [len(data.y_train), len(data.y_test)]
-
-
-def _num_cuts(config: SFLConfig) -> int:
-    from ..data import dataset_shape
-    from ..models import build_model
-
-    return len(build_model(config.model, *dataset_shape(config), width=config.model_width).cuts)
 
 
 if __name__ == "__main__":

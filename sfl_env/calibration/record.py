@@ -67,6 +67,19 @@ def read_log(path: Path) -> dict[str, dict[str, Any]]:
     return runs
 
 
+def first_round_at(accuracy: Iterable[float], target: float) -> float:
+    """The first round (1-based) whose test accuracy is at or above ``target``; inf if none is."""
+    return next((t + 1 for t, a in enumerate(accuracy) if a >= target), math.inf)
+
+
+def model_cuts(config: SFLConfig) -> tuple[int, ...]:
+    """The candidate cuts of ``config``'s model (built from the dataset's shape, nothing loaded)."""
+    from ..data import dataset_shape
+    from ..models import build_model
+
+    return build_model(config.model, *dataset_shape(config), width=config.model_width).cuts
+
+
 def _drop_torn_tail(log: Path) -> None:
     """Cuts a last line a kill left half-written, so the next record starts on a line of its own."""
     if not log.is_file():
@@ -111,11 +124,8 @@ def scheme_cuts(config: SFLConfig) -> list[int]:
     """The cuts to record for ``config``'s scheme: every cut, or one where the scheme's learning cannot
     depend on it (fl trains the whole model; sfl-v1 FedAvgs client and server copies alike, which is
     FedAvg of the whole model at any cut)."""
-    from ..data import dataset_shape
-    from ..models import build_model
-
-    model = build_model(config.model, *dataset_shape(config), width=config.model_width)
-    return list(model.cuts) if get_scheme(config.scheme).cut_matters else [model.cuts[0]]
+    cuts = model_cuts(config)
+    return list(cuts) if get_scheme(config.scheme).cut_matters else [cuts[0]]
 
 
 def record(jobs: Iterable[Job], log: Path, *, workers: int = 1) -> Iterator[dict[str, Any]]:
@@ -143,9 +153,10 @@ def record(jobs: Iterable[Job], log: Path, *, workers: int = 1) -> Iterator[dict
             finished += 1
             elapsed = time.perf_counter() - start
             eta = elapsed / finished * (len(todo) - finished)
-            hit = next((i + 1 for i, a in enumerate(run["accuracy"]) if a >= run["target"]), None)
+            hit = first_round_at(run["accuracy"], run["target"])
             print(f"[{finished}/{len(todo)}] {run['scheme']} cut {run['cut']} seed {run['seed']} "
-                  f"lr {run['config']['lr']:g}: {len(run['accuracy'])} rounds, target at {hit or 'never'}, "
+                  f"lr {run['config']['lr']:g}: {len(run['accuracy'])} rounds, "
+                  f"target at {hit if math.isfinite(hit) else 'never'}, "
                   f"{run['seconds']:.0f} s (eta {eta / 60:.0f} min)", file=sys.stderr, flush=True)
             yield run
 

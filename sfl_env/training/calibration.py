@@ -41,6 +41,7 @@ class Calibration:
     target_accuracy: float
     source: str
     data: str  # what data the runs read
+    runs_log: Path  # the recorded runs it was fitted on (and its held-out runs)
     data_sizes: tuple[int, int] | None  # (training, test) samples of the runs
 
     def check_data(self, train_samples: int, test_samples: int) -> None:
@@ -80,6 +81,7 @@ def read_calibration(path: str) -> Calibration:
         target_accuracy=float(payload["target_accuracy"]),
         source=str(path),
         data=payload.get("data", ""),
+        runs_log=Path(path).parent / payload["runs_log"],
         data_sizes=tuple(payload["data_sizes"]) if payload.get("data_sizes") else None,
     )
 

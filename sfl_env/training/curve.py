@@ -80,13 +80,16 @@ class TrainingCurveModel:
             return expected
         if math.isfinite(expected):  # past the noiseless crossing the curve keeps rising: passage is near
             horizon = int(min(horizon, 3 * expected + 50))
-        rng = np.random.default_rng(seed)
-        pace = np.exp(rng.normal(0.0, self.pace_log_std, (samples, 1))) if self.pace_log_std > 0 else 1.0
-        curve = self.accuracy(pace * self.speed[cut - 1] * np.arange(1, horizon + 1))
-        noise = ar1_noise(rng, (samples, horizon), self.acc_noise_std, self.acc_noise_corr)
-        hit = (curve + noise) >= accuracy
+        hit = self.sample_runs(np.random.default_rng(seed), cut, samples, horizon) >= accuracy
         first = np.where(hit.any(1), hit.argmax(1) + 1, np.inf)
         return float(np.median(first))
+
+    def sample_runs(self, rng: np.random.Generator, cut: int, runs: int, rounds: int) -> np.ndarray:
+        """(runs, rounds) test accuracies of runs at a fixed cut, each at its own pace and with its own
+        fluctuation (unclipped)."""
+        pace = np.exp(rng.normal(0.0, self.pace_log_std, (runs, 1))) if self.pace_log_std > 0 else 1.0
+        curve = self.accuracy(pace * self.speed[cut - 1] * np.arange(1, rounds + 1))
+        return curve + ar1_noise(rng, (runs, rounds), self.acc_noise_std, self.acc_noise_corr)
 
     def to_dict(self) -> dict:
         return asdict(self)
