@@ -9,8 +9,9 @@ The run folder (``--out``) holds ``config.json`` (everything resolved), ``metric
 record; the source of truth), ``episodes.csv`` and ``evaluations.csv``, ``checkpoint/`` (the latest
 resumable state), the final model (``model.pt`` or ``model.zip``), ``best_model`` (the model with the
 best return on the validation episodes played every ``--eval-freq`` steps) and ``summary.json``
-(return mean and std on held-out test episodes for the final and the best model, the random and
-oracle references on the same test seeds, the normalised scores, steps, wall time, seed). With ``--track`` W&B mirrors the records (``offline`` when no API key
+(return mean and std on held-out test episodes for the final and the best model, the random, oracle
+and planner references on the same test seeds, the normalised scores against the planner (the oracle
+where the configuration has no twin), steps, wall time, seed). With ``--track`` W&B mirrors the records (``offline`` when no API key
 is configured; ``wandb sync <run>/wandb/offline-run-*`` uploads it later).
 
 Ctrl-C stops after the current step, saves a checkpoint and the summary so far, and exits with 130; a
@@ -41,6 +42,7 @@ from evaluation.rollout import Episode, evaluation_seeds, mean_return, play_epis
 from evaluation.stats import normalised_score
 from evaluation.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, versions
 from sfl_env.config import parse_overrides
+from sfl_env.training.calibration import is_calibrated
 
 CHECKPOINT = "checkpoint"
 DEFAULT_ENV_ID = "SFLEnvAnalytic-v0"
@@ -269,14 +271,16 @@ def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], run: Path,
                                  "validation_return": trainer.state["best_validation_return"]} | \
             _prefixed("eval", episode_means(play_episodes(best, trainer.eval_env, [e.seed for e in episodes])))
     if reference:
+        top = "planner" if is_calibrated(trainer.eval_env.unwrapped.config.system) else "oracle"
         refs = {name: mean_return(play_episodes(agents.make(name, trainer.eval_env, seed=config["seed"]),
                                                 trainer.eval_env, summary["eval_seeds"]))
-                for name in ("random", "oracle")}
-        summary |= {"random_mean_return": refs["random"], "oracle_mean_return": refs["oracle"],
-                    "normalised_score": normalised_score(summary["eval_mean_return"], refs["random"], refs["oracle"])}
+                for name in ("random", "oracle", *(("planner",) if top == "planner" else ()))}
+        summary |= {f"{name}_mean_return": value for name, value in refs.items()} | {
+            "score_reference": top,
+            "normalised_score": normalised_score(summary["eval_mean_return"], refs["random"], refs[top])}
         if "best_model" in summary:
             summary["best_model"]["normalised_score"] = normalised_score(
-                summary["best_model"]["eval_mean_return"], refs["random"], refs["oracle"])
+                summary["best_model"]["eval_mean_return"], refs["random"], refs[top])
     return summary
 
 
@@ -376,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     line = f"{config['agent']} on {config['env_id']}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s, " \
            f"eval return {summary['eval_mean_return']:.3f} +- {summary['eval_std_return']:.3f}"
     if "normalised_score" in summary:
-        line += f", normalised score {summary['normalised_score']:.3f} (random 0, oracle 1)"
+        line += f", normalised score {summary['normalised_score']:.3f} (random 0, {summary['score_reference']} 1)"
     if "normalised_score" in summary.get("best_model", {}):
         best = summary["best_model"]
         line += f"; best validated model (step {best['step']}): score {best['normalised_score']:.3f}"

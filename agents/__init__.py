@@ -8,8 +8,8 @@ Every agent implements :class:`agents.base.Agent` (``predict(obs, action_mask)``
     agent = agents.load("runs/ddqn-seed0")             # a train_agent.py run, ready to predict
 
 Names: ``ddqn``; the SB3 algorithms ``dqn``, ``ppo``, ``a2c``, ``qrdqn``, ``maskable-ppo``; and the
-baselines ``random``, ``fixed-shallowest``, ``fixed-middle``, ``fixed-deepest``, ``greedy-latency``
-and ``oracle``; and ``cut-<n>``, a fixed cut with ``n`` client blocks (the cut sweep).
+baselines ``random``, ``fixed-shallowest``, ``fixed-middle``, ``fixed-deepest``, ``greedy-latency``,
+``oracle`` and ``planner``; and ``cut-<n>``, a fixed cut with ``n`` client blocks (the cut sweep).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from sfl_env.errors import ConfigError, did_you_mean, unknown_name
 from .base import Agent, Callback
 from .baselines import CutAgent, FixedCutAgent, GreedyLatencyAgent, OracleAgent, RandomAgent
 from .ddqn import DDQNAgent
+from .planner import PlannerAgent
 from .sb3 import ALGORITHMS, SB3Agent
 
 CONFIG_DIR = Path(__file__).parent / "configs"
-BASELINES = ("random", "fixed-shallowest", "fixed-middle", "fixed-deepest", "greedy-latency", "oracle")
+BASELINES = ("random", "fixed-shallowest", "fixed-middle", "fixed-deepest", "greedy-latency", "oracle", "planner")
 LEARNERS = ("ddqn", *ALGORITHMS)
 AGENTS = LEARNERS + BASELINES
 RUN_CONFIG = "config.json"
@@ -103,6 +104,8 @@ def make(name: str, env: Any = None, *, seed: int = 0, env_id: str | None = None
         agent = FixedCutAgent(n_actions, seed, position=name.removeprefix("fixed-"))
     elif name == "greedy-latency":
         agent = GreedyLatencyAgent(n_actions, seed)
+    elif name == "planner":
+        agent = PlannerAgent(n_actions, seed)
     else:
         agent = OracleAgent(n_actions, seed)
     if hasattr(env, "get_wrapper_attr"):  # a single Gymnasium env, not a VecEnv

@@ -2,9 +2,11 @@
 
 Modes (``evaluate.py --mode``):
   agents   every agent asked for (train_agent.py run folders, a glob picks several runs of one agent
-           and seed i uses run i mod #runs) next to every baseline (random, fixed cuts, greedy
-           latency, oracle), and each but random and oracle again with ``allocation=equal`` (the
-           paper's ablation grid: cut policy x optimal/equal resources). Default env: SFLEnvAnalytic-v0.
+           and seed i uses run i mod #runs) next to the references (random, every fixed cut
+           ``cut-<n>``, greedy latency, the one-round oracle, and the planner where the configuration
+           is calibrated), and each but random, oracle and planner again with ``allocation=equal``
+           (the paper's ablation grid: cut policy x optimal/equal resources). Default env:
+           SFLEnvAnalytic-v0.
   schemes  SFL-GA, SFL-V1, SFL-V2, PSL and FL on the same seeds, each with its cut chosen by the first
            agent asked for (default ``oracle``). Default env: SFLEnv-v0 (real training).
   cuts     every fixed cut of SFL-GA (``cut-1`` ... ``cut-L``). Default env: SFLEnv-v0.
@@ -29,14 +31,15 @@ import agents
 import sfl_env  # noqa: F401  (registers the env ids)
 from sfl_env.errors import ConfigError
 from sfl_env.schemes import SCHEMES
+from sfl_env.training.calibration import is_calibrated
 
 from .rollout import EVAL_SEED_OFFSET
 
 MODES = ("agents", "schemes", "cuts", "all")
 DEFAULT_ENV = {"agents": "SFLEnvAnalytic-v0", "schemes": "SFLEnv-v0", "cuts": "SFLEnv-v0"}
 # The agents of each mode when none are asked for; asked-for agents come first in agents mode.
-DEFAULT_AGENTS = {"agents": ",".join(agents.BASELINES), "schemes": "oracle", "cuts": ""}
-REFERENCES = ("random", "oracle")  # the two ends of the normalised score
+DEFAULT_AGENTS = {"agents": "random,greedy-latency,oracle,planner", "schemes": "oracle", "cuts": ""}
+REFERENCES = ("random", "oracle", "planner")  # the ends of the normalised score and the paired comparisons
 
 
 @dataclass
@@ -111,6 +114,8 @@ def build_entries(mode: str, agent_specs: list[tuple[str, list[Path]]], env_id: 
     specs = dict(agent_specs)
     for name in REFERENCES:
         specs.setdefault(name, [])
+    for cut in range(1, n_cuts + 1):
+        specs.setdefault(f"cut-{cut}", [])
     entries = [Entry(name, name, env_id, env_kwargs, runs, model) for name, runs in specs.items()]
     if "allocation" not in env_kwargs:
         entries += [Entry(f"{name}/equal", name, env_id, env_kwargs | {"allocation": "equal"}, runs, model)
@@ -126,6 +131,7 @@ def plan_mode(mode: str, agents_spec: str | None, env_id: str | None, env_kwargs
     env_id = env_id or DEFAULT_ENV[mode]
     probe = gym.make(env_id, **env_kwargs)
     n_cuts = int(probe.action_space.n)
+    calibrated = is_calibrated(probe.unwrapped.config.system)
     probe.close()
     spec = DEFAULT_AGENTS[mode]
     if mode == "agents" and agents_spec:
@@ -133,4 +139,10 @@ def plan_mode(mode: str, agents_spec: str | None, env_id: str | None, env_kwargs
     elif mode == "schemes" and agents_spec:
         spec = agents_spec.split(",")[0]
     specs = parse_agents(spec) if mode != "cuts" else []
+    if not calibrated:
+        if "planner" in [item.strip() for item in (agents_spec or "").split(",")]:
+            raise ConfigError("agent 'planner' plans over the calibrated twin, and this configuration has none; "
+                              "drop it from --agents (scores then normalise against the oracle)")
+        specs = [(name, runs) for name, runs in specs if name != "planner"]
     return build_entries(mode, specs, env_id, env_kwargs, n_cuts, model)
+

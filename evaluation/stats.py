@@ -11,8 +11,11 @@ there is one configuration. Each stratum is resampled on its own, with replaceme
 and the statistic is computed on the concatenation of the resampled strata. Scores must be finite:
 callers drop NaN (for instance "never reached the target") and say how many they dropped.
 
-:func:`normalised_score` puts a return on the scale random = 0, oracle = 1; ``train_agent.py`` (its
-summary) and the leaderboard both use it, so the score and its tie rule are the same everywhere.
+:func:`paired_difference` compares two agents seed by seed, the comparison that paired seeds allow:
+the mean difference, its bootstrap interval and the probability of improvement.
+:func:`normalised_score` puts a return on the scale random = 0, reference (the planner) = 1;
+``train_agent.py`` (its summary) and the leaderboard both use it, so the score and its tie rule are the
+same everywhere.
 """
 
 from __future__ import annotations
@@ -138,20 +141,44 @@ def probability_of_improvement(x: ArrayLike, y: ArrayLike) -> float:
     return float((wins + 0.5 * ties) / (xs.size * ys.size))
 
 
-def normalised_score(agent_return: float, random_return: float, oracle_return: float) -> float:
-    """``(R - R_random) / (R_oracle - R_random)``: 0 is the random policy, 1 the per-round oracle.
+def paired_difference(
+    x: ArrayLike, y: ArrayLike, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """The paired comparison of two agents on the same seeds: ``x[i]`` and ``y[i]`` share seed ``i``.
 
-    Tie rule: when ``R_oracle`` and ``R_random`` tie (``math.isclose`` with a relative tolerance of
-    ``SCORE_TIE_REL_TOL`` = 1e-9 and an absolute one of ``SCORE_TIE_ABS_TOL`` = 1e-12) the span has no
-    scale and the score is NaN, undefined, whatever ``R`` is (even when ``R`` ties too). Callers drop
-    NaN scores before aggregating: the leaderboard scores an agent on the seeds without a tie only
-    (``n/a`` when every seed ties), and ``train_agent.py`` writes NaN to summary.json. A NaN return
-    gives NaN too. The score may be below 0 or above 1 (the oracle is greedy per round, not optimal).
+    Returns ``mean`` (the mean of ``x - y``), its percentile bootstrap interval ``low`` and ``high``
+    (the seeds are resampled with replacement and both agents keep their pairing, so the between-seed
+    spread that both share cancels), and ``p_improvement``, the share of seeds where ``x`` beats ``y``
+    with ties counted half: the paired form of rliable's probability of improvement. Deterministic
+    given ``seed``; NaN everywhere for no pairs.
     """
-    if math.isnan(random_return) or math.isnan(oracle_return) or math.isclose(
-            oracle_return, random_return, rel_tol=SCORE_TIE_REL_TOL, abs_tol=SCORE_TIE_ABS_TOL):
+    xs, ys = _finite_1d(x, "x"), _finite_1d(y, "y")
+    if xs.size != ys.size:
+        raise ValueError(f"paired_difference needs one y per x; got {xs.size} and {ys.size}")
+    if not xs.size:
+        return {"mean": math.nan, "low": math.nan, "high": math.nan, "p_improvement": math.nan}
+    difference = xs - ys
+    low, high = bootstrap_ci([difference], np.mean, confidence, n_resamples, seed)
+    wins = float(np.mean(difference > 0) + 0.5 * np.mean(difference == 0))
+    return {"mean": float(difference.mean()), "low": low, "high": high, "p_improvement": wins}
+
+
+def normalised_score(agent_return: float, random_return: float, reference_return: float) -> float:
+    """``(R - R_random) / (R_ref - R_random)``: 0 is the random policy, 1 the reference.
+
+    The reference is the planner where it can run (a calibrated configuration; ``evaluate.py`` and
+    ``train_agent.py`` say which they used), else the per-round oracle. Tie rule: when ``R_ref`` and
+    ``R_random`` tie (``math.isclose`` with a relative tolerance of ``SCORE_TIE_REL_TOL`` = 1e-9 and an
+    absolute one of ``SCORE_TIE_ABS_TOL`` = 1e-12) the span has no scale and the score is NaN,
+    undefined, whatever ``R`` is (even when ``R`` ties too). Callers drop NaN scores before
+    aggregating: the leaderboard scores an agent on the seeds without a tie only (``n/a`` when every
+    seed ties), and ``train_agent.py`` writes NaN to summary.json. A NaN return gives NaN too. The
+    score may be below 0 or above 1 (neither reference is optimal).
+    """
+    if math.isnan(random_return) or math.isnan(reference_return) or math.isclose(
+            reference_return, random_return, rel_tol=SCORE_TIE_REL_TOL, abs_tol=SCORE_TIE_ABS_TOL):
         return math.nan
-    return (agent_return - random_return) / (oracle_return - random_return)
+    return (agent_return - random_return) / (reference_return - random_return)
 
 
 def _strata(scores_by_stratum: Sequence[ArrayLike]) -> list[np.ndarray]:

@@ -7,22 +7,28 @@ Modules, in the order a round flows through them: ``config`` (every option, as v
 rounds and the calibrated analytic twin), ``ledger`` (the cost of a round), ``privacy`` (allowed
 cuts), ``wireless`` and ``latency`` (seconds of a round, and each scheme's allocation problem),
 ``convergence`` (the convergence term) and ``env`` (the Gymnasium environment). ``errors`` holds the
-one family of errors for a user's mistakes. Importing the package registers ``SFLEnv-v0`` and
-``SFLEnvAnalytic-v0``.
+one family of errors for a user's mistakes. Importing the package registers one real and one analytic
+environment id per task (:data:`TASK_IDS`).
 """
 
 __version__ = "0.1.0"
+
+# One real and one analytic id per task (sfl_env.config.TASKS); the id fixes the task and the training.
+TASK_IDS: dict[str, dict[str, str]] = {
+    "SFLEnv-v0": {"task": "default"},
+    "SFLEnvAnalytic-v0": {"task": "default", "training": "analytic"},
+    "SFLEnvDynamic-v0": {"task": "dynamic"},
+    "SFLEnvDynamicAnalytic-v0": {"task": "dynamic", "training": "analytic"},
+    "SFLEnvBudget-v0": {"task": "budget"},
+    "SFLEnvBudgetAnalytic-v0": {"task": "budget", "training": "analytic"},
+}
 
 
 def register_envs() -> None:
     """Registers the environment ids with Gymnasium; safe to call again (``import sfl_env`` does it)."""
     import gymnasium as gym
 
-    ids = {
-        "SFLEnv-v0": {},
-        "SFLEnvAnalytic-v0": {"training": "analytic"},
-    }
-    for env_id, kwargs in ids.items():
+    for env_id, kwargs in TASK_IDS.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point="sfl_env.env:SFLEnv", kwargs=kwargs)
 

@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike
 
 from .errors import ConfigError, unknown_name
 from .schemes import SCHEMES
+from .tasks import DEFAULT_TASK, PRESET_BUDGETS, TASKS, task_options
 from .validation import check_choice, check_int, check_number
 
 # The option vocabulary. Each implementation module checks itself against these names; a test checks
@@ -80,7 +81,16 @@ class WirelessConfig:
     path_loss_intercept_db: float = 128.1  # macro-cell NLOS 128.1 + 37.6 log10(d km) [36.814 A.2.1.1.2]
     path_loss_slope_db: float = 37.6
     fading: str = "rayleigh"
-    fading_correlation: float = 0.0  # Gauss-Markov rho between consecutive rounds
+    # Gauss-Markov rho between consecutive rounds. 0 is realistic: Jakes' rho = J0(2 pi f_d T) with a
+    # pedestrian's Doppler f_d = v f_c / c = 6.7 Hz (3 km/h [36.814 A.2.1.1] at 2 GHz) has |rho| <= 0.12
+    # for rounds of T = 1 s (|J0(x)| <= sqrt(2 / (pi x)), x = 42); the coherence time 0.423 / f_d is
+    # 63 ms (Rappaport, "Wireless Communications", 2nd ed., 5.4.3).
+    fading_correlation: float = 0.0
+    # Coherence intervals one round spans: the round's fading power is the mean of this many independent
+    # fades. 8: a round lasts about 0.5 s at the default's best cut, eight coherence times of 63 ms.
+    # 1 holds one fade for the whole round, whose transfer time then has an infinite mean
+    # (E[1/|h|^2] = inf for Rayleigh): one deep fade could stall a round for minutes.
+    fading_blocks: int = 8
     mobility_km_per_round: float = 0.0  # std of each distance's per-round random walk
 
     def __post_init__(self) -> None:
@@ -94,6 +104,10 @@ class WirelessConfig:
         check_number("path_loss_slope_db", self.path_loss_slope_db, low=0.0, high=100.0)
         check_choice("fading", self.fading, FADINGS)
         check_number("fading_correlation", self.fading_correlation, low=0.0, high=1.0, high_open=True)
+        check_int("fading_blocks", self.fading_blocks, low=1, high=10_000)
+        if self.fading_correlation > 0 and self.fading_blocks > 1:
+            raise ConfigError(f"fading_correlation={self.fading_correlation} needs fading_blocks=1: a round that spans "
+                              f"{self.fading_blocks} coherence intervals is uncorrelated with the next one")
         check_number("mobility_km_per_round", self.mobility_km_per_round, low=0.0, high=1000.0)
 
     @property
@@ -139,12 +153,27 @@ class ComputeConfig:
     client_cycles_per_flop: float = 1 / 16
     server_cycles_per_flop: float = 1 / 32
     server_cpu_ghz: float = 100.0
+    # Client energy, E = kappa C f^2 for C cycles at f Hz plus p t to transmit for t s: the model and the
+    # effective switched capacitance kappa = 1e-28 of Yang et al., "Energy efficient federated learning
+    # over wireless communication networks", IEEE TWC 20(3), 2021 (and Mao et al., IEEE JSAC 2016).
+    effective_capacitance: float = 1e-28
+    # Time-varying availability of each client's CPU ([R]: a two-state Markov chain, our modelling
+    # choice; no measured trace is available offline). A busy client (another app in the foreground)
+    # gives training only ``busy_cpu_share`` of its frequency; ``busy_probability`` is the stationary
+    # share of busy rounds (0: always idle) and ``busy_mean_rounds`` the mean length of a busy spell.
+    busy_probability: float = 0.0
+    busy_mean_rounds: float = 5.0
+    busy_cpu_share: float = 0.25
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "client_cpu_ghz", _check_range("client_cpu_ghz", self.client_cpu_ghz, high=1e6))
         check_number("client_cycles_per_flop", self.client_cycles_per_flop, low=0.0, high=1e6, low_open=True)
         check_number("server_cycles_per_flop", self.server_cycles_per_flop, low=0.0, high=1e6, low_open=True)
         check_number("server_cpu_ghz", self.server_cpu_ghz, low=0.0, high=1e9, low_open=True)
+        check_number("effective_capacitance", self.effective_capacitance, low=0.0, high=1e-20)
+        check_number("busy_probability", self.busy_probability, low=0.0, high=1.0, high_open=True)
+        check_number("busy_mean_rounds", self.busy_mean_rounds, low=1.0, high=1e6)
+        check_number("busy_cpu_share", self.busy_cpu_share, low=0.0, high=1.0, low_open=True)
 
     @property
     def client_cpu_hz(self) -> tuple[float, float]:
@@ -298,10 +327,17 @@ class EnvConfig:
     wireless: WirelessConfig = WirelessConfig()
     compute: ComputeConfig = ComputeConfig()
     training: str = "real"  # "real" PyTorch rounds, or the calibrated "analytic" model
-    max_rounds: int = 200  # every scheme reaches the target within it at its best cut (docs/design.md)
+    task: str = "default"  # see TASKS; it sets the options below that it names
     target_accuracy: float = 0.8
-    rho: float = 0.5  # weight of the convergence term against the latency term
-    reward: str = "paper"
+    reward: str = "time_to_accuracy"
+    # Budgets of an episode (docs/design.md, "The objective"). Exhausting one before the target ends the
+    # episode as a failure that pays a terminal cost; None: no such budget.
+    # Simulated seconds; the tasks set it per preset (PRESET_BUDGETS), and this default is the shapes one.
+    time_budget_s: float | None = PRESET_BUDGETS[DEFAULT_PRESET]["time_budget_s"]
+    leakage_budget: float | None = None  # sum over rounds of the cut's distance correlation (privacy)
+    energy_budget_j: float | None = None  # joules per client (the first client to run out ends it)
+    max_rounds: int = 1000  # a time limit, not a budget: the episode is truncated (bootstrap past it)
+    rho: float = 0.5  # paper reward: weight of the convergence term against the latency term
     convergence: str = "parameter_fraction"
     privacy: str = "mask"
     privacy_rule: str = "min_blocks"
@@ -313,7 +349,11 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         check_choice("training", self.training, TRAININGS)
+        check_choice("task", self.task, tuple(TASKS))
         check_int("max_rounds", self.max_rounds, low=1)
+        for name in ("time_budget_s", "leakage_budget", "energy_budget_j"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), low=0.0, high=1e12, low_open=True)
         check_number("target_accuracy", self.target_accuracy, low=0.0, high=1.0, low_open=True)
         check_number("rho", self.rho, low=0.0, high=1.0)
         check_choice("reward", self.reward, REWARDS)
@@ -336,7 +376,8 @@ class EnvConfig:
                               "'parameter_fraction' or 'calibrated'")
 
     @classmethod
-    def from_kwargs(cls, preset: str | None = None, **kwargs: Any) -> EnvConfig:
+    def from_kwargs(cls, preset: str | None = None, task: str = DEFAULT_TASK, **kwargs: Any) -> EnvConfig:
+        """A config from a preset, then a task on it (:func:`task_options`), then keyword overrides."""
         groups = {name: {f.name for f in dataclasses.fields(kind)}
                   for name, kind in (("system", SFLConfig), ("wireless", WirelessConfig), ("compute", ComputeConfig))}
         own = {f.name for f in dataclasses.fields(cls)} - set(groups)
@@ -346,7 +387,7 @@ class EnvConfig:
         for key in kwargs:
             if key not in known:
                 raise unknown_name("option", key, known)
-        for key, value in (preset_options(preset) | kwargs).items():
+        for key, value in (preset_options(preset) | task_options(task, preset or DEFAULT_PRESET) | kwargs).items():
             if key in own:
                 top[key] = value
                 continue
@@ -355,6 +396,7 @@ class EnvConfig:
                 raise unknown_name("option", key, known)
             routed[owner][key] = value
         return cls(
+            task=task,
             system=SFLConfig(**routed["system"]),
             wireless=WirelessConfig(**routed["wireless"]),
             compute=ComputeConfig(**routed["compute"]),

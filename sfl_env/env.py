@@ -55,14 +55,19 @@ from gymnasium import spaces
 from solvers import Allocation, equal_split, solve
 
 from .config import FILE_DATASETS, EnvConfig
+from .availability import CpuAvailability
+from .budgets import EpisodeBudget
+from .calibration.leakage import leakage_table
 from .convergence import convergence_term
 from .data import dataset_shape, load_config_dataset
+from .energy import round_energy_j
 from .errors import ActionError, ConfigError
 from .latency import LatencyBreakdown, allocation_problem, round_latency
 from .ledger import RoundCost, round_cost
 from .models import build_model
 from .privacy import allowed_cuts
 from .profiling import profile_model
+from .rendering import render_image, render_text
 from .schemes import get_scheme
 from .training import RoundTrainer, build_trainer
 from .training.calibration import calibration_for
@@ -101,8 +106,19 @@ class SFLEnv(gym.Env):
             if len(self._curve.speed) != len(self.cuts):
                 raise ConfigError(f"the calibration of {system.dataset}/{system.model} has {len(self._curve.speed)} "
                                   f"cut speeds but the model has {len(self.cuts)} cuts")
+        # Leakage per cut from the recorded table (both envs price it alike); a leakage budget needs it.
+        self._leakage: np.ndarray | None = None
+        try:
+            self._leakage = leakage_table(system)
+        except ConfigError:
+            if self.config.leakage_budget is not None:
+                raise
+        if self._leakage is not None:
+            if len(self._leakage) != len(self.cuts):
+                raise ConfigError(f"the leakage table of {system.model} has {len(self._leakage)} cuts but the model "
+                                  f"has {len(self.cuts)}; rerun python -m sfl_env.calibration.leakage")
         self.action_space = spaces.Discrete(len(self.cuts))
-        self.observation_space = spaces.Box(0.0, 1.0, (2 * self.num_clients + 5,), dtype=np.float32)
+        self.observation_space = spaces.Box(0.0, 1.0, (2 * self.num_clients + 8,), dtype=np.float32)
         self.timings: dict[str, float] = {}
         wireless = self.config.wireless
         pl = (wireless.path_loss_intercept_db, wireless.path_loss_slope_db)
@@ -121,7 +137,7 @@ class SFLEnv(gym.Env):
         channel_seed, trainer_seed = np.random.SeedSequence(episode_seed).spawn(2)
         rng = np.random.default_rng(channel_seed)
         self._channel = Channel(self.num_clients, cfg.wireless, rng)
-        self._cpu_hz = client_cpu_hz(self.num_clients, cfg.compute, rng)
+        self._cpu = CpuAvailability(client_cpu_hz(self.num_clients, cfg.compute, rng), cfg.compute, rng)
         self._trainer = build_trainer(cfg.system, int(trainer_seed.generate_state(1)[0]), cfg.training,
                                       data_shape=self._data_shape)
         self._round, self._previous_cut_index = 0, None
@@ -129,6 +145,7 @@ class SFLEnv(gym.Env):
         self._gamma = self._convergence_term()
         self._reference_s = self._reference_latency()
         self._accuracy, self._loss, self._latency_ratio = 0.0, math.log(self._num_classes), 0.0
+        self._budget = EpisodeBudget(cfg, self.num_clients)
         self._last = None
         return self._observation(), {"action_mask": self._mask.copy()}
 
@@ -154,20 +171,28 @@ class SFLEnv(gym.Env):
         solve_s = time.perf_counter() - solve_start
 
         latency, terms, reward = self._price(cost, allocation, cut_index, violated)
+        energy = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share, uplink_gain=self._channel.gain,
+                                client_cpu_hz=self._cpu_hz, wireless=self.config.wireless, compute=self.config.compute)
+        leakage = float(self._leakage[cut_index]) if self._leakage is not None else None
 
         self._round += 1
         self._previous_cut_index = cut_index
+        self._budget.charge(latency.total_s, leakage, energy)
         if outcome.evaluated:
             self._accuracy = outcome.test_accuracy
         if math.isfinite(outcome.train_loss):
             self._loss = outcome.train_loss
         self._latency_ratio = terms["latency"]
-        terminated = outcome.diverged or self._accuracy >= self.config.target_accuracy
+        end = self._budget.end(self._accuracy, outcome.diverged)
+        terminated = end is not None
         truncated = not terminated and self._round >= self.config.max_rounds
+        terminal_cost = self._budget.terminal_cost_s() / self._reference_s if end not in (None, "target") else 0.0
+        reward -= terminal_cost
         # What this round ran on, kept for render() before the channel moves on to the next round.
         self._last = {"outcome": outcome, "cost": cost, "allocation": allocation, "latency": latency,
                       "reward": reward, "gain": self._channel.gain, "cpu_hz": self._cpu_hz}
         self._channel.step()
+        self._cpu.step()
 
         info = {
             "cut": cut,
@@ -188,6 +213,12 @@ class SFLEnv(gym.Env):
             "privacy": {"mode": self.config.privacy, "rule": self.config.privacy_rule,
                         "violated": violated, "requested_cut": self.cuts[requested]},
             "diverged": outcome.diverged,
+            "energy_j": energy,
+            "leakage": leakage,
+            "elapsed_s": self._budget.elapsed_s,
+            "budget_left": self._budget.left(),
+            "episode_end": end if end is not None else ("max_rounds" if truncated else None),
+            "terminal_cost": terminal_cost,
         }
         self.timings = {"round_s": round_s, "solve_s": solve_s, "step_s": time.perf_counter() - start}
         return self._observation(), float(reward), terminated, truncated, info
@@ -229,12 +260,62 @@ class SFLEnv(gym.Env):
         preview["allowed"] = self._mask.copy()
         return preview
 
+    def sample_round_costs(self, samples: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+        """What a round at each cut may cost, drawn from the distributions of the coming rounds.
+
+        Prices a round at every cut (no migration) under ``samples`` draws of the exogenous state from
+        its distributions: block Rayleigh fading at the clients' current distances and, with busy CPUs, each
+        client busy with its stationary probability; the resource solver allocates every draw. It reads
+        the distributions, never the env's future draws, and moves no random state of the env
+        (``seed`` seeds its own draws). Planners read this. Returns ``latency_s`` (samples, n_cuts),
+        ``energy_j`` (samples, n_cuts, K) per client, ``leakage`` (n_cuts,; NaN without a leakage
+        table) and ``speed`` (n_cuts,; the twin's progress per round, NaN without a calibration).
+        """
+        if self._trainer is None:
+            raise RuntimeError("call reset() before expected_round_costs()")
+        cfg, n, k = self.config, len(self.cuts), self.num_clients
+        rng = np.random.default_rng(seed)
+        blocks = cfg.wireless.fading_blocks
+        fading = rng.gamma(blocks, 1.0 / blocks, (samples, k)) if cfg.wireless.fading == "rayleigh" \
+            else np.ones((samples, k))
+        busy = rng.random((samples, k)) < cfg.compute.busy_probability
+        latency, energy = np.zeros((samples, n)), np.zeros((samples, n, k))
+        path_gain = self._channel.path_gain
+        for draw in range(samples):
+            gain = path_gain * fading[draw]
+            cpu_hz = np.where(busy[draw], cfg.compute.busy_cpu_share, 1.0) * self._cpu.base_hz
+            for index, cut in enumerate(self.cuts):
+                cost = self._round_cost(cut, cut)
+                problem = allocation_problem(cost, gain, cpu_hz, cfg.wireless, cfg.compute, check_inputs=False)
+                allocation = equal_split(problem) if cfg.allocation == "equal" else solve(problem, method=cfg.solver)
+                latency[draw, index] = round_latency(
+                    cost, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
+                    uplink_gain=gain, client_cpu_hz=cpu_hz, wireless=cfg.wireless, compute=cfg.compute,
+                    check_inputs=False).total_s
+                energy[draw, index] = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share,
+                                                     uplink_gain=gain, client_cpu_hz=cpu_hz, wireless=cfg.wireless,
+                                                     compute=cfg.compute)
+        speed = np.full(n, np.nan) if self._curve is None else self._curve.speeds_for(self.cuts)
+        leakage = np.full(n, np.nan) if self._leakage is None else self._leakage.copy()
+        return {"latency_s": latency, "energy_j": energy, "leakage": leakage, "speed": speed}
+
+    def episode_state(self) -> dict[str, Any]:
+        """Where the episode stands, for planners: ``round``, ``previous_cut_index`` (None before the
+        first round), the last test ``accuracy``, the twin's ``progress`` (None on real training), and
+        what it has spent: ``elapsed_s``, ``leakage`` and ``energy_j`` (per client)."""
+        if self._trainer is None:
+            raise RuntimeError("call reset() before episode_state()")
+        progress = getattr(self._trainer, "progress", None)
+        return {"round": self._round, "previous_cut_index": self._previous_cut_index, "accuracy": self._accuracy,
+                "progress": None if progress is None else float(progress), "elapsed_s": self._budget.elapsed_s,
+                "leakage": self._budget.leakage, "energy_j": self._budget.energy_j.copy()}
+
     def render(self):
         if self.render_mode is None or self._last is None:
             return None
         if self.render_mode == "ansi":
-            return self._render_text()
-        return self._render_image()
+            return render_text(self._last, self.num_clients)
+        return render_image(self._last, self.num_clients, self._trainer.model.num_blocks)
 
     def close(self) -> None:
         self._trainer = None
@@ -244,6 +325,10 @@ class SFLEnv(gym.Env):
     @property
     def _num_classes(self) -> int:
         return self._trainer.model.num_classes
+
+    @property
+    def _cpu_hz(self) -> np.ndarray:
+        return self._cpu.cpu_hz
 
     def _privacy_mask(self) -> np.ndarray:
         cfg = self.config
@@ -319,12 +404,13 @@ class SFLEnv(gym.Env):
         fading at its mean (|h|^2 = 1). Fixed for the episode, so rewards compare across rounds."""
         cut = self.cuts[int(np.flatnonzero(self._mask)[0])]
         reference = self._round_cost(cut, previous_cut=cut)
-        gain = self._channel.gain / self._channel.fading_power
-        problem = allocation_problem(reference, gain, self._cpu_hz, self.config.wireless, self.config.compute)
+        gain = self._channel.path_gain
+        cpu_hz = self._cpu.base_hz
+        problem = allocation_problem(reference, gain, cpu_hz, self.config.wireless, self.config.compute)
         shares = equal_split(problem)
         return round_latency(
             reference, bandwidth_share=shares.bandwidth_share, server_cpu_share=shares.server_cpu_share,
-            uplink_gain=gain, client_cpu_hz=self._cpu_hz, wireless=self.config.wireless, compute=self.config.compute,
+            uplink_gain=gain, client_cpu_hz=cpu_hz, wireless=self.config.wireless, compute=self.config.compute,
         ).total_s
 
     def _observation(self) -> np.ndarray:
@@ -332,57 +418,12 @@ class SFLEnv(gym.Env):
         gain_db = 10 * np.log10(np.maximum(self._channel.gain, 1e-300))
         index = self._previous_cut_index
         previous = 0.0 if index is None else (index + 1) / len(self.cuts)
+        left = self._budget.left()
         obs = np.concatenate([
             (gain_db - low_db) / (high_db - low_db),
             self._cpu_hz / self.config.compute.client_cpu_hz[1],
             [previous, self._round / self.config.max_rounds, self._accuracy,
-             self._loss / math.log(self._num_classes), self._latency_ratio / 4.0],
+             self._loss / math.log(self._num_classes), self._latency_ratio / 4.0,
+             left["time"], left["leakage"], left["energy"]],
         ])
         return np.clip(obs, 0.0, 1.0).astype(np.float32)
-
-    # ------------------------------------------------------------------ rendering
-
-    def _render_text(self) -> str:
-        last = self._last
-        outcome, cost, allocation, latency = last["outcome"], last["cost"], last["allocation"], last["latency"]
-        lines = [
-            f"round {outcome.round_index}  scheme {cost.scheme}  cut {cost.cut}  reward {last['reward']:.4f}",
-            f"test accuracy {outcome.test_accuracy:.4f}  train loss {outcome.train_loss:.4f}  "
-            f"latency {latency.total_s:.4f} s  up {cost.bits_up / 1e6:.2f} Mbit  down {cost.bits_down / 1e6:.2f} Mbit",
-            "phases: " + "  ".join(f"{k} {v:.4f}s" for k, v in latency.phases.items()),
-            f"{'client':>6} {'gain dB':>8} {'cpu GHz':>8} {'band %':>7} {'server %':>9} {'up s/it':>8}",
-        ]
-        gain_db = 10 * np.log10(last["gain"])
-        for k in range(self.num_clients):
-            lines.append(
-                f"{k:>6} {gain_db[k]:>8.1f} {last['cpu_hz'][k] / 1e9:>8.2f} {100 * allocation.bandwidth_share[k]:>7.1f} "
-                f"{100 * allocation.server_cpu_share[k]:>9.1f} {latency.uplink_s[k]:>8.4f}"
-            )
-        return "\n".join(lines)
-
-    def _render_image(self) -> np.ndarray:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        cost, allocation = self._last["cost"], self._last["allocation"]
-        fig, axes = plt.subplots(1, 3, figsize=(9, 3), dpi=80)
-        clients = np.arange(self.num_clients)
-        axes[0].bar(clients, 10 * np.log10(self._last["gain"]))
-        axes[0].set_title("channel gain (dB)")
-        axes[1].bar(clients - 0.2, allocation.bandwidth_share, 0.4, label="band")
-        axes[1].bar(clients + 0.2, allocation.server_cpu_share, 0.4, label="server")
-        axes[1].set_title("allocation")
-        axes[1].legend(fontsize=7)
-        blocks = self._trainer.model.num_blocks
-        axes[2].barh(["model"], [cost.cut], color="tab:orange", label="clients")
-        axes[2].barh(["model"], [blocks - cost.cut], left=[cost.cut], color="tab:blue", label="server")
-        axes[2].set_xlim(0, blocks)
-        axes[2].set_title(f"cut {cost.cut} of {blocks} blocks")
-        axes[2].legend(fontsize=7)
-        fig.tight_layout()
-        fig.canvas.draw()
-        image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-        plt.close(fig)
-        return image

@@ -40,8 +40,11 @@ class Channel:
 
     Rayleigh fading follows the Gauss-Markov process ``h_t = rho h_{t-1} + sqrt(1 - rho^2) w_t`` with
     ``w_t`` circularly-symmetric complex Gaussian of unit power, so ``|h_t|^2 ~ Exp(1)`` in every round
-    and ``rho = 0`` redraws it independently. Slow mobility moves each distance by a Gaussian step per
-    round, reflected back into the configured range. All randomness comes from ``rng``.
+    and ``rho = 0`` redraws it independently. A round that spans ``N = fading_blocks`` coherence
+    intervals sees N independent fades (block fading); its fading power is their mean, ``|h|^2 ~
+    Gamma(N, 1/N)`` (mean 1), the power the round's transfers average over. Slow mobility moves each
+    distance by a Gaussian step per round, reflected back into the configured range. All randomness
+    comes from ``rng``.
     """
 
     def __init__(self, num_clients: int, config: WirelessConfig, rng: np.random.Generator) -> None:
@@ -52,6 +55,7 @@ class Channel:
         self._distance_m = rng.uniform(*config.distance_m, num_clients)
         self._path_gain = self._compute_path_gain()
         self._fading = self._innovation()
+        self._power = self._block_power()
         self._gain = self._compute_gain()
 
     def step(self) -> None:
@@ -61,6 +65,7 @@ class Channel:
             self._fading = self._innovation()  # independent redraw
         elif self.config.fading == "rayleigh":
             self._fading = rho * self._fading + np.sqrt(1.0 - rho**2) * self._innovation()
+        self._power = self._block_power()
         if self.config.mobility_m_per_round > 0:
             moved = self._distance_m + self._rng.normal(0.0, self.config.mobility_m_per_round, self.num_clients)
             self._distance_m = _reflect(moved, *self.config.distance_m)
@@ -72,9 +77,24 @@ class Channel:
         return self._distance_m.copy()
 
     @property
+    def path_gain(self) -> np.ndarray:
+        """``10^(-PL_k/10)`` of each client's current distance (the gain without fading)."""
+        return self._path_gain.copy()
+
+    @property
     def fading_power(self) -> np.ndarray:
-        """``|h_k|^2`` (1 without fading)."""
-        return np.abs(self._fading) ** 2
+        """``|h_k|^2`` of this round (1 without fading)."""
+        return self._power
+
+    def _block_power(self) -> np.ndarray:
+        """``|h|^2`` of the round: its first block's fade (the Gauss-Markov state) averaged with the
+        ``fading_blocks - 1`` independent fades of the round's other coherence intervals."""
+        power = np.abs(self._fading) ** 2
+        blocks = self.config.fading_blocks
+        if blocks > 1 and self.config.fading == "rayleigh":
+            others = self._rng.exponential(1.0, (blocks - 1, self.num_clients))
+            power = (power + others.sum(0)) / blocks
+        return power
 
     @property
     def gain(self) -> np.ndarray:

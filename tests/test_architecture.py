@@ -125,8 +125,10 @@ def test_imports_point_one_way_only():
 
 
 @pytest.mark.parametrize("module, allowed", [
-    # configuration is data: it may read the option vocabulary and the scheme catalogue, nothing that runs
-    ("sfl_env.config", {"sfl_env.errors", "sfl_env.validation", "sfl_env.schemes"}),
+    # configuration is data: it may read the option vocabulary, the scheme catalogue and the task table,
+    # nothing that runs
+    ("sfl_env.config", {"sfl_env.errors", "sfl_env.validation", "sfl_env.schemes", "sfl_env.tasks"}),
+    ("sfl_env.tasks", {"sfl_env.errors", "sfl_env.validation"}),
     ("sfl_env.schemes", {"sfl_env.errors", "sfl_env.schemes."}),
     ("sfl_env.schemes.", {"sfl_env.schemes."}),
     ("solvers", {"solvers"}),

@@ -36,7 +36,7 @@ def test_both_ids_are_registered():
 def test_gymnasium_and_sb3_checkers_pass_without_unexpected_warnings(env_id):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        env = make(env_id, **(FAST if env_id == "SFLEnv-v0" else {}))
+        env = make(env_id, **(FAST if "Analytic" not in env_id else {}))
         gym_check_env(env.unwrapped, skip_render_check=True)
         sb3_check_env(env.unwrapped, warn=True)
         env.close()
@@ -127,13 +127,20 @@ def test_info_holds_the_documented_keys_and_a_consistent_ledger():
     _, reward, _, _, info = env.step(1)
     assert set(info) == {"cut", "latency_s", "latency", "reference_latency_s", "bits_up", "bits_down", "train_loss",
                          "test_accuracy", "allocation", "reward_terms", "action_mask", "solver", "privacy",
-                         "diverged"}
+                         "diverged", "energy_j", "leakage", "elapsed_s", "budget_left", "episode_end", "terminal_cost"}
     assert info["cut"] == 2 and info["latency_s"] == pytest.approx(sum(info["latency"].values()))
+    assert info["elapsed_s"] == info["latency_s"] and info["episode_end"] is None and info["terminal_cost"] == 0
+    assert info["energy_j"].shape == (10,) and (info["energy_j"] > 0).all() and 0 < info["leakage"] < 1
     terms = info["reward_terms"]
     assert set(terms) == {"convergence", "latency", "privacy_penalty"}
     assert terms["latency"] == info["latency_s"] / info["reference_latency_s"]
-    assert reward == pytest.approx(-(0.5 * terms["convergence"] + 0.5 * terms["latency"]))
+    assert reward == -terms["latency"]  # time_to_accuracy, the default
     assert info["allocation"]["bandwidth_share"].sum() <= 1 + 1e-9
+    paper = make(reward="paper")
+    paper.reset(seed=0)
+    _, reward, _, _, info = paper.step(1)
+    terms = info["reward_terms"]
+    assert reward == pytest.approx(-(0.5 * terms["convergence"] + 0.5 * terms["latency"]))
 
 
 @pytest.mark.parametrize(

@@ -29,9 +29,11 @@ def test_agents_mode_writes_every_file_with_the_documented_columns(tmp_path):
     rows = read_csv(out / "results.csv")
     assert tuple(rows[0]) == COLUMNS
     labels = {r["agent"] for r in rows}
-    # every baseline, plus the equal-allocation ablation of every non-reference agent
-    assert labels == {"random", "oracle", "fixed-shallowest", "fixed-middle", "fixed-deepest", "greedy-latency",
-                      "fixed-shallowest/equal", "fixed-middle/equal", "fixed-deepest/equal", "greedy-latency/equal"}
+    # the references (every fixed cut among them), plus the equal-allocation ablation of every agent but
+    # random, oracle and planner
+    cuts = {f"cut-{c}" for c in range(1, 6)}
+    assert labels == {"random", "oracle", "planner", "fixed-middle", "greedy-latency", *cuts,
+                      "fixed-middle/equal", "greedy-latency/equal", *{f"{c}/equal" for c in cuts}}
     assert len(rows) == len(labels) * 2 * 2
     assert {r["allocation"] for r in rows if r["agent"].endswith("/equal")} == {"equal"}
     assert len({r["config_hash"] for r in rows}) == 2
@@ -152,7 +154,23 @@ def test_leaderboard_scores_only_the_seeds_where_oracle_and_random_do_not_tie():
     entries = [Entry(label, label, "SFLEnvAnalytic-v0", {}) for label in labels]
     board = leaderboard_markdown("agents", table, entries, 3, 1, tied)
     assert " | n/a | " in next(line for line in board.splitlines() if line.startswith("| fixed-middle |"))
-    assert "R_oracle and R_random tie have no score" in board
+    assert "R_ref and R_random tie have no score" in board
+
+
+def test_leaderboard_pairs_every_agent_with_the_best_fixed_cut_and_the_planner_on_the_same_seeds():
+    returns = {"random": (0.0, 0.0, 0.0, 0.0), "oracle": (1.0, 2.0, 3.0, 4.0), "planner": (4.0, 5.0, 6.0, 7.0),
+               "cut-1": (1.0, 2.0, 3.0, 4.0), "cut-2": (2.0, 3.0, 4.0, 5.0), "agent": (3.0, 4.0, 3.0, 6.0)}
+    rows = [_synthetic_row(agent, s, r) for agent, values in returns.items() for s, r in enumerate(values)]
+    table = {line["agent"]: line for line in leaderboard(rows, list(returns))}
+    agent = table["agent"]
+    # cut-2 is the best fixed cut; the agent is ahead of it on 3 of 4 seeds, by +1, +1, -1, +1
+    assert agent["vs_fixed"] == "cut-2" and agent["vs_fixed_mean"] == 0.5 and agent["vs_fixed_p_improvement"] == 0.75
+    assert agent["vs_fixed_low"] <= 0.5 <= agent["vs_fixed_high"] and agent["vs_fixed_low"] >= -1.0
+    assert agent["vs_planner_mean"] == -1.5 and agent["vs_planner_p_improvement"] == 0.0
+    assert agent["vs_planner_high"] < 0  # behind the planner on every seed: the paired interval excludes 0
+    # the score's top is the planner, not the oracle
+    assert table["planner"]["score_mean"] == 1.0 and agent["score_reference"] == "planner"
+    assert table["oracle"]["score_mean"] == pytest.approx(np.mean([1 / 4, 2 / 5, 3 / 6, 4 / 7]))
 
 
 @pytest.mark.parametrize("argv, message", [

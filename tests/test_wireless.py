@@ -107,7 +107,8 @@ def test_no_fading_gives_pure_path_loss_every_round():
 
 
 def fading_powers(correlation, num_clients, rounds, seed=0):
-    channel = Channel(num_clients, WirelessConfig(fading_correlation=correlation), np.random.default_rng(seed))
+    channel = Channel(num_clients, WirelessConfig(fading_correlation=correlation, fading_blocks=1),
+                      np.random.default_rng(seed))
     powers = []
     for _ in range(rounds):
         powers.append(channel.fading_power)
@@ -203,7 +204,7 @@ def test_gain_follows_the_distances_after_mobility_steps():
 
 def test_uncorrelated_fading_redraws_from_the_generator_alone():
     # rho = 0: each round's fading is a fresh draw, the same numbers a twin generator gives.
-    channel = Channel(6, WirelessConfig(fading_correlation=0.0), np.random.default_rng(5))
+    channel = Channel(6, WirelessConfig(fading_correlation=0.0, fading_blocks=1), np.random.default_rng(5))
     twin = np.random.default_rng(5)
     twin.uniform(size=6)  # the distances
     twin.normal(size=(2, 6))  # the first fading state

@@ -26,6 +26,8 @@ from .curve import TrainingCurveModel
 
 # SFLConfig fields that are not compared with the calibration: no effect on learning, or per machine.
 FREE_OPTIONS: tuple[str, ...] = ("eval_every", "device", "data_dir")
+# The other tables in sfl_env/calibration: tuned learning rates and leakage per cut.
+OTHER_TABLES: tuple[str, ...] = ("learning_rates.json", "leakage.json")
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def shipped_calibrations() -> list[Calibration]:
     """Every calibration shipped in ``sfl_env/calibration``."""
     folder = resources.files("sfl_env.calibration")
     return [read_calibration(str(item)) for item in sorted(folder.iterdir(), key=lambda p: p.name)
-            if item.name.endswith(".json") and item.name != "learning_rates.json"]
+            if item.name.endswith(".json") and item.name not in OTHER_TABLES]
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,12 @@ def calibration_for(config: SFLConfig, path: str | Path | None = None) -> Calibr
         "(real training) for this value, or record and fit a calibration for it "
         "(`python -m sfl_env.calibration.record --set ...`, then `python -m sfl_env.calibration.fit`)"
     )
+
+
+def is_calibrated(config: SFLConfig) -> bool:
+    """Whether a calibration covers ``config`` (the twin and the planner need one)."""
+    try:
+        calibration_for(config)
+    except ConfigError:
+        return False
+    return True

@@ -71,10 +71,11 @@ class TrainingCurveModel:
         progress = self.progress_to(accuracy)
         return progress if math.isinf(progress) else math.ceil(progress / self.speed[cut - 1] - 1e-9)
 
-    def rounds_to(self, accuracy: float, cut: int, *, samples: int = 2000, horizon: int = 3000, seed: int = 0) -> float:
-        """Median first round at or above ``accuracy`` at a fixed cut over runs of the model, pace and
-        fluctuations included (inf if the median run has not got there within ``horizon`` rounds).
-        Deterministic for a given ``seed``."""
+    def rounds_to(self, accuracy: float, cut: int, *, samples: int = 2000, horizon: int = 3000, seed: int = 0,
+                  quantile: float = 0.5) -> float:
+        """Median (or another ``quantile``) first round at or above ``accuracy`` at a fixed cut over runs
+        of the model, pace and fluctuations included (inf if that run has not got there within
+        ``horizon`` rounds). Deterministic for a given ``seed``."""
         expected = self.expected_rounds_to(accuracy, cut)
         if self.acc_noise_std == 0 and self.pace_log_std == 0:
             return expected
@@ -82,7 +83,7 @@ class TrainingCurveModel:
             horizon = int(min(horizon, 3 * expected + 50))
         hit = self.sample_runs(np.random.default_rng(seed), cut, samples, horizon) >= accuracy
         first = np.where(hit.any(1), hit.argmax(1) + 1, np.inf)
-        return float(np.median(first))
+        return float(np.median(first) if quantile == 0.5 else np.quantile(first, quantile, method="inverted_cdf"))
 
     def sample_runs(self, rng: np.random.Generator, cut: int, runs: int, rounds: int) -> np.ndarray:
         """(runs, rounds) test accuracies of runs at a fixed cut, each at its own pace and with its own
