@@ -191,11 +191,10 @@ class Trainer(Callback):
                 self._accuracy[i] = info["test_accuracy"]
             if dones[i]:
                 self.state["episodes"] += 1
-                truncated = bool(info.get("TimeLimit.truncated", False))
                 self.log.record("episode", num_steps, {
                     "episode": self.state["episodes"], "return": self._return[i], "length": int(self._length[i]),
                     "final_accuracy": self._accuracy[i], "total_latency_s": self._latency[i],
-                    "reached_target": (not truncated) and not info.get("diverged", False),
+                    "reached_target": info.get("episode_end") == "target", "episode_end": info.get("episode_end"),
                 })
                 self._return[i], self._length[i], self._latency[i], self._accuracy[i] = 0.0, 0, 0.0, math.nan
         if self._bar is not None:

@@ -29,7 +29,7 @@ COLUMNS = (
     "mode", "agent", "policy", "source", "scheme", "allocation", "seed_index", "episode", "env_seed", "env_id",
     "config_hash", "episode_return", "rounds", "final_accuracy", "reached_target", "rounds_to_target",
     "seconds_to_target", "total_latency_s", "bits_up", "bits_down", "privacy_violations", "solver_fallbacks",
-    "diverged", "cuts", "wall_s", "versions", "hardware",
+    "diverged", "episode_end", "cuts", "wall_s", "versions", "hardware",
 )
 RESULTS = "results.csv"
 TRACES = "traces.jsonl"

@@ -36,6 +36,7 @@ class Episode:
     privacy_violations: int = 0
     solver_fallbacks: int = 0
     diverged: bool = False
+    episode_end: str = ""  # why it ended: "target", a budget, "diverged" or "max_rounds"
     cuts: list[int] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)  # per round (NaN when not evaluated)
     latency_s: list[float] = field(default_factory=list)  # per round
@@ -56,8 +57,9 @@ class Episode:
 def run_episode(agent: Agent, env: gym.Env, seed: int) -> Episode:
     """Plays one episode with ``agent`` (bound to ``env``) from ``reset(seed=seed)``.
 
-    The env terminates an episode at its target accuracy (or on divergence), so a termination
-    without divergence is the moment the target was reached.
+    The target counts as reached only when the env says the episode ended there
+    (``info["episode_end"] == "target"``): an episode also terminates when a budget runs out or a
+    round diverges.
     """
     agent.bind(env)
     obs, info = env.reset(seed=seed)
@@ -83,7 +85,9 @@ def run_episode(agent: Agent, env: gym.Env, seed: int) -> Episode:
         record.diverged |= bool(info.get("diverged", False))
         if not math.isnan(accuracy):
             record.final_accuracy = accuracy
-        if terminated and not record.diverged:
+        if done:
+            record.episode_end = str(info.get("episode_end") or "")
+        if terminated and record.episode_end == "target":
             record.reached_target = True
             record.rounds_to_target = record.rounds
             record.seconds_to_target = record.total_latency_s

@@ -14,32 +14,53 @@ Action space
     ``ValueError``); with ``privacy="penalty"`` it is replaced by the nearest allowed cut and
     ``privacy_penalty`` is subtracted from the reward.
     ``cut_preview()`` prices every action of the coming round (solver and reward, no training);
-    ``step(a)`` then returns exactly ``cut_preview()["reward"][a]``.
+    ``step(a)`` then returns exactly ``cut_preview()["reward"][a]`` (less the terminal cost when that
+    round ends the episode in failure).
 Observation space
-    ``Box(0, 1, (2K + 5,), float32)``, in this order:
+    ``Box(0, 1, (2K + 8,), float32)``, in this order:
     ``[0, K)`` channel gain of each client in dB, scaled from [-PL(d_max) - 30 dB, -PL(d_min) + 10 dB];
-    ``[K, 2K)`` client CPU frequency / the top of its range;
+    ``[K, 2K)`` client CPU frequency available to training / the top of its range (lower while busy);
     ``2K`` previous cut index + 1 over n_cuts (0 before the first round);
     ``2K + 1`` rounds done / max_rounds;
     ``2K + 2`` last test accuracy; ``2K + 3`` last train loss / ln(classes), clipped;
-    ``2K + 4`` last round latency / its reference latency, divided by 4 and clipped.
+    ``2K + 4`` last round latency / its reference latency, divided by 4 and clipped;
+    ``2K + 5``, ``2K + 6``, ``2K + 7`` the share left of the time, leakage and energy budgets (1 for a
+    budget the task does not have; the energy of the client that has spent the most).
 Reward
-    ``paper``: ``-(rho * Gamma(l) + (1 - rho) * T(l) / T_ref)``, with Gamma normalised to a maximum of
-    1 over the cuts and ``T_ref`` the reference latency, fixed for the episode at reset: one round at the
-    shallowest allowed cut under an equal split, with every client's fading at its mean (its distance and
-    CPU as drawn for the episode). ``time_to_accuracy``: ``-T(l) / T_ref``. The terms are in
-    ``info["reward_terms"]`` (``convergence`` Gamma(l), ``latency`` T(l) / T_ref, ``privacy_penalty``),
-    and ``T_ref`` in ``info["reference_latency_s"]``.
+    ``time_to_accuracy`` (the default): ``-T(l) / T_ref`` per round, so the return is minus the episode's
+    simulated seconds in units of ``T_ref``; a failed episode (a budget exhausted before the target, or
+    a diverged round) also pays the terminal cost ``(B + max(B - elapsed, 0)) / T_ref`` with B the time
+    budget, so that every failure returns less than every success within the budget
+    (:mod:`sfl_env.budgets`). ``paper``: ``-(rho * Gamma(l) + (1 - rho) * T(l) / T_ref)``, the paper's
+    per-round weighted objective, with Gamma normalised to a maximum of 1 over the cuts (no terminal
+    cost). ``T_ref`` is fixed for the episode at reset: one round at the shallowest allowed cut under
+    an equal split, with every client's fading at its mean (its distance and CPU as drawn for the
+    episode). The terms are in ``info["reward_terms"]`` (``convergence`` Gamma(l), ``latency``
+    T(l) / T_ref, ``privacy_penalty``), ``T_ref`` in ``info["reference_latency_s"]`` and the terminal
+    cost in ``info["terminal_cost"]``.
 Episode end
-    ``terminated`` when the test accuracy reaches ``target_accuracy`` or the round diverged;
-    ``truncated`` after ``max_rounds`` rounds.
+    ``terminated`` when the test accuracy reaches ``target_accuracy`` within every budget, when a budget
+    (``time_budget_s``, ``leakage_budget``, ``energy_budget_j``) is exhausted first, or when a round
+    diverged: all three are terminal states, whose value a bootstrapping learner must not bootstrap
+    past (the budgets left are in the observation). ``truncated`` after ``max_rounds`` rounds: a time
+    limit outside the task, to bootstrap past. ``info["episode_end"]`` says which: ``target``,
+    ``time_budget``, ``leakage_budget``, ``energy_budget``, ``diverged`` or ``max_rounds``.
+Tasks
+    ``task`` (fixed by the env id, :data:`sfl_env.TASK_IDS`) layers a task's dynamics and its budgets
+    for the preset (:mod:`sfl_env.tasks`) on the preset's options.
 Info
     ``cut``, ``latency_s``, ``latency`` (seconds per phase), ``reference_latency_s``, ``bits_up``,
     ``bits_down``, ``train_loss``, ``test_accuracy`` (NaN when not evaluated), ``allocation``
     (``bandwidth_share``, ``server_cpu_share``), ``reward_terms``, ``action_mask``, ``solver`` (method,
-    status, fallback), ``privacy`` (rule, violated, requested cut), ``diverged``. Wall-clock times are
-    not in ``info`` (they would make two runs with the same seed differ); ``env.unwrapped.timings``
-    holds the last step's round, solve and step seconds.
+    status, fallback), ``privacy`` (rule, violated, requested cut), ``diverged``, ``energy_j`` (each
+    client's joules this round), ``leakage`` (this round's, None without a leakage table),
+    ``elapsed_s``, ``budget_left``, ``episode_end`` (None while it goes on) and ``terminal_cost``.
+    Wall-clock times are not in ``info`` (they would make two runs with the same seed differ);
+    ``env.unwrapped.timings`` holds the last step's round, solve and step seconds.
+Planning interface
+    ``cut_preview()`` prices every cut of the coming round; ``sample_round_costs()`` draws what a round
+    at each cut may cost from the distributions of the exogenous state; ``episode_state()`` says where
+    the episode stands. The oracle and the planner (``agents``) read them.
 """
 
 from __future__ import annotations

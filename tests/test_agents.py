@@ -219,7 +219,7 @@ def test_the_agent_zoo_does_not_import_the_evaluation_harness():
 def test_configs_are_keyed_by_env_id_with_a_default():
     default = agents.hyperparameters("ddqn")
     real = agents.hyperparameters("ddqn", "SFLEnv-v0")
-    assert default["gamma"] == real["gamma"] == 0.9
+    assert default["gamma"] == real["gamma"] == 0.99
     assert default["n_timesteps"] == 50_000 and real["n_timesteps"] < default["n_timesteps"]
     for name in agents.LEARNERS:
         assert agents.hyperparameters(name), f"agents/configs/{name}.yml is missing or empty"

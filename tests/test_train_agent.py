@@ -28,7 +28,7 @@ def test_run_folder_holds_config_metrics_model_summary_and_offline_wandb(tmp_pat
     assert code == 0
     config = json.loads((run / "config.json").read_text())
     assert config["agent"] == "ddqn" and config["env_kwargs"] == {"max_rounds": 20}
-    assert config["hyperparameters"]["batch_size"] == 16 and config["hyperparameters"]["gamma"] == 0.9
+    assert config["hyperparameters"]["batch_size"] == 16 and config["hyperparameters"]["gamma"] == 0.99
 
     records = read_jsonl(run / "metrics.jsonl")
     kinds = {r["kind"] for r in records}
@@ -42,6 +42,7 @@ def test_run_folder_holds_config_metrics_model_summary_and_offline_wandb(tmp_pat
     assert summary["steps"] == 400 and summary["seed"] == 2 and not summary["interrupted"]
     assert summary["eval_episodes"] == 2 and np.isfinite(summary["eval_std_return"])
     assert summary["random_mean_return"] < summary["oracle_mean_return"]
+    assert summary["score_reference"] == "planner" and np.isfinite(summary["planner_mean_return"])
     assert np.isfinite(summary["normalised_score"])
     best = summary["best_model"]
     assert best["step"] % 40 == 0 and np.isfinite(best["normalised_score"])
