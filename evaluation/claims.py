@@ -116,7 +116,8 @@ def claim_ddqn_ablations(tables: Tables, rows: Rows) -> Verdict:
         return "Not measured", "Run `--mode agents` with a trained DDQN run folder (train_agent.py --agent ddqn)."
     name = "ddqn" if "ddqn" in learned else learned[0]
     full = table[name]
-    ablations = {k: t for k, t in table.items() if k not in (name, "oracle") and not k.startswith("oracle/")}
+    references = ("oracle", "planner")  # upper references, not ablations
+    ablations = {k: t for k, t in table.items() if k != name and k.split("/")[0] not in references}
     margin = {k: full["return_iqm"] - t["return_iqm"] for k, t in ablations.items()}
     not_beaten = [k for k, m in margin.items() if m <= 1e-9]
     detail = "; ".join(f"{k} {t['return_iqm']:.3f}" for k, t in ablations.items())
@@ -127,7 +128,9 @@ def claim_ddqn_ablations(tables: Tables, rows: Rows) -> Verdict:
         f"IQM return of {name} with the convex allocation: {full['return_iqm']:.3f} "
         f"[{full['return_iqm_low']:.3f}, {full['return_iqm_high']:.3f}]; the ablations (other cut policies, and "
         f"`/equal` = equal bandwidth and server CPU): {detail}. Oracle (per-round exhaustive search): "
-        f"{table['oracle']['return_iqm']:.3f}. Holds when {name} beats every ablation"
+        f"{table['oracle']['return_iqm']:.3f}"
+        + (f"; planner (lookahead over the twin): {table['planner']['return_iqm']:.3f}" if "planner" in table else "")
+        + f". Holds when {name} beats every ablation"
         + (f"; it does not beat {', '.join(not_beaten)}" if not_beaten else "")
         + (f" ({', '.join(ties)}: the same return, i.e. {name} learned that fixed policy)" if ties else "")
         + ".")
