@@ -14,8 +14,7 @@ time, within what is left of every budget:
 
 ``s_l`` is the twin's progress per round at cut l (its fitted speed), ``P_target`` the progress by which
 90 % of the twin's runs first reach the target (pace and fluctuation included: failing costs far more
-than a few extra rounds, so it plans for a late run; if no plan fits, for the 75 % and then the median
-run),
+than a few extra rounds, so it plans for a late run rather than the median one),
 ``lambda_l`` the cut's leakage, and ``E[T_l]`` and ``E[e_kl]`` the typical latency and energy of a
 round at cut l: the median, over resampled episodes of the rounds that cut would need, of their mean
 per round, from draws of the fading and CPU availability
@@ -44,7 +43,7 @@ from .baselines import _PricingBaseline
 REPLAN_COSTS_EVERY = 25  # rounds between re-estimates of the expected costs when the clients move
 COST_SAMPLES = 128  # exogenous draws per estimate
 EPISODE_RESAMPLES = 500  # resampled episodes per typical cost
-PLAN_QUANTILES = (0.9,)
+PLAN_QUANTILE = 0.9  # of the first passage of the target: the progress it plans for
 IN_PLAN = 1e-6  # rounds: a cut the plan gives fewer to is not in the plan
 
 
@@ -71,13 +70,14 @@ class PlannerAgent(_PricingBaseline):
         moving = env.config.wireless.mobility_km_per_round > 0
         if state["round"] == 0 or (moving and state["round"] - self._costs_round >= REPLAN_COSTS_EVERY):
             self._costs, self._costs_round = self._typical_costs(env), state["round"]
-        plan = next((p for p in (self.plan(env, state, target) for target in self._target_progress)
-                     if p is not None), None)
+        plan = self.plan(env, state, self._target_progress)
         previous = state["previous_cut_index"]
         if plan is not None:
             candidates = [int(a) for a in allowed if plan[a] > IN_PLAN]
             return previous if previous in candidates else max(candidates, key=lambda a: plan[a])
         rows, left = self._budget_rows(env, state)
+        if not len(rows):  # no budget at all: the least seconds per unit of progress
+            rows, left = self._costs["latency_s"][None], np.ones(1)
         scarcest = np.max(rows / np.maximum(left, 1e-12)[:, None], axis=0) / self._speed(env)
         return int(allowed[np.argmin(scarcest[allowed])])
 
@@ -116,7 +116,7 @@ class PlannerAgent(_PricingBaseline):
         speed = self._speed(env)
         latency, energy = np.empty(len(speed)), np.empty(draws["energy_j"].shape[1:])
         for index, cut_speed in enumerate(speed):
-            rounds = max(1, int(np.ceil(self._target_progress[-1] / cut_speed)))
+            rounds = max(1, int(np.ceil(self._target_progress / cut_speed)))
             picks = rng.integers(COST_SAMPLES, size=(EPISODE_RESAMPLES, rounds))
             latency[index] = np.median(draws["latency_s"][picks, index].mean(1))
             energy[index] = np.median(draws["energy_j"][picks, index].mean(1), axis=0)
@@ -130,8 +130,8 @@ class PlannerAgent(_PricingBaseline):
             from sfl_env.training.calibration import calibration_for
 
             self._curve = calibration_for(env.config.system).curve  # raises for an uncalibrated configuration
-            self._target_progress = [self._curve.speed[0] * self._curve.rounds_to(
-                env.config.target_accuracy, cut=1, quantile=q) for q in PLAN_QUANTILES]
+            self._target_progress = self._curve.speed[0] * self._curve.rounds_to(
+                env.config.target_accuracy, cut=1, quantile=PLAN_QUANTILE)
         return env
 
     def _speed(self, env) -> np.ndarray:

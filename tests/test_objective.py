@@ -167,3 +167,13 @@ def test_an_episode_that_runs_out_of_budget_has_not_reached_the_target():
     episode = run_episode(agents.make("cut-1", env), env, seed=0)
     assert episode.episode_end == "time_budget" and not episode.reached_target
     assert math.isnan(episode.seconds_to_target)
+
+
+def test_without_budgets_or_a_reachable_target_the_planner_takes_the_least_seconds_per_progress():
+    # target above the twin's plateau: no plan can reach it, and there is no budget to ration
+    env = gym.make("SFLEnvAnalytic-v0", preset="digits", time_budget_s=None, target_accuracy=0.999)
+    planner = agents.make("planner", env)
+    obs, info = env.reset(seed=0)
+    action = planner.predict(obs, info["action_mask"])
+    costs = planner._costs["latency_s"] / planner._curve.speeds_for(env.unwrapped.cuts)
+    assert action == int(np.argmin(costs))
