@@ -194,7 +194,7 @@ class SFLEnv(gym.Env):
         latency, terms, reward = self._price(cost, allocation, cut_index, violated)
         energy = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share, uplink_gain=self._channel.gain,
                                 client_cpu_hz=self._cpu_hz, wireless=self.config.wireless, compute=self.config.compute)
-        leakage = float(self._leakage[cut_index]) if self._leakage is not None else None
+        leakage = self._round_leakage(cut_index)
 
         self._round += 1
         self._previous_cut_index = cut_index
@@ -317,7 +317,7 @@ class SFLEnv(gym.Env):
                                                      uplink_gain=gain, client_cpu_hz=cpu_hz, wireless=cfg.wireless,
                                                      compute=cfg.compute)
         speed = np.full(n, np.nan) if self._curve is None else self._curve.speeds_for(self.cuts)
-        leakage = np.full(n, np.nan) if self._leakage is None else self._leakage.copy()
+        leakage = np.array([np.nan if (spent := self._round_leakage(i)) is None else spent for i in range(n)])
         return {"latency_s": latency, "energy_j": energy, "leakage": leakage, "speed": speed}
 
     def episode_state(self) -> dict[str, Any]:
@@ -350,6 +350,13 @@ class SFLEnv(gym.Env):
     @property
     def _cpu_hz(self) -> np.ndarray:
         return self._cpu.cpu_hz
+
+    def _round_leakage(self, cut_index: int) -> float | None:
+        """The leakage a round at ``cut_index`` spends: its cut's distance correlation (0 for a scheme
+        that sends no smashed data; None without a leakage table for this model)."""
+        if not self.scheme.splits_model:
+            return 0.0
+        return float(self._leakage[cut_index]) if self._leakage is not None else None
 
     def _privacy_mask(self) -> np.ndarray:
         cfg = self.config

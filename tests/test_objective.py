@@ -177,3 +177,11 @@ def test_without_budgets_or_a_reachable_target_the_planner_takes_the_least_secon
     action = planner.predict(obs, info["action_mask"])
     costs = planner._costs["latency_s"] / planner._curve.speeds_for(env.unwrapped.cuts)
     assert action == int(np.argmin(costs))
+
+
+def test_fedavg_spends_no_leakage_budget():
+    # FL sends model updates, never smashed data: its rounds leak nothing by this measure
+    env = gym.make("SFLEnvAnalytic-v0", preset="digits", scheme="fl", leakage_budget=0.5)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(0)
+    assert info["leakage"] == 0.0 and info["budget_left"]["leakage"] == 1.0
