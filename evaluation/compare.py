@@ -51,7 +51,7 @@ def side_by_side(names: list[str], episodes: list[Episode], every: int = 5) -> s
     lines.append("")
     for name, e in zip(names, episodes):
         target = (f"target at round {e.rounds_to_target:.0f} after {e.seconds_to_target:.2f} s" if e.reached_target
-                  else "target not reached")
+                  else f"target not reached (episode end: {e.episode_end or 'unknown'})")
         lines.append(f"{name}: return {e.episode_return:.3f}, final accuracy {e.final_accuracy:.3f}, {target}, "
                      f"{e.total_latency_s:.2f} s simulated, {(e.bits_up + e.bits_down) / 1e6:.1f} Mbit")
     return "\n".join(lines)
