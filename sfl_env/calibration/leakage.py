@@ -7,7 +7,7 @@ on freshly initialised models and averaged over model seeds. Both envs read the 
 in the twin; the analytic env needs no data to price it.
 
     python -m sfl_env.calibration.leakage --preset shapes --preset digits
-    python -m sfl_env.calibration.leakage --preset mnist --data-dir /tmp/mnist-8000-2000
+    python -m sfl_env.calibration.leakage --preset mnist --data-dir mnist-8000-2000
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The ``mnist`` twin is fitted on real MNIST images, and the only ones at hand off
 test set (``t10k-*-ubyte.gz``). This writes its first 8,000 images as a training split and the last
 2,000 as a test split, in IDX format, so ``dataset="mnist", data_dir=DST`` reads them:
 
-    python -m sfl_env.calibration.split_mnist ../shared/data/mnist /tmp/mnist-8000-2000
+    python -m sfl_env.calibration.split_mnist ../shared/data/mnist mnist-8000-2000
 """
 
 from __future__ import annotations
