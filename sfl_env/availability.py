@@ -40,6 +40,12 @@ class CpuAvailability:
         self.busy = np.where(self.busy, u >= leave, u < start)
         self._hz = self._compute_hz()
 
+    def sample_hz(self, rng: np.random.Generator, samples: int) -> np.ndarray:
+        """(samples, K) frequencies drawn from the chain's stationary distribution, from ``rng`` (each
+        client busy with probability ``busy_probability``). Moves no state of the chain."""
+        busy = rng.random((samples, len(self.base_hz))) < self.config.busy_probability
+        return np.where(busy, self.config.busy_cpu_share, 1.0) * self.base_hz
+
     @property
     def cpu_hz(self) -> np.ndarray:
         """Each client's frequency available to training this round (Hz), read-only."""

@@ -293,29 +293,18 @@ class SFLEnv(gym.Env):
         table) and ``speed`` (n_cuts,; the twin's progress per round, NaN without a calibration).
         """
         if self._trainer is None:
-            raise RuntimeError("call reset() before expected_round_costs()")
-        cfg, n, k = self.config, len(self.cuts), self.num_clients
-        rng = np.random.default_rng(seed)
-        blocks = cfg.wireless.fading_blocks
-        fading = rng.gamma(blocks, 1.0 / blocks, (samples, k)) if cfg.wireless.fading == "rayleigh" \
-            else np.ones((samples, k))
-        busy = rng.random((samples, k)) < cfg.compute.busy_probability
-        latency, energy = np.zeros((samples, n)), np.zeros((samples, n, k))
-        path_gain = self._channel.path_gain
+            raise RuntimeError("call reset() before sample_round_costs()")
+        n, rng = len(self.cuts), np.random.default_rng(seed)
+        gains, cpus = self._channel.sample_gains(rng, samples), self._cpu.sample_hz(rng, samples)
+        latency, energy = np.zeros((samples, n)), np.zeros((samples, n, self.num_clients))
         for draw in range(samples):
-            gain = path_gain * fading[draw]
-            cpu_hz = np.where(busy[draw], cfg.compute.busy_cpu_share, 1.0) * self._cpu.base_hz
             for index, cut in enumerate(self.cuts):
                 cost = self._round_cost(cut, cut)
-                problem = allocation_problem(cost, gain, cpu_hz, cfg.wireless, cfg.compute, check_inputs=False)
-                allocation = equal_split(problem) if cfg.allocation == "equal" else solve(problem, method=cfg.solver)
-                latency[draw, index] = round_latency(
-                    cost, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
-                    uplink_gain=gain, client_cpu_hz=cpu_hz, wireless=cfg.wireless, compute=cfg.compute,
-                    check_inputs=False).total_s
+                allocation = self._allocate(cost, gains[draw], cpus[draw])
+                latency[draw, index] = self._latency(cost, allocation, gains[draw], cpus[draw]).total_s
                 energy[draw, index] = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share,
-                                                     uplink_gain=gain, client_cpu_hz=cpu_hz, wireless=cfg.wireless,
-                                                     compute=cfg.compute)
+                                                     uplink_gain=gains[draw], client_cpu_hz=cpus[draw],
+                                                     wireless=self.config.wireless, compute=self.config.compute)
         speed = np.full(n, np.nan) if self._curve is None else self._curve.speeds_for(self.cuts)
         leakage = np.array([np.nan if (spent := self._round_leakage(i)) is None else spent for i in range(n)])
         return {"latency_s": latency, "energy_j": energy, "leakage": leakage, "speed": speed}
@@ -412,18 +401,22 @@ class SFLEnv(gym.Env):
                           local_iters=system.local_iters, batch_size=system.batch_size,
                           gradient_aggregation=system.gradient_aggregation)
 
-    def _allocate(self, cost: RoundCost) -> Allocation:
+    def _allocate(self, cost: RoundCost, gain: np.ndarray | None = None, cpu_hz: np.ndarray | None = None) -> Allocation:
+        """The allocation of ``cost``'s round on this round's channel and CPUs (or on ``gain``, ``cpu_hz``)."""
+        gain = self._channel.gain if gain is None else gain
+        cpu_hz = self._cpu_hz if cpu_hz is None else cpu_hz
         # The env's own arrays are valid by construction; skipping their checks saves ~5 % of a step.
-        problem = allocation_problem(cost, self._channel.gain, self._cpu_hz, self.config.wireless,
-                                     self.config.compute, check_inputs=False)
+        problem = allocation_problem(cost, gain, cpu_hz, self.config.wireless, self.config.compute, check_inputs=False)
         if self.config.allocation == "equal":
             return equal_split(problem)
         return solve(problem, method=self.config.solver)
 
-    def _latency(self, cost: RoundCost, allocation: Allocation) -> LatencyBreakdown:
+    def _latency(self, cost: RoundCost, allocation: Allocation, gain: np.ndarray | None = None,
+                 cpu_hz: np.ndarray | None = None) -> LatencyBreakdown:
         return round_latency(
             cost, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
-            uplink_gain=self._channel.gain, client_cpu_hz=self._cpu_hz, wireless=self.config.wireless,
+            uplink_gain=self._channel.gain if gain is None else gain,
+            client_cpu_hz=self._cpu_hz if cpu_hz is None else cpu_hz, wireless=self.config.wireless,
             compute=self.config.compute, check_inputs=False,
         )
 

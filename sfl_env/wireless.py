@@ -72,6 +72,13 @@ class Channel:
             self._path_gain = self._compute_path_gain()
         self._gain = self._compute_gain()
 
+    def sample_gains(self, rng: np.random.Generator, samples: int) -> np.ndarray:
+        """(samples, K) gains of a round drawn from the fading distribution at the current distances,
+        from ``rng``: what a planner may know of the coming rounds. Moves no state of the channel."""
+        blocks, shape = self.config.fading_blocks, (samples, self.num_clients)
+        fading = rng.gamma(blocks, 1.0 / blocks, shape) if self.config.fading == "rayleigh" else np.ones(shape)
+        return self._path_gain * fading
+
     @property
     def distance_m(self) -> np.ndarray:
         return self._distance_m.copy()
