@@ -8,9 +8,10 @@
 
 Modes (each writes into its own folder under ``--out``):
   agents   every agent of ``--agents`` (train_agent.py run folders, a glob picks several runs of one
-           agent and seed i uses run i mod #runs) next to every baseline (random, fixed cuts,
-           greedy latency, oracle), and each but random and oracle again with ``allocation=equal``
-           (the paper's ablation grid: cut policy x optimal/equal resources).
+           agent and seed i uses run i mod #runs) next to the references (random, every fixed cut,
+           greedy latency, the one-round oracle, and the planner where the configuration has a
+           twin), and each but random, oracle and planner again with ``allocation=equal`` (the
+           paper's ablation grid: cut policy x optimal/equal resources).
            Default env: SFLEnvAnalytic-v0.
   schemes  SFL-GA, SFL-V1, SFL-V2, PSL and FL on the same seeds, each with its cut chosen by the
            first agent of ``--agents`` (default ``oracle``). Default env: SFLEnv-v0 (real training).
@@ -19,8 +20,10 @@ Modes (each writes into its own folder under ``--out``):
 
 Protocol: seed i, episode j resets the env with seed 1_000_000 + 1000 i + j for every agent, so all
 agents face the same channels and data. Per agent: mean and interquartile mean (IQM) of the per-seed
-mean return with 95 % stratified-bootstrap confidence intervals, and the normalised score
-(R - R_random) / (R_oracle - R_random) per seed (none for a seed where R_oracle and R_random tie).
+mean return with 95 % stratified-bootstrap confidence intervals; the paired difference to the best
+fixed cut and to the planner on the same seeds (95 % paired-bootstrap CI, probability of improvement);
+and the normalised score (R - R_random) / (R_planner - R_random) per seed (the oracle where no planner
+ran; none for a seed where the two ends tie).
 ``--resume`` skips every (agent, config, seed, episode) row already in results.csv.
 
 This script only parses the command line; the harness is the ``evaluation`` package (protocol,

@@ -7,8 +7,9 @@ protocol, algorithms, baselines and registry) and ``sfl_env`` know nothing of it
 Modules:
   rollout      play an agent for whole episodes (``run_episode``, ``play_episodes``) and record what a
                benchmark reports about each one (``Episode``); the test and validation seeds
-  stats        IQM, stratified-bootstrap confidence intervals, probability of improvement, and the
-               normalised score (R - R_random) / (R_oracle - R_random) with its tie rule
+  stats        IQM, stratified-bootstrap confidence intervals, probability of improvement, paired
+               differences, and the normalised score (R - R_random) / (R_ref - R_random), the
+               reference being the planner (or the oracle), with its tie rule
   protocol     the modes (agents, schemes, cuts, all), the env seed of every episode, and which agents,
                schemes and cuts run on which env (``Entry``, ``plan_mode``)
   results      results.csv and traces.jsonl: playing a mode's entries into them, reading them back,
