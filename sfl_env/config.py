@@ -50,13 +50,13 @@ def dbm_to_w(dbm: ArrayLike) -> np.ndarray | float:
     return 10.0 ** ((np.asarray(dbm, dtype=np.float64) - 30.0) / 10.0)
 
 
-def _check_range(name: str, value: Any, high: float) -> tuple[float, float]:
-    """A ``(low, high)`` pair with ``0 < low <= high``, as floats."""
+def _check_range(name: str, value: Any, low: float, high: float) -> tuple[float, float]:
+    """A pair ``(a, b)`` with ``low <= a <= b <= high``, as floats."""
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ConfigError(f"{name}={value!r} is invalid; allowed: a pair (low, high) with 0 < low <= high")
     low_value, high_value = value
-    check_number(f"{name}[0]", low_value, low=0.0, high=high, low_open=True)
-    check_number(f"{name}[1]", high_value, low=0.0, high=high, low_open=True)
+    check_number(f"{name}[0]", low_value, low=low, high=high)
+    check_number(f"{name}[1]", high_value, low=low, high=high)
     if low_value > high_value:
         raise ConfigError(f"{name}={value!r} is reversed; allowed: a pair (low, high) with 0 < low <= high")
     return float(low_value), float(high_value)
@@ -94,12 +94,13 @@ class WirelessConfig:
     mobility_km_per_round: float = 0.0  # std of each distance's per-round random walk
 
     def __post_init__(self) -> None:
-        check_number("bandwidth_mhz", self.bandwidth_mhz, low=0.0, high=1e6, low_open=True)
-        check_number("downlink_bandwidth_mhz", self.downlink_bandwidth_mhz, low=0.0, high=1e6, low_open=True)
+        # Ranges: 1 kHz to 1 THz of band; 1 m to 1000 km (the path-loss model's far outside of either).
+        check_number("bandwidth_mhz", self.bandwidth_mhz, low=1e-3, high=1e6)
+        check_number("downlink_bandwidth_mhz", self.downlink_bandwidth_mhz, low=1e-3, high=1e6)
         check_number("noise_psd_dbm_per_hz", self.noise_psd_dbm_per_hz, low=-250.0, high=-50.0)
         check_number("client_power_dbm", self.client_power_dbm, low=-50.0, high=70.0)
         check_number("server_power_dbm", self.server_power_dbm, low=-50.0, high=70.0)
-        object.__setattr__(self, "distance_km", _check_range("distance_km", self.distance_km, high=1000.0))
+        object.__setattr__(self, "distance_km", _check_range("distance_km", self.distance_km, low=1e-3, high=1000.0))
         check_number("path_loss_intercept_db", self.path_loss_intercept_db, low=0.0, high=300.0)
         check_number("path_loss_slope_db", self.path_loss_slope_db, low=0.0, high=100.0)
         check_choice("fading", self.fading, FADINGS)
@@ -166,10 +167,12 @@ class ComputeConfig:
     busy_cpu_share: float = 0.25
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "client_cpu_ghz", _check_range("client_cpu_ghz", self.client_cpu_ghz, high=1e6))
-        check_number("client_cycles_per_flop", self.client_cycles_per_flop, low=0.0, high=1e6, low_open=True)
-        check_number("server_cycles_per_flop", self.server_cycles_per_flop, low=0.0, high=1e6, low_open=True)
-        check_number("server_cpu_ghz", self.server_cpu_ghz, low=0.0, high=1e9, low_open=True)
+        # Ranges: 1 MHz and up for any processor; 1e-6 to 1e6 cycles per FLOP.
+        object.__setattr__(self, "client_cpu_ghz", _check_range("client_cpu_ghz", self.client_cpu_ghz, low=1e-3,
+                                                                high=1e6))
+        check_number("client_cycles_per_flop", self.client_cycles_per_flop, low=1e-6, high=1e6)
+        check_number("server_cycles_per_flop", self.server_cycles_per_flop, low=1e-6, high=1e6)
+        check_number("server_cpu_ghz", self.server_cpu_ghz, low=1e-3, high=1e9)
         check_number("effective_capacitance", self.effective_capacitance, low=0.0, high=1e-20)
         check_number("busy_probability", self.busy_probability, low=0.0, high=1.0, high_open=True)
         check_number("busy_mean_rounds", self.busy_mean_rounds, low=1.0, high=1e6)
@@ -262,12 +265,13 @@ class SFLConfig:
             raise ConfigError(
                 f"dataset={self.dataset!r} needs data_dir (a folder holding its files); nothing is downloaded"
             )
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
+        if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device={self.device!r} is invalid; allowed: 'cpu', 'cuda' or 'cuda:N'")
 
     @classmethod
     def from_kwargs(cls, preset: str | None = None, **kwargs: Any) -> SFLConfig:
         """Builds a config from a preset (see :data:`PRESETS`; its system options) and keyword overrides."""
+        kwargs = {key: plain(value) for key, value in kwargs.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         for key in kwargs:
             if key not in known:
@@ -278,6 +282,16 @@ class SFLConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars (also inside tuples and lists) as Python numbers; bools stay bools
+    and are refused where a number is expected."""
+    if isinstance(value, np.generic) and not isinstance(value, np.bool_):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return type(value)(plain(v) for v in value)
+    return value
 
 
 def _check_image_shape(value: Any, dataset: str) -> tuple[int, int, int]:
@@ -377,7 +391,9 @@ class EnvConfig:
 
     @classmethod
     def from_kwargs(cls, preset: str | None = None, task: str = DEFAULT_TASK, **kwargs: Any) -> EnvConfig:
-        """A config from a preset, then a task on it (:func:`task_options`), then keyword overrides."""
+        """A config from a preset, then a task on it (:func:`task_options`), then keyword overrides.
+        Numpy scalars are taken as the Python numbers they hold."""
+        kwargs = {key: plain(value) for key, value in kwargs.items()}
         groups = {name: {f.name for f in dataclasses.fields(kind)}
                   for name, kind in (("system", SFLConfig), ("wireless", WirelessConfig), ("compute", ComputeConfig))}
         own = {f.name for f in dataclasses.fields(cls)} - set(groups)

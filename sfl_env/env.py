@@ -173,7 +173,7 @@ class SFLEnv(gym.Env):
     def step(self, action):
         if self._trainer is None:
             raise RuntimeError("call reset() before step()")
-        if not self.action_space.contains(action):
+        if isinstance(action, (bool, np.bool_)) or not self.action_space.contains(action):
             raise ActionError(
                 f"action={action!r} is invalid; allowed: an integer in 0..{self.action_space.n - 1} "
                 f"(a cut index: action i puts i + 1 blocks on the clients)"

@@ -3,7 +3,11 @@ and what is allowed."""
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any
+
+import numpy as np
 
 from .errors import ConfigError
 
@@ -16,17 +20,24 @@ def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """An integer (Python or numpy; never a bool) within ``[low, high]``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ConfigError(f"{name}={value!r} is invalid; allowed: an integer")
-    check_number(name, value, low=low, high=high)
+    check_number(name, int(value), low=low, high=high)
 
 
 def check_number(
     name: str, value: Any, *, low: float | None = None, high: float | None = None,
     low_open: bool = False, high_open: bool = False,
 ) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ConfigError(f"{name}={value!r} is invalid; allowed: a number")
+    """A finite number within the interval; a positive one (``low=0, low_open``) must also be a normal
+    float, since a denormal such as 5e-324 turns into inf or NaN once divided."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} is invalid; allowed: a finite number")
+    if low == 0 and low_open and 0 < value < sys.float_info.min:
+        raise ConfigError(f"{name}={value!r} is a denormal number; allowed: a positive number of at least "
+                          f"{sys.float_info.min:.3g}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:

@@ -1,5 +1,8 @@
 """Configuration: defaults, presets, and errors that name the option and what is allowed."""
 
+import json
+
+import numpy as np
 import pytest
 
 from sfl_env.config import DEFAULT_PRESET, PRESETS, ConfigError, EnvConfig, SFLConfig, default_lr
@@ -49,7 +52,7 @@ def test_unknown_option_is_named_with_a_suggestion():
         ({"num_clients": 0}, r"num_clients=0 is out of range; allowed: \[1, 10000\]"),
         ({"num_clients": 2.5}, "num_clients=2.5 is invalid; allowed: an integer"),
         ({"dirichlet_alpha": 0}, r"dirichlet_alpha=0 is out of range; allowed: \(0.0, inf\]"),
-        ({"lr": float("nan")}, "lr=nan is invalid; allowed: a number"),
+        ({"lr": float("nan")}, "lr=nan is invalid; allowed: a finite number"),
         ({"momentum": 1.0}, r"momentum=1.0 is out of range; allowed: \[0.0, 1.0\)"),
         ({"batch_size": True}, "batch_size=True is invalid; allowed: an integer"),
         ({"dataset": "mnist"}, "dataset='mnist' needs data_dir"),
@@ -73,3 +76,36 @@ def test_presets_are_overridable_data():
 def test_config_round_trips_through_a_dict():
     config = SFLConfig.from_kwargs(num_clients=3, lr=0.1)
     assert SFLConfig.from_kwargs(**config.to_dict()) == config
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    # infinite values used to pass the range checks and fail at reset or give NaN rewards
+    ({"lr": float("inf")}, "lr=inf is invalid; allowed: a finite number"),
+    ({"weight_decay": float("inf")}, "weight_decay=inf is invalid; allowed: a finite number"),
+    ({"dirichlet_alpha": float("inf")}, "dirichlet_alpha=inf is invalid; allowed: a finite number"),
+    ({"privacy_penalty": float("inf")}, "privacy_penalty=inf is invalid; allowed: a finite number"),
+    # denormal or physically meaningless radio and CPU values used to give NaN or a ZeroDivisionError
+    ({"server_cpu_ghz": 5e-324}, r"server_cpu_ghz=5e-324 is out of range; allowed: \[0.001, 1000000000.0\]"),
+    ({"bandwidth_mhz": 1e-310}, r"bandwidth_mhz=1e-310 is out of range; allowed: \[0.001, 1000000.0\]"),
+    ({"downlink_bandwidth_mhz": 5e-324}, "downlink_bandwidth_mhz=5e-324 is out of range"),
+    ({"distance_km": (1e-300, 1e-300)}, r"distance_km\[0\]=1e-300 is out of range; allowed: \[0.001, 1000.0\]"),
+    ({"time_budget_s": 5e-324}, "time_budget_s=5e-324 is a denormal number"),
+    # the device must be a string
+    ({"device": 0}, "device=0 is invalid; allowed: 'cpu', 'cuda' or 'cuda:N'"),
+    ({"device": None}, "device=None is invalid; allowed: 'cpu', 'cuda' or 'cuda:N'"),
+])
+def test_non_finite_denormal_and_mistyped_values_are_refused_naming_the_option(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        EnvConfig.from_kwargs(**kwargs)
+
+
+def test_numpy_integers_are_integers_and_numpy_scalars_become_python_numbers():
+    config = EnvConfig.from_kwargs(num_clients=np.int64(4), local_iters=np.int32(2), lr=np.float32(0.5),
+                                   distance_km=(np.float64(0.1), np.float64(0.2)))
+    assert config.system.num_clients == 4 and type(config.system.num_clients) is int
+    assert type(config.system.lr) is float and type(config.wireless.distance_km[0]) is float
+    json.dumps(config.to_kwargs())  # a run's config.json must serialise
+    with pytest.raises(ConfigError, match="num_clients=True is invalid; allowed: an integer"):
+        EnvConfig.from_kwargs(num_clients=True)
+    with pytest.raises(ConfigError, match="num_clients=np.True_ is invalid|num_clients=True is invalid"):
+        EnvConfig.from_kwargs(num_clients=np.bool_(True))

@@ -303,3 +303,13 @@ def test_the_reference_latency_is_fixed_for_the_episode_as_the_card_says():
         references.append({env.step(i % 3)[4]["reference_latency_s"] for i in range(20)})
     assert all(len(r) == 1 for r in references)  # constant within each episode, whatever the channel does
     assert references[0] != references[1]  # a new episode draws new distances and CPUs
+
+
+def test_a_bool_is_not_an_action():
+    # True used to be taken as action 1
+    env = make(preset="digits")
+    env.reset(seed=0)
+    for action in (True, np.bool_(False)):
+        with pytest.raises(ActionError, match="is invalid; allowed: an integer in 0..2"):
+            env.step(action)
+    env.step(np.int64(1))  # numpy integers are actions

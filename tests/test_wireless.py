@@ -160,19 +160,19 @@ def test_client_cpu_frequencies_are_drawn_in_range_from_the_generator():
 @pytest.mark.parametrize(
     "make, field, allowed",
     [
-        (lambda: WirelessConfig(bandwidth_mhz=-1.0), "bandwidth_mhz", "(0.0, "),
-        (lambda: WirelessConfig(downlink_bandwidth_mhz=0.0), "downlink_bandwidth_mhz", "(0.0, "),
+        (lambda: WirelessConfig(bandwidth_mhz=-1.0), "bandwidth_mhz", "[0.001, "),
+        (lambda: WirelessConfig(downlink_bandwidth_mhz=0.0), "downlink_bandwidth_mhz", "[0.001, "),
         (lambda: WirelessConfig(fading_correlation=1.0), "fading_correlation", "[0.0, 1.0)"),
         (lambda: WirelessConfig(fading_correlation=-0.1), "fading_correlation", "[0.0, 1.0)"),
         (lambda: WirelessConfig(distance_km=(0.5, 0.05)), "distance_km", "0 < low <= high"),
-        (lambda: WirelessConfig(distance_km=(0.0, 0.5)), "distance_km[0]", "(0.0, "),
+        (lambda: WirelessConfig(distance_km=(0.0, 0.5)), "distance_km[0]", "[0.001, "),
         (lambda: WirelessConfig(distance_km=0.3), "distance_km", "a pair"),
         (lambda: WirelessConfig(fading="rician"), "fading", "'rayleigh', 'none'"),
         (lambda: WirelessConfig(mobility_km_per_round=-0.01), "mobility_km_per_round", "[0.0, "),
-        (lambda: WirelessConfig(client_power_dbm=float("nan")), "client_power_dbm", "a number"),
+        (lambda: WirelessConfig(client_power_dbm=float("nan")), "client_power_dbm", "a finite number"),
         (lambda: ComputeConfig(client_cpu_ghz=(2.0, 1.0)), "client_cpu_ghz", "0 < low <= high"),
-        (lambda: ComputeConfig(server_cpu_ghz=0), "server_cpu_ghz", "(0.0, "),
-        (lambda: ComputeConfig(client_cycles_per_flop=-1.0), "client_cycles_per_flop", "(0.0, "),
+        (lambda: ComputeConfig(server_cpu_ghz=0), "server_cpu_ghz", "[0.001, "),
+        (lambda: ComputeConfig(client_cycles_per_flop=-1.0), "client_cycles_per_flop", "[1e-06, "),
     ],
 )
 def test_config_validation_names_the_field_and_range(make, field, allowed):
