@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 
 import agents
-import sfl_env  # noqa: F401  (registers the env ids)
+import sfl_env
 from agents.base import Agent, Callback
 from evaluation.rollout import Episode, evaluation_seeds, mean_return, play_episodes, validation_seeds
 from evaluation.stats import normalised_score
@@ -106,11 +106,21 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         agents.check_env_id(args.env_id)
     except ValueError as error:
         parser.error(f"--env-id {error}")
+    ours = [env_id for env_id in sfl_env.TASK_IDS]
+    if args.env_id.split(":")[-1] not in ours:
+        parser.error(f"--env-id {args.env_id!r} is not an SFL-Env task; allowed: {', '.join(ours)}")
     for name, value in (("--n-envs", args.n_envs), ("--eval-episodes", args.eval_episodes),
-                        ("--checkpoint-freq", args.checkpoint_freq)):
+                        ("--checkpoint-freq", args.checkpoint_freq),
+                        ("--eval-freq", 1 if args.eval_freq is None else args.eval_freq)):
         if value < 1:
             parser.error(f"{name}={value} is out of range; allowed: an integer >= 1")
-    hyperparameters = agents.hyperparameters(args.agent, args.env_id) | overrides
+    defaults = agents.hyperparameters(args.agent, args.env_id)
+    for key, value in overrides.items():
+        default = defaults.get(key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            parser.error(f"--hyperparams {key}={value!r} is invalid; allowed: a number (the default is {default!r})")
+    hyperparameters = defaults | overrides
     total_steps = args.total_steps if args.total_steps is not None else int(hyperparameters.get("n_timesteps", 50_000))
     if total_steps < 1:
         parser.error(f"--total-steps={total_steps} is out of range; allowed: an integer >= 1")
@@ -305,10 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     run = Path(args.out or f"runs/{config['run_name']}")
     if not args.resume and (run / agents.RUN_CONFIG).exists():
         parser.error(f"--out {run} already holds a run; pass --resume to continue it, or choose another folder")
+    if run.exists() and not run.is_dir():
+        parser.error(f"--out {run} is a file; allowed: a folder (new, or a run to --resume)")
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / ".write-test").write_text("")
+        (run / ".write-test").unlink()
+    except OSError as error:
+        parser.error(f"--out {run} cannot be written: {error.strerror or error}")
 
     try:
         eval_env = gym.make(config["env_id"], **config["env_kwargs"])
         analytic = eval_env.spec.kwargs.get("training") == "analytic"  # spec.kwargs includes the make kwargs
+        eval_env.reset(seed=0)  # a probe: what only a reset can check fails here, before any work
     except (ValueError, TypeError) as error:
         parser.error(f"--env-kwargs: {error}")
     threads = args.torch_threads or (1 if analytic else None)

@@ -103,9 +103,17 @@ def _episodes_logged(run: Path, count: int) -> bool:
     (["--hyperparams", "gama=0.5"], "unknown ddqn hyperparameter 'gama'"),
     (["--n-envs", "0"], "--n-envs=0 is out of range"),
     (["--resume", "--out", "nowhere"], "nothing to resume"),
+    # each of these used to be accepted, then failed (or silently changed the run) after setup
+    (["--eval-freq", "0"], "--eval-freq=0 is out of range; allowed: an integer >= 1"),
+    (["--eval-freq", "-5"], "--eval-freq=-5 is out of range"),
+    (["--env-id", "CartPole-v1"], "--env-id 'CartPole-v1' is not an SFL-Env task; allowed: SFLEnv-v0"),
+    (["--hyperparams", "learning_rate=abc"], "--hyperparams learning_rate='abc' is invalid; allowed: a number"),
+    (["--env-kwargs", "min_client_blocks=100"], "min_client_blocks=100"),  # found by the probe reset
+    (["--out", "a-file"], "--out a-file is a file"),
 ])
 def test_bad_arguments_exit_with_a_clear_message(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(SystemExit) as exit_info:
         train_agent.main(argv)
     assert exit_info.value.code == 2
