@@ -371,13 +371,27 @@ def main(argv: list[str] | None = None) -> int:
         print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
 
     previous_handler = signal.signal(signal.SIGINT, request_stop)
+    start_steps = agent.num_steps
     try:
         agent.learn(vec_env, config["total_steps"], callback=trainer)
-    except Exception:  # an unexpected failure: keep what was learned, then report it
-        if agent.learns:
-            trainer.checkpoint(agent)
-            print(f"training failed at step {trainer.state['num_steps']}; a checkpoint is saved, continue with: "
-                  f"python train_agent.py --resume --out {run}", file=sys.stderr)
+    except Exception as error:
+        if agent.num_steps == start_steps:  # it failed before learning anything: a setup error
+            if checkpoint is None:  # a new run: leave no half-made run folder that blocks a rerun
+                for name in (agents.RUN_CONFIG, "metrics.jsonl", "episodes.csv", "evaluations.csv"):
+                    (run / name).unlink(missing_ok=True)
+                shutil.rmtree(run / f"{CHECKPOINT}.tmp", ignore_errors=True)
+            if isinstance(error, (ValueError, TypeError, AssertionError)):  # the learner refused its settings
+                log.close()
+                parser.error(f"{config['agent']} could not start: {error}")
+            raise
+        if agent.learns:  # keep what was learned, then report the failure
+            try:
+                trainer.checkpoint(agent)
+                print(f"training failed at step {trainer.state['num_steps']}; a checkpoint is saved, continue with: "
+                      f"python train_agent.py --resume --out {run}", file=sys.stderr)
+            except Exception as save_error:
+                print(f"training failed at step {trainer.state['num_steps']} and its checkpoint could not be saved "
+                      f"({save_error}); the last complete checkpoint in {run} is kept", file=sys.stderr)
         raise
     finally:
         signal.signal(signal.SIGINT, previous_handler)

@@ -164,3 +164,16 @@ def test_an_unexpected_failure_keeps_a_resumable_checkpoint(tmp_path, monkeypatc
     monkeypatch.setattr(DDQNAgent, "_update", original)
     assert train_agent.main(["--resume", "--out", str(run), "--no-progress"]) == 0
     assert json.loads((run / "summary.json").read_text())["steps"] == 1000
+
+
+def test_a_learner_that_refuses_its_settings_names_the_error_and_leaves_the_folder_reusable(tmp_path, capsys):
+    # used to end in "'NoneType' object has no attribute 'save'" and leave config.json behind, so a
+    # rerun said the folder "already holds a run" and --resume failed the same way
+    run = tmp_path / "run"
+    argv = ["--agent", "ppo", "--total-steps", "64", "--out", str(run), "--no-reference", "--no-progress"]
+    with pytest.raises(SystemExit) as exit_info:
+        train_agent.main([*argv, "--hyperparams", "n_steps=0"])
+    assert exit_info.value.code == 2
+    assert "ppo could not start: `n_steps * n_envs` must be greater than 1" in capsys.readouterr().err
+    assert not (run / "config.json").exists() and not (run / "checkpoint.tmp").exists()
+    assert train_agent.main([*argv, "--hyperparams", "n_steps=32", "batch_size=16"]) == 0
