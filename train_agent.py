@@ -91,7 +91,10 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         path = Path(args.out) / agents.RUN_CONFIG
         if not path.is_file():
             parser.error(f"--resume: {path} does not exist; nothing to resume")
-        config = json.loads(path.read_text())
+        try:
+            config = json.loads(path.read_text())
+        except ValueError as error:
+            parser.error(f"--resume: {path} is corrupt ({error}); it cannot be resumed")
         if args.total_steps is not None:
             config["total_steps"] = args.total_steps
         return config
@@ -348,8 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     state = {"num_steps": 0, "episodes": 0, "wall_s": 0.0}
     checkpoint = latest_checkpoint(run) if args.resume else None
     if checkpoint is not None:
-        agent.load_checkpoint(checkpoint, env=vec_env)
-        state = json.loads((checkpoint / "state.json").read_text())
+        try:
+            agent.load_checkpoint(checkpoint, env=vec_env)
+            state = json.loads((checkpoint / "state.json").read_text())
+        except Exception as error:  # a torn or foreign file: name the checkpoint, never a bare traceback
+            vec_env.close()
+            parser.error(f"--resume: the checkpoint {checkpoint} is unreadable ({type(error).__name__}: {error}); "
+                         f"remove it to start {run} again from step 0")
         print(f"resuming {run} at step {state['num_steps']} of {config['total_steps']}")
     elif args.resume:
         print(f"{run} has no checkpoint yet; starting from step 0")

@@ -130,6 +130,7 @@ def plan_mode(mode: str, agents_spec: str | None, env_id: str | None, env_kwargs
     keyword fails here, before anything runs (ValueError, TypeError or FileNotFoundError)."""
     env_id = env_id or DEFAULT_ENV[mode]
     probe = gym.make(env_id, **env_kwargs)
+    probe.reset(seed=0)  # what only a reset can check (data sizes, partitions) fails here, not mid-run
     n_cuts = int(probe.action_space.n)
     calibrated = is_calibrated(probe.unwrapped.config.system)
     probe.close()

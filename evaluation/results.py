@@ -70,10 +70,23 @@ def _typed(row: dict[str, str]) -> dict[str, Any]:
 
 
 def read_traces(path: Path) -> list[dict[str, Any]]:
-    """The episode traces of a traces.jsonl (one dict per episode; NaN accuracy reads as None)."""
+    """The episode traces of a traces.jsonl (one dict per episode; NaN accuracy reads as None). A last
+    line torn by a killed run is dropped, and the file rewritten without it; a torn line elsewhere is
+    corruption, reported naming the file and the line."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    traces = []
+    for number, line in enumerate(lines, 1):
+        try:
+            traces.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number < len(lines):
+                raise ValueError(f"{path} line {number} is corrupt ({error}); remove the line or the file") from None
+    if len(traces) < len(lines) or (text and not text.endswith("\n")):  # so that appended lines start fresh
+        path.write_text("".join(json.dumps(t) + "\n" for t in traces))
+    return traces
 
 
 def run_mode(mode: str, entries: list[Entry], seeds: int, episodes: int, folder: Path, resume: bool,
@@ -85,6 +98,7 @@ def run_mode(mode: str, entries: list[Entry], seeds: int, episodes: int, folder:
     folder.mkdir(parents=True, exist_ok=True)
     results, traces_path = folder / RESULTS, folder / TRACES
     rows = read_rows(results)
+    read_traces(traces_path)  # drops a torn last line before more are appended
     if rows and not resume:
         raise FileExistsError(f"{results} exists; pass --resume to continue it or choose another --out")
     done = {(r["agent"], r["config_hash"], r["seed_index"], r["episode"]) for r in rows}

@@ -78,6 +78,28 @@ def test_resume_skips_finished_rows_and_completes_the_rest(tmp_path, monkeypatch
     assert all(by_key[key(r)] == r["episode_return"] for r in resumed)
 
 
+def test_resume_repairs_a_torn_last_trace_line(tmp_path):
+    # a kill mid-write used to leave a torn traces.jsonl line that every later --resume appended to, and
+    # drawing the figures then crashed
+    out = tmp_path / "eval"
+    argv = ["--mode", "agents", "--agents", "random", "--out", str(out), *FAST]
+    assert evaluate.main(argv) == 0
+    rows = (out / "results.csv").read_text().splitlines(keepends=True)
+    traces = (out / "traces.jsonl").read_text().splitlines(keepends=True)
+    (out / "results.csv").write_text("".join(rows[:-1]))  # the last episode's row and trace are torn
+    (out / "traces.jsonl").write_text("".join(traces[:-1]) + traces[-1][:40])
+    assert evaluate.main(argv + ["--resume"]) == 0
+    repaired = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    assert len(repaired) == len(traces)
+
+
+def test_a_corrupt_trace_line_before_the_last_is_named(tmp_path):
+    path = tmp_path / "traces.jsonl"
+    path.write_text('{"agent": "a"}\n{"agent": \n{"agent": "b"}\n')
+    with pytest.raises(ValueError, match=r"traces.jsonl line 2 is corrupt"):
+        results.read_traces(path)
+
+
 def test_without_resume_an_existing_evaluation_is_not_overwritten(tmp_path, capsys):
     out = tmp_path / "eval"
     argv = ["--mode", "cuts", "--out", str(out), *FAST]

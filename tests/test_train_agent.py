@@ -177,3 +177,26 @@ def test_a_learner_that_refuses_its_settings_names_the_error_and_leaves_the_fold
     assert "ppo could not start: `n_steps * n_envs` must be greater than 1" in capsys.readouterr().err
     assert not (run / "config.json").exists() and not (run / "checkpoint.tmp").exists()
     assert train_agent.main([*argv, "--hyperparams", "n_steps=32", "batch_size=16"]) == 0
+
+
+@pytest.mark.parametrize("torn", ["state.json", "replay.npz"])
+def test_a_corrupt_checkpoint_is_named_on_resume(tmp_path, capsys, torn):
+    run = tmp_path / "run"
+    argv = ["--agent", "ddqn", "--total-steps", "200", "--out", str(run), "--checkpoint-freq", "100", *FAST]
+    assert train_agent.main(argv) == 0
+    path = run / "checkpoint" / torn
+    assert path.is_file()
+    path.write_bytes(path.read_bytes()[:10])
+    with pytest.raises(SystemExit) as exit_info:
+        train_agent.main(["--resume", "--out", str(run), "--total-steps", "300", "--no-progress"])
+    assert exit_info.value.code == 2
+    assert f"the checkpoint {run / 'checkpoint'} is unreadable" in capsys.readouterr().err
+
+
+def test_a_corrupt_run_config_is_named_on_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"agent": "dd')
+    with pytest.raises(SystemExit):
+        train_agent.main(["--resume", "--out", str(run)])
+    assert f"{run / 'config.json'} is corrupt" in capsys.readouterr().err
