@@ -40,7 +40,7 @@ import sfl_env
 from agents.base import Agent, Callback
 from evaluation.rollout import Episode, evaluation_seeds, mean_return, play_episodes, validation_seeds
 from evaluation.stats import normalised_score
-from evaluation.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, versions
+from evaluation.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, truncate_logs, versions
 from sfl_env.config import parse_overrides
 from sfl_env.training.calibration import is_calibrated
 
@@ -244,6 +244,8 @@ class Trainer(Callback):
         tmp, final, old = (self.run / f"{CHECKPOINT}.tmp", self.run / CHECKPOINT, self.run / f"{CHECKPOINT}.old")
         shutil.rmtree(tmp, ignore_errors=True)
         agent.save_checkpoint(tmp)
+        for best in self.run.glob("best_model.*"):  # the best model so far belongs to this state
+            shutil.copy2(best, tmp / best.name)
         (tmp / "state.json").write_text(json.dumps(self.state | {"wall_s": self.wall_s()}))
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
@@ -258,6 +260,15 @@ class Trainer(Callback):
 
 def _crossed(previous: int, current: int, every: int) -> bool:
     return current // every > previous // every
+
+
+def restore_best_model(run: Path, checkpoint: Path | None) -> None:
+    """Puts back the best model saved with ``checkpoint`` (none when it has none, or without one)."""
+    for best in run.glob("best_model.*"):
+        best.unlink()
+    if checkpoint is not None:
+        for best in checkpoint.glob("best_model.*"):
+            shutil.copy2(best, run / best.name)
 
 
 def latest_checkpoint(run: Path) -> Path | None:
@@ -358,9 +369,14 @@ def main(argv: list[str] | None = None) -> int:
             vec_env.close()
             parser.error(f"--resume: the checkpoint {checkpoint} is unreadable ({type(error).__name__}: {error}); "
                          f"remove it to start {run} again from step 0")
+        # One timeline: what a killed run logged (and the best model it found) after its checkpoint is cut.
+        truncate_logs(run, state["num_steps"])
+        restore_best_model(run, checkpoint)
         print(f"resuming {run} at step {state['num_steps']} of {config['total_steps']}")
     elif args.resume:
-        print(f"{run} has no checkpoint yet; starting from step 0")
+        truncate_logs(run, None)
+        restore_best_model(run, None)
+        print(f"{run} has no checkpoint yet; starting clean from step 0")
     run.mkdir(parents=True, exist_ok=True)
     (run / agents.RUN_CONFIG).write_text(json.dumps(config, indent=2))
 

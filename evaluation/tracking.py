@@ -9,6 +9,7 @@ once and turns the mirror off, never the run.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import netrc
@@ -66,6 +67,51 @@ class RunLog:
         for file, _ in self._csv.values():
             file.close()
         self._csv.clear()
+
+
+LOG_FILES = ("metrics.jsonl", "episodes.csv", "evaluations.csv")
+
+
+def truncate_logs(folder: str | Path, step: int | None) -> None:
+    """Cuts a run's logs back to env step ``step`` (None: removes them), before a resume appends.
+
+    A run killed after its last checkpoint logged records that the resumed run will make again; keeping
+    them would log those steps twice and make steps go backwards. Each file is rewritten whole to a
+    temporary file that replaces it (``os.replace``), so a kill during the cut leaves either log. A torn
+    last line is dropped with the rest of the lost stretch.
+    """
+    folder = Path(folder)
+    for name in LOG_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if step is None:
+            path.unlink()
+            continue
+        kept = []
+        with path.open(newline="") as file:
+            if name.endswith(".jsonl"):
+                for line in file:
+                    try:
+                        if int(json.loads(line)["step"]) <= step:
+                            kept.append(line if line.endswith("\n") else line + "\n")
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn line
+            else:
+                rows = list(csv.reader(file))
+                if rows:
+                    column = rows[0].index("step")
+                    writer_rows = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and r[column].isdigit()
+                                               and int(r[column]) <= step]
+                    buffer = io.StringIO()
+                    csv.writer(buffer).writerows(writer_rows)  # the csv module's own line ends, as RunLog's
+                    kept.append(buffer.getvalue())
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as out:
+            out.writelines(kept)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
