@@ -40,7 +40,7 @@ import sfl_env
 from agents.base import Agent, Callback
 from evaluation.rollout import Episode, evaluation_seeds, mean_return, play_episodes, validation_seeds
 from evaluation.stats import normalised_score
-from evaluation.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, truncate_logs, versions
+from evaluation.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, rewind_run, versions
 from sfl_env.config import parse_overrides
 from sfl_env.training.calibration import is_calibrated
 
@@ -262,15 +262,6 @@ def _crossed(previous: int, current: int, every: int) -> bool:
     return current // every > previous // every
 
 
-def restore_best_model(run: Path, checkpoint: Path | None) -> None:
-    """Puts back the best model saved with ``checkpoint`` (none when it has none, or without one)."""
-    for best in run.glob("best_model.*"):
-        best.unlink()
-    if checkpoint is not None:
-        for best in checkpoint.glob("best_model.*"):
-            shutil.copy2(best, run / best.name)
-
-
 def latest_checkpoint(run: Path) -> Path | None:
     for name in (CHECKPOINT, f"{CHECKPOINT}.old"):  # .old survives a crash between the two renames
         if (run / name / "state.json").is_file():
@@ -369,13 +360,10 @@ def main(argv: list[str] | None = None) -> int:
             vec_env.close()
             parser.error(f"--resume: the checkpoint {checkpoint} is unreadable ({type(error).__name__}: {error}); "
                          f"remove it to start {run} again from step 0")
-        # One timeline: what a killed run logged (and the best model it found) after its checkpoint is cut.
-        truncate_logs(run, state["num_steps"])
-        restore_best_model(run, checkpoint)
+        rewind_run(run, checkpoint, state["num_steps"])
         print(f"resuming {run} at step {state['num_steps']} of {config['total_steps']}")
     elif args.resume:
-        truncate_logs(run, None)
-        restore_best_model(run, None)
+        rewind_run(run, None, None)
         print(f"{run} has no checkpoint yet; starting clean from step 0")
     run.mkdir(parents=True, exist_ok=True)
     (run / agents.RUN_CONFIG).write_text(json.dumps(config, indent=2))

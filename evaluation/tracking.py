@@ -15,6 +15,7 @@ import math
 import netrc
 import os
 import platform
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -70,6 +71,21 @@ class RunLog:
 
 
 LOG_FILES = ("metrics.jsonl", "episodes.csv", "evaluations.csv")
+
+
+def rewind_run(folder: str | Path, checkpoint: Path | None, step: int | None) -> None:
+    """Brings a run folder back to its checkpoint before a resume: one timeline.
+
+    What a killed run logged after its checkpoint, and the best model it found there, are lost with
+    it: the logs are cut back to ``step`` (:func:`truncate_logs`) and the best model saved with the
+    checkpoint is put back. Without a checkpoint (``None``) the run starts clean: no logs, no best model.
+    """
+    folder = Path(folder)
+    truncate_logs(folder, step)
+    for best in folder.glob("best_model.*"):
+        best.unlink()
+    for best in checkpoint.glob("best_model.*") if checkpoint is not None else ():
+        shutil.copy2(best, folder / best.name)
 
 
 def truncate_logs(folder: str | Path, step: int | None) -> None:

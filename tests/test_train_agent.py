@@ -14,7 +14,7 @@ import pytest
 
 import agents
 import train_agent
-from evaluation.tracking import read_jsonl
+from evaluation.tracking import read_jsonl, rewind_run
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--env-kwargs", "max_rounds=20", "--eval-episodes", "2", "--no-progress",
@@ -246,7 +246,9 @@ def test_the_best_model_comes_back_with_its_checkpoint(tmp_path):
     checkpoint.mkdir(parents=True)
     (run / "best_model.pt").write_text("found after the checkpoint, then lost")
     (checkpoint / "best_model.pt").write_text("the best when the checkpoint was written")
-    train_agent.restore_best_model(run, checkpoint)
+    (run / "metrics.jsonl").write_text('{"kind": "eval", "step": 10}\n{"kind": "eval", "step": 30}\n{"kind": "ev')
+    rewind_run(run, checkpoint, 20)
     assert (run / "best_model.pt").read_text() == "the best when the checkpoint was written"
-    train_agent.restore_best_model(run, None)  # resuming without a checkpoint starts clean
-    assert not (run / "best_model.pt").exists()
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [10]
+    rewind_run(run, None, None)  # resuming without a checkpoint starts clean
+    assert not (run / "best_model.pt").exists() and not (run / "metrics.jsonl").exists()
