@@ -109,7 +109,7 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         agents.check_env_id(args.env_id)
     except ValueError as error:
         parser.error(f"--env-id {error}")
-    ours = [env_id for env_id in sfl_env.TASK_IDS]
+    ours = list(sfl_env.TASK_IDS)
     if args.env_id.split(":")[-1] not in ours:
         parser.error(f"--env-id {args.env_id!r} is not an SFL-Env task; allowed: {', '.join(ours)}")
     for name, value in (("--n-envs", args.n_envs), ("--eval-episodes", args.eval_episodes),
