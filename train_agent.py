@@ -365,7 +365,6 @@ def main(argv: list[str] | None = None) -> int:
     elif args.resume:
         rewind_run(run, None, None)
         print(f"{run} has no checkpoint yet; starting clean from step 0")
-    run.mkdir(parents=True, exist_ok=True)
     (run / agents.RUN_CONFIG).write_text(json.dumps(config, indent=2))
 
     mirror = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ def train(agent: str, seed: int, args: argparse.Namespace) -> str:
     if (run / "checkpoint").is_dir():
         command = [sys.executable, str(ROOT / "train_agent.py"), "--resume", "--out", str(run), "--no-progress"]
     elif run.exists():
-        subprocess.run(["rm", "-rf", str(run)], check=True)  # started but never checkpointed
+        shutil.rmtree(run)  # started but never checkpointed
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         return f"{run}: FAILED ({done.returncode})\n{done.stderr[-2000:]}"

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .config import ComputeConfig, WirelessConfig
+from .latency import transfer_s
 from .ledger import RoundCost
 from .wireless import uplink_rate_bps
 
@@ -34,7 +35,4 @@ def round_energy_j(
     compute_j = compute.effective_capacitance * cycles * cpu_hz**2
     rate = uplink_rate_bps(bandwidth_share, uplink_gain, wireless.client_power_w, wireless.bandwidth_hz,
                            wireless.noise_psd_w_per_hz)
-    bits = cost.bits_up / cost.num_clients
-    with np.errstate(divide="ignore"):
-        transmit_s = np.where(rate > 0, bits / np.maximum(rate, 1e-300), np.inf) if bits > 0 else np.zeros_like(rate)
-    return compute_j + wireless.client_power_w * transmit_s
+    return compute_j + wireless.client_power_w * transfer_s(cost.bits_up / cost.num_clients, rate)

@@ -289,25 +289,24 @@ class SFLEnv(gym.Env):
         client busy with its stationary probability; the resource solver allocates every draw. It reads
         the distributions, never the env's future draws, and moves no random state of the env
         (``seed`` seeds its own draws). Planners read this. Returns ``latency_s`` (samples, n_cuts),
-        ``energy_j`` (samples, n_cuts, K) per client, ``leakage`` (n_cuts,; NaN without a leakage
-        table) and ``speed`` (n_cuts,; the twin's progress per round, NaN without a calibration).
+        ``energy_j`` (samples, n_cuts, K) per client and ``leakage`` (n_cuts,; NaN without a leakage
+        table).
         """
         if self._trainer is None:
             raise RuntimeError("call reset() before sample_round_costs()")
         n, rng = len(self.cuts), np.random.default_rng(seed)
         gains, cpus = self._channel.sample_gains(rng, samples), self._cpu.sample_hz(rng, samples)
         latency, energy = np.zeros((samples, n)), np.zeros((samples, n, self.num_clients))
+        costs = [self._round_cost(cut, cut) for cut in self.cuts]
         for draw in range(samples):
-            for index, cut in enumerate(self.cuts):
-                cost = self._round_cost(cut, cut)
+            for index, cost in enumerate(costs):
                 allocation = self._allocate(cost, gains[draw], cpus[draw])
                 latency[draw, index] = self._latency(cost, allocation, gains[draw], cpus[draw]).total_s
                 energy[draw, index] = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share,
                                                      uplink_gain=gains[draw], client_cpu_hz=cpus[draw],
                                                      wireless=self.config.wireless, compute=self.config.compute)
-        speed = np.full(n, np.nan) if self._curve is None else self._curve.speeds_for(self.cuts)
         leakage = np.array([np.nan if (spent := self._round_leakage(i)) is None else spent for i in range(n)])
-        return {"latency_s": latency, "energy_j": energy, "leakage": leakage, "speed": speed}
+        return {"latency_s": latency, "energy_j": energy, "leakage": leakage}
 
     def episode_state(self) -> dict[str, Any]:
         """Where the episode stands, for planners: ``round``, ``previous_cut_index`` (None before the
