@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linprog
 
-from .baselines import _PricingBaseline
+from .baselines import _Baseline
 
 REPLAN_COSTS_EVERY = 25  # rounds between re-estimates of the expected costs when the clients move
 COST_SAMPLES = 128  # exogenous draws per estimate
@@ -47,7 +47,7 @@ PLAN_QUANTILE = 0.9  # of the first passage of the target: the progress it plans
 IN_PLAN = 1e-6  # rounds: a cut the plan gives fewer to is not in the plan
 
 
-class PlannerAgent(_PricingBaseline):
+class PlannerAgent(_Baseline):
     """Re-plans the remaining rounds per cut by linear programming over expected costs (module docstring)."""
 
     name = "planner"
