@@ -16,15 +16,16 @@ is configured; ``wandb sync <run>/wandb/offline-run-*`` uploads it later).
 
 Ctrl-C stops after the current step, saves a checkpoint and the summary so far, and exits with 130; a
 second Ctrl-C aborts at once. ``--resume`` continues from the checkpoint with the same step count,
-weights, optimiser and replay buffer (the episode in progress at the interruption restarts).
+weights, optimiser and replay buffer (the episode in progress at the interruption restarts). After a kill
+it first cuts the logs back to the checkpoint's step, so they hold one timeline. A write that fails (a
+full disk, a read-only folder) stops the run with an error naming the file and exit code 1, keeping the
+last complete checkpoint; once there is room, ``--resume`` continues from it.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
 import shutil
 import signal
 import sys
@@ -33,18 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 import agents
 import sfl_env
-from agents.base import Agent, Callback
-from evaluation.rollout import Episode, evaluation_seeds, mean_return, play_episodes, validation_seeds
-from evaluation.stats import normalised_score
+from evaluation.checkpoints import CHECKPOINT, latest_checkpoint, read_state
+from evaluation.summary import run_summary
 from evaluation.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, rewind_run, versions
+from evaluation.training import Trainer, make_vec_env
 from sfl_env.config import parse_overrides
-from sfl_env.training.calibration import is_calibrated
+from sfl_env.storage import WriteError, write_json
 
-CHECKPOINT = "checkpoint"
 DEFAULT_ENV_ID = "SFLEnvAnalytic-v0"
 
 
@@ -57,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override single hyperparameters of agents/configs/<agent>.yml")
     parser.add_argument("--total-steps", type=int, default=None,
-                        help="env steps to train (default: n_timesteps of the agent's config)")
+                        help="env steps to train (default: n_timesteps of the agent's config); every agent "
+                             "stops at exactly this step (with --n-envs N at the first multiple of N at or past "
+                             "it), so PPO and A2C leave the rollout they were collecting untrained")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-envs", type=int, default=1, help="parallel envs; > 1 runs them in subprocesses")
     parser.add_argument("--out", default=None, help="run folder (default runs/<agent>__<env-id>__<seed>)")
@@ -83,7 +84,42 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------- config
 
 
-def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+# options that define a run: a --resume keeps the run's own values and refuses different ones
+RUN_DEFINING = {"agent": "agent", "env_id": "env_id", "env_kwargs": "env_kwargs", "hyperparams": "hyperparameters",
+                "seed": "seed", "n_envs": "n_envs", "eval_freq": "eval_freq", "eval_episodes": "eval_episodes",
+                "checkpoint_freq": "checkpoint_freq"}
+
+
+def given_options(argv: list[str] | None) -> set[str]:
+    """The destinations of the options written on the command line (not left to their defaults)."""
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))
+
+
+def check_resume_options(args: argparse.Namespace, parser: argparse.ArgumentParser, config: dict[str, Any],
+                         given: set[str]) -> None:
+    """Refuses a --resume whose run-defining options differ from the run's config.json."""
+    for dest in sorted(given & set(RUN_DEFINING)):
+        key, value = RUN_DEFINING[dest], getattr(args, dest)
+        try:
+            if dest in ("env_kwargs", "hyperparams"):
+                value = parse_overrides(value)
+                same = all(config[key].get(k) == v for k, v in value.items())
+            else:
+                same = config.get(key) == value
+        except ValueError as error:
+            parser.error(str(error))
+        if not same:
+            option = "--" + dest.replace("_", "-")
+            parser.error(f"--resume: {option} {value!r} contradicts the run's {agents.RUN_CONFIG} ({key} "
+                         f"{config.get(key)!r}); a resumed run keeps its settings (only --total-steps and the "
+                         f"tracking options may change): drop {option}, or start a new run in another --out")
+
+
+def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                   given: set[str] | None = None) -> dict[str, Any]:
     """Everything the run depends on, validated; on ``--resume`` the run folder's own config."""
     if args.resume:
         if args.out is None:
@@ -95,7 +131,10 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             config = json.loads(path.read_text())
         except ValueError as error:
             parser.error(f"--resume: {path} is corrupt ({error}); it cannot be resumed")
+        check_resume_options(args, parser, config, given or set())
         if args.total_steps is not None:
+            if args.total_steps < 1:
+                parser.error(f"--total-steps={args.total_steps} is out of range; allowed: an integer >= 1")
             config["total_steps"] = args.total_steps
         return config
 
@@ -146,175 +185,10 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     }
 
 
-# ---------------------------------------------------------------------------------------------- envs
-
-
-def _make_env(env_id: str, env_kwargs: dict[str, Any], in_subprocess: bool) -> gym.Env:
-    if in_subprocess:  # Ctrl-C is the parent's to handle; workers keep serving until it closes them
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from stable_baselines3.common.monitor import Monitor
-
-    import sfl_env  # noqa: F401  (registers the ids in spawned workers)
-
-    return Monitor(gym.make(env_id, **env_kwargs))
-
-
-def make_vec_env(config: dict[str, Any]):
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
-
-    n_envs = config["n_envs"]
-    factory = functools.partial(_make_env, config["env_id"], config["env_kwargs"], n_envs > 1)
-    if n_envs == 1:
-        return DummyVecEnv([factory])
-    return SubprocVecEnv([factory] * n_envs, start_method="spawn")
-
-
-# ---------------------------------------------------------------------------------------------- training
-
-
-class Trainer(Callback):
-    """Episode bookkeeping, periodic evaluation and checkpoints, progress bar and Ctrl-C."""
-
-    def __init__(self, run: Path, config: dict[str, Any], log: RunLog, eval_env: gym.Env, progress: bool,
-                 state: dict[str, Any]) -> None:
-        self.run, self.config, self.log, self.eval_env = run, config, log, eval_env
-        self.state = state  # counters that survive a resume
-        self.stop_requested = False
-        self.session_start = time.perf_counter()
-        n = config["n_envs"]
-        self._return, self._length, self._latency = np.zeros(n), np.zeros(n, dtype=int), np.zeros(n)
-        self._accuracy = np.full(n, math.nan)
-        self._bar = None
-        if progress:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=config["total_steps"], initial=state["num_steps"], unit="step", dynamic_ncols=True)
-
-    def wall_s(self) -> float:
-        return self.state["wall_s"] + time.perf_counter() - self.session_start
-
-    def on_step(self, agent, num_steps, rewards, dones, infos) -> bool:
-        previous = self.state["num_steps"]
-        self.state["num_steps"] = num_steps
-        for i, info in enumerate(infos):
-            self._return[i] += float(rewards[i])
-            self._length[i] += 1
-            self._latency[i] += float(info.get("latency_s", 0.0))
-            if not math.isnan(info.get("test_accuracy", math.nan)):
-                self._accuracy[i] = info["test_accuracy"]
-            if dones[i]:
-                self.state["episodes"] += 1
-                self.log.record("episode", num_steps, {
-                    "episode": self.state["episodes"], "return": self._return[i], "length": int(self._length[i]),
-                    "final_accuracy": self._accuracy[i], "total_latency_s": self._latency[i],
-                    "reached_target": info.get("episode_end") == "target", "episode_end": info.get("episode_end"),
-                })
-                self._return[i], self._length[i], self._latency[i], self._accuracy[i] = 0.0, 0, 0.0, math.nan
-        if self._bar is not None:
-            self._bar.update(num_steps - previous)
-        if _crossed(previous, num_steps, self.config["eval_freq"]):
-            self.play_split(agent, num_steps)
-        if _crossed(previous, num_steps, self.config["checkpoint_freq"]):
-            self.checkpoint(agent)
-        return not self.stop_requested
-
-    def on_metrics(self, agent, num_steps, metrics) -> None:
-        self.log.record("train", num_steps, metrics)
-
-    def play_split(self, agent: Agent, num_steps: int, split: str = "validation") -> list[Episode]:
-        """Plays the validation episodes (model selection) or the test episodes (the summary)."""
-        count = self.config["eval_episodes"]
-        seeds = validation_seeds(count) if split == "validation" else evaluation_seeds(count)
-        episodes = play_episodes(agent, self.eval_env, seeds)
-        means = episode_means(episodes)
-        mean = means["mean_return"]
-        self.log.record("eval", num_steps, {"split": split} | means)
-        if split == "validation" and agent.learns and mean > self.state.get("best_validation_return", -math.inf):
-            agent.save(self.run / "best_model")
-            self.state |= {"best_validation_return": mean, "best_step": num_steps}
-        if self._bar is not None:
-            self._bar.set_postfix(validation_return=f"{mean:.3f}")
-        return episodes
-
-    def checkpoint(self, agent: Agent) -> None:
-        """Writes the resumable state; the previous checkpoint stays valid until the new one is complete."""
-        if not agent.learns:
-            return
-        self.state["num_steps"] = agent.num_steps  # after a failure mid-step the agent is one step ahead
-        tmp, final, old = (self.run / f"{CHECKPOINT}.tmp", self.run / CHECKPOINT, self.run / f"{CHECKPOINT}.old")
-        shutil.rmtree(tmp, ignore_errors=True)
-        agent.save_checkpoint(tmp)
-        for best in self.run.glob("best_model.*"):  # the best model so far belongs to this state
-            shutil.copy2(best, tmp / best.name)
-        (tmp / "state.json").write_text(json.dumps(self.state | {"wall_s": self.wall_s()}))
-        if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _crossed(previous: int, current: int, every: int) -> bool:
-    return current // every > previous // every
-
-
-def latest_checkpoint(run: Path) -> Path | None:
-    for name in (CHECKPOINT, f"{CHECKPOINT}.old"):  # .old survives a crash between the two renames
-        if (run / name / "state.json").is_file():
-            return run / name
-    return None
-
-
-def summarise(agent: Agent, trainer: Trainer, config: dict[str, Any], run: Path, reference: bool,
-              interrupted: bool) -> dict:
-    """Test-seed evaluation of the final model (and of the best validated one), with the references."""
-    episodes = trainer.play_split(agent, trainer.state["num_steps"], split="test")
-    summary = {
-        "agent": config["agent"], "env_id": config["env_id"], "env_kwargs": config["env_kwargs"],
-        "seed": config["seed"], "steps": trainer.state["num_steps"], "total_steps": config["total_steps"],
-        "wall_time_s": trainer.wall_s(), "interrupted": interrupted,
-        "eval_episodes": len(episodes), "eval_seeds": [e.seed for e in episodes],
-    } | _prefixed("eval", episode_means(episodes))
-    if agents.has_model(run, "best_model"):
-        best = agents.load(run, model="best_model")
-        summary["best_model"] = {"step": trainer.state["best_step"],
-                                 "validation_return": trainer.state["best_validation_return"]} | \
-            _prefixed("eval", episode_means(play_episodes(best, trainer.eval_env, [e.seed for e in episodes])))
-    if reference:
-        top = "planner" if is_calibrated(trainer.eval_env.unwrapped.config.system) else "oracle"
-        refs = {name: mean_return(play_episodes(agents.make(name, trainer.eval_env, seed=config["seed"]),
-                                                trainer.eval_env, summary["eval_seeds"]))
-                for name in ("random", "oracle", *(("planner",) if top == "planner" else ()))}
-        summary |= {f"{name}_mean_return": value for name, value in refs.items()} | {
-            "score_reference": top,
-            "normalised_score": normalised_score(summary["eval_mean_return"], refs["random"], refs[top])}
-        if "best_model" in summary:
-            summary["best_model"]["normalised_score"] = normalised_score(
-                summary["best_model"]["eval_mean_return"], refs["random"], refs[top])
-    return summary
-
-
-def episode_means(episodes: list[Episode]) -> dict[str, float]:
-    """Mean and std of the return, mean final accuracy (of the episodes that evaluated) and mean latency."""
-    returns = [e.episode_return for e in episodes]
-    accuracies = [e.final_accuracy for e in episodes if not math.isnan(e.final_accuracy)]
-    return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-            "mean_final_accuracy": float(np.mean(accuracies)) if accuracies else math.nan,
-            "mean_latency_s": float(np.mean([e.total_latency_s for e in episodes]))}
-
-
-def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
-    return {f"{prefix}_{key}": value for key, value in values.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    config = resolve_config(args, parser)
+    config = resolve_config(args, parser, given_options(argv))
     if args.torch_threads is not None and args.torch_threads < 1:
         parser.error(f"--torch-threads={args.torch_threads} is out of range; allowed: an integer >= 1")
     run = Path(args.out or f"runs/{config['run_name']}")
@@ -328,7 +202,19 @@ def main(argv: list[str] | None = None) -> int:
         (run / ".write-test").unlink()
     except OSError as error:
         parser.error(f"--out {run} cannot be written: {error.strerror or error}")
+    try:
+        return train(args, parser, config, run)
+    except WriteError as error:  # a full disk or a read-only folder: what is on disk stays consistent
+        checkpoint = latest_checkpoint(run)
+        kept = (f"the last complete checkpoint (step {read_state(checkpoint)['num_steps']}) is kept; make room, "
+                f"then continue with: python train_agent.py --resume --out {run}") if checkpoint else \
+            "there is no checkpoint yet; make room and run again with --resume"
+        print(f"error: {error}; {kept}", file=sys.stderr)
+        return 1
 
+
+def train(args: argparse.Namespace, parser: argparse.ArgumentParser, config: dict[str, Any], run: Path) -> int:
+    """Trains, checkpoints and summarises the run in ``run`` (after main's checks); returns the exit code."""
     try:
         eval_env = gym.make(config["env_id"], **config["env_kwargs"])
         analytic = eval_env.spec.kwargs.get("training") == "analytic"  # spec.kwargs includes the make kwargs
@@ -355,17 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint is not None:
         try:
             agent.load_checkpoint(checkpoint, env=vec_env)
-            state = json.loads((checkpoint / "state.json").read_text())
+            state = read_state(checkpoint)
         except Exception as error:  # a torn or foreign file: name the checkpoint, never a bare traceback
             vec_env.close()
             parser.error(f"--resume: the checkpoint {checkpoint} is unreadable ({type(error).__name__}: {error}); "
                          f"remove it to start {run} again from step 0")
-        rewind_run(run, checkpoint, state["num_steps"])
+        rewind_run(run, checkpoint, state)
         print(f"resuming {run} at step {state['num_steps']} of {config['total_steps']}")
     elif args.resume:
         rewind_run(run, None, None)
         print(f"{run} has no checkpoint yet; starting clean from step 0")
-    (run / agents.RUN_CONFIG).write_text(json.dumps(config, indent=2))
+    write_json(run / agents.RUN_CONFIG, config, indent=2)
 
     mirror = None
     if args.track:
@@ -395,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.close()
                 parser.error(f"{config['agent']} could not start: {error}")
             raise
-        if agent.learns:  # keep what was learned, then report the failure
+        if agent.learns and not isinstance(error, WriteError):  # keep what was learned, then report the failure
             try:
                 trainer.checkpoint(agent)
                 print(f"training failed at step {trainer.state['num_steps']}; a checkpoint is saved, continue with: "
@@ -411,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     trainer.checkpoint(agent)
     if agent.learns:
         agent.save(run / "model")
-    summary = summarise(agent, trainer, config, run, reference=not args.no_reference, interrupted=interrupted)
-    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    episodes = trainer.play_split(agent, trainer.state["num_steps"], split="test")
+    summary = run_summary(config, run, eval_env, episodes, trainer.state, trainer.wall_s(),
+                          reference=not args.no_reference, interrupted=interrupted)
+    write_json(run / "summary.json", summary, indent=2)
     if mirror is not None:
         mirror.summary(summary)
         mirror.finish()

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sfl_env.storage import replacing
+
 from .base import Agent, Callback, masked_argmax
 
 CHECKPOINT_FORMAT = "sfl-env/ddqn/1"
@@ -311,8 +313,8 @@ class DDQNAgent(Agent):
     def save(self, path: str | Path) -> Path:
         """Writes the policy (online network and what rebuilds it) to ``path`` (``.pt`` added)."""
         path = Path(path).with_suffix(".pt")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self._header() | {"q_network": self.q_network.state_dict()}, path)
+        with replacing(path) as tmp:
+            torch.save(self._header() | {"q_network": self.q_network.state_dict()}, tmp)
         return path
 
     @classmethod
@@ -328,8 +330,6 @@ class DDQNAgent(Agent):
     def save_checkpoint(self, folder: str | Path) -> None:
         """Networks, optimiser, counters and RNG (``ddqn.pt``) plus the replay buffer (``replay.npz``)."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "replay.tmp.npz", **self.buffer.state_dict())
         state = self._header() | {
             "q_network": self.q_network.state_dict(),
             "target_network": self.target_network.state_dict(),
@@ -338,10 +338,10 @@ class DDQNAgent(Agent):
             "skipped_updates": self.skipped_updates,
             "rng": json.dumps(self.rng.bit_generator.state),
         }
-        torch.save(state, folder / "ddqn.tmp.pt")
-        # Both files are replaced only once both are written, so an interrupted save keeps the old pair.
-        (folder / "replay.tmp.npz").replace(folder / "replay.npz")
-        (folder / "ddqn.tmp.pt").replace(folder / "ddqn.pt")
+        # Both files are replaced only once both are written, so a failed save keeps the old pair.
+        with replacing(folder / "replay.npz") as replay, replacing(folder / "ddqn.pt") as networks:
+            np.savez(replay, **self.buffer.state_dict())
+            torch.save(state, networks)
 
     def load_checkpoint(self, folder: str | Path, env: Any = None) -> None:
         folder = Path(folder)

@@ -23,6 +23,8 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 
+from sfl_env.storage import replacing
+
 from .base import Agent, Callback, masked_argmax, vec_action_masks
 
 # name -> (module, class, honours masks while learning)
@@ -120,8 +122,8 @@ class SB3Agent(Agent):
 
     def save(self, path: str | Path) -> Path:
         path = Path(path).with_suffix(".zip")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.model.save(path)
+        with replacing(path) as tmp:
+            self.model.save(tmp)
         return path
 
     def load_model(self, path: str | Path, env: Any = None) -> SB3Agent:
@@ -136,7 +138,8 @@ class SB3Agent(Agent):
         folder = Path(folder)
         self.save(folder / "model")
         if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
-            self.model.save_replay_buffer(folder / "replay.pkl")
+            with replacing(folder / "replay.pkl") as tmp:
+                self.model.save_replay_buffer(tmp)
 
     def load_checkpoint(self, folder: str | Path, env: Any = None) -> None:
         folder = Path(folder)

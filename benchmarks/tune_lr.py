@@ -23,6 +23,7 @@ from pathlib import Path
 import sfl_env.calibration.record as recorder
 from sfl_env.config import EnvConfig, SFLConfig, parse_overrides
 from sfl_env.schemes import SCHEMES
+from sfl_env.storage import write_text
 
 
 def score(cell: list[dict], target: float) -> tuple[float, float]:
@@ -84,7 +85,7 @@ def main() -> None:
             "max_rounds": args.max_rounds, "target_accuracy": target, "cut": "middle cut of each scheme",
             "scores": json.loads(json.dumps(table).replace("Infinity", "null")),
         }
-        path.write_text(json.dumps(entries, indent=1) + "\n")
+        write_text(path, json.dumps(entries, indent=1) + "\n")
         print(f"wrote {path}")
 
 

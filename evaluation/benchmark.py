@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sfl_env.storage import write_text
+
 from . import figures
 from .claims import claims_markdown
 from .leaderboard import leaderboard, leaderboard_markdown
@@ -39,15 +41,18 @@ def run_benchmark(plan: list[tuple[str, list[Entry]]], seeds: int, episodes: int
         rows = run_mode(mode, entries, seeds, episodes, folder, resume, log=log)
         labels = [e.label for e in entries]
         hashes = {e.config_hash for e in entries}
-        rows = [r for r in rows if r["config_hash"] in hashes and r["agent"] in labels]
+        # rows of more seeds or episodes than asked (a file resumed with a smaller --seeds) stay out
+        rows = [r for r in rows if r["config_hash"] in hashes and r["agent"] in labels
+                and r["seed_index"] < seeds and r["episode"] < episodes]
         table = leaderboard(rows, labels)
         reports[mode] = folder / "leaderboard.md"
-        reports[mode].write_text(leaderboard_markdown(mode, table, entries, seeds, episodes, rows))
-        traces = [t for t in read_traces(folder / TRACES) if t["agent"] in labels]
+        write_text(reports[mode], leaderboard_markdown(mode, table, entries, seeds, episodes, rows))
+        traces = [t for t in read_traces(folder / TRACES)
+                  if t["agent"] in labels and t["seed_index"] < seeds and t["episode"] < episodes]
         figures.write_figures(mode, folder, traces, rows)
         tables[mode], all_rows[mode] = table, rows
     reports["claims"] = out / "claims.md"
-    reports["claims"].write_text(claims_markdown(tables, all_rows))
+    write_text(reports["claims"], claims_markdown(tables, all_rows))
     log(f"done in {time.perf_counter() - start:.0f} s; leaderboards, figures and claims.md in {out}/")
     for path in reports.values():
         log(f"  {path}")

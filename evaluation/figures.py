@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from sfl_env.storage import replacing
+
 Trace = Mapping[str, Any]
 
 BAND_ALPHA = 0.2
@@ -172,9 +174,8 @@ def _figure(
         for ax in axes[:, 0]:
             ax.grid(alpha=0.3)
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png")
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
 

@@ -2,9 +2,11 @@
 
 ``results.csv`` has one row per (agent, config, seed, episode) with the columns of :data:`COLUMNS`;
 ``traces.jsonl`` has one line per episode with its per-round traces (cuts, accuracy, latency, bits).
-Both are appended and flushed row by row, so a killed evaluation loses at most the episode it was
-playing: :func:`run_mode` with ``resume=True`` skips every row already in results.csv and plays the
-rest (a row torn by the kill is dropped first).
+Both are appended and flushed episode by episode, the trace before the row, so a killed evaluation
+loses at most the episode it was playing: :func:`run_mode` with ``resume=True`` drops a row or trace
+torn by the kill and a trace whose row was never written, skips every row already in results.csv and
+plays the rest. A write that fails (a full disk) raises :class:`~sfl_env.storage.WriteError` naming
+the file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import gymnasium as gym
 
 import agents
+from sfl_env.storage import WriteError, replacing, write_text
 
 from .protocol import Entry, env_seed
 from .rollout import Episode, run_episode
@@ -50,7 +53,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         except (KeyError, TypeError, ValueError):
             continue
     if len(complete) < len(raw) or not path.read_bytes().endswith(b"\n"):
-        with path.open("w", newline="") as file:
+        with replacing(path) as tmp, tmp.open("w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(complete)
@@ -69,10 +72,11 @@ def _typed(row: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def read_traces(path: Path) -> list[dict[str, Any]]:
+def read_traces(path: Path, keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
     """The episode traces of a traces.jsonl (one dict per episode; NaN accuracy reads as None). A last
     line torn by a killed run is dropped, and the file rewritten without it; a torn line elsewhere is
-    corruption, reported naming the file and the line."""
+    corruption, reported naming the file and the line. With ``keep``, the traces it refuses are
+    dropped from the file too."""
     if not path.is_file():
         return []
     text = path.read_text()
@@ -84,8 +88,10 @@ def read_traces(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as error:
             if number < len(lines):
                 raise ValueError(f"{path} line {number} is corrupt ({error}); remove the line or the file") from None
+    if keep is not None:
+        traces = [t for t in traces if keep(t)]
     if len(traces) < len(lines) or (text and not text.endswith("\n")):  # so that appended lines start fresh
-        path.write_text("".join(json.dumps(t) + "\n" for t in traces))
+        write_text(path, "".join(json.dumps(t) + "\n" for t in traces))
     return traces
 
 
@@ -98,10 +104,12 @@ def run_mode(mode: str, entries: list[Entry], seeds: int, episodes: int, folder:
     folder.mkdir(parents=True, exist_ok=True)
     results, traces_path = folder / RESULTS, folder / TRACES
     rows = read_rows(results)
-    read_traces(traces_path)  # drops a torn last line before more are appended
     if rows and not resume:
         raise FileExistsError(f"{results} exists; pass --resume to continue it or choose another --out")
     done = {(r["agent"], r["config_hash"], r["seed_index"], r["episode"]) for r in rows}
+    played = {(r["agent"], r["seed_index"], r["episode"]) for r in rows}
+    # a torn last line, or the trace of an episode killed before its row was written, is played again
+    read_traces(traces_path, keep=lambda t: (t["agent"], t["seed_index"], t["episode"]) in played)
     version_text, hardware_text = json.dumps(versions(), sort_keys=True), hardware()
     new_file = not results.is_file() or results.stat().st_size == 0
     with results.open("a", newline="") as csv_file, traces_path.open("a") as traces_file:
@@ -122,15 +130,23 @@ def run_mode(mode: str, entries: list[Entry], seeds: int, episodes: int, folder:
                 episode = run_episode(agent, env, env_seed(seed_index, episode_index))
                 row = _row(mode, entry, seed_index, episode_index, episode, time.perf_counter() - t0,
                            version_text, hardware_text)
-                writer.writerow(row)
-                csv_file.flush()
-                traces_file.write(json.dumps({"agent": entry.label, "seed_index": seed_index, "episode": episode_index,
-                                              **_json_safe(episode.traces())}) + "\n")
-                traces_file.flush()
+                trace = {"agent": entry.label, "seed_index": seed_index, "episode": episode_index,
+                         **_json_safe(episode.traces())}
+                _append(traces_path, traces_file, lambda: traces_file.write(json.dumps(trace) + "\n"))
+                _append(results, csv_file, lambda: writer.writerow(row))
                 rows.append(_typed({k: str(v) for k, v in row.items()}))
             env.close()
             log(f"  {mode:8s} {entry.label:22s} {len(todo)} episodes in {time.perf_counter() - start:6.1f} s")
     return rows
+
+
+def _append(path: Path, file: Any, write: Callable[[], Any]) -> None:
+    """One flushed write to ``file``; a failure (a full disk) is a WriteError naming ``path``."""
+    try:
+        write()
+        file.flush()
+    except OSError as error:
+        raise WriteError(path, error) from error
 
 
 def _agent(entry: Entry, seed_index: int, episode_index: int, env: gym.Env, cache: dict) -> agents.Agent:

@@ -9,38 +9,55 @@ once and turns the mirror off, never the run.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import netrc
 import os
 import platform
 import shutil
+import socket
 import time
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any
 
+from sfl_env.storage import WriteError, replacing
+
 WANDB_MODES = ("online", "offline", "disabled")
+LOG_FILES = ("metrics.jsonl", "episodes.csv", "evaluations.csv")
 
 
 class RunLog:
-    """Append-only metric files of one run folder (safe to reopen on resume)."""
+    """Append-only metric files of one run folder (safe to reopen on resume).
+
+    ``lines`` counts the lines of each file, so a checkpoint can record where the logs stood and a
+    resume can cut them back to exactly that point (:func:`rewind_run`).
+    """
 
     def __init__(self, folder: str | Path, mirror: WandbMirror | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.mirror = mirror
+        self.lines = {name: _count_lines(self.folder / name) for name in LOG_FILES}
         self._jsonl = (self.folder / "metrics.jsonl").open("a")
         self._csv: dict[str, tuple[Any, csv.DictWriter]] = {}
 
     def record(self, kind: str, step: int, values: dict[str, Any]) -> None:
         """One record of ``kind`` (``train``, ``episode``, ``eval`` ...) at env step ``step``."""
         row = {"kind": kind, "step": int(step), "time": round(time.time(), 3)} | {k: _plain(v) for k, v in values.items()}
-        self._jsonl.write(json.dumps(row, allow_nan=True) + "\n")
-        self._jsonl.flush()
+        try:
+            self._jsonl.write(json.dumps(row, allow_nan=True) + "\n")
+            self._jsonl.flush()
+        except OSError as error:
+            raise WriteError(self.folder / "metrics.jsonl", error) from error
+        self.lines["metrics.jsonl"] += 1
         if kind in ("episode", "eval"):
-            self._csv_row("episodes.csv" if kind == "episode" else "evaluations.csv", row)
+            name = "episodes.csv" if kind == "episode" else "evaluations.csv"
+            try:
+                self._csv_row(name, row)
+            except OSError as error:
+                raise WriteError(self.folder / name, error) from error
         if self.mirror is not None:
             prefix = {"episode": "rollout/", "eval": f"{values.get('split', 'eval')}/"}.get(kind, "")
             numeric = {(k if "/" in k else prefix + k): v for k, v in row.items()
@@ -58,10 +75,13 @@ class RunLog:
             writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
             if file.tell() == 0:
                 writer.writeheader()
+                file.flush()
+                self.lines[name] += 1
             self._csv[name] = (file, writer)
         file, writer = self._csv[name]
         writer.writerow(row)
         file.flush()
+        self.lines[name] += 1
 
     def close(self) -> None:
         self._jsonl.close()
@@ -70,64 +90,72 @@ class RunLog:
         self._csv.clear()
 
 
-LOG_FILES = ("metrics.jsonl", "episodes.csv", "evaluations.csv")
+def _count_lines(path: Path) -> int:
+    """Complete lines of a log file (a torn last line does not count)."""
+    if not path.is_file():
+        return 0
+    with path.open("rb") as file:
+        return sum(1 for line in file if line.endswith(b"\n"))
 
 
-def rewind_run(folder: str | Path, checkpoint: Path | None, step: int | None) -> None:
+def rewind_run(folder: str | Path, checkpoint: Path | None, state: dict[str, Any] | None) -> None:
     """Brings a run folder back to its checkpoint before a resume: one timeline.
 
     What a killed run logged after its checkpoint, and the best model it found there, are lost with
-    it: the logs are cut back to ``step`` (:func:`truncate_logs`) and the best model saved with the
-    checkpoint is put back. Without a checkpoint (``None``) the run starts clean: no logs, no best model.
+    it: the logs are cut back to the line counts saved in the checkpoint's ``state["log_lines"]``
+    (:func:`truncate_logs`) and the best model saved with the checkpoint is put back. Without a
+    checkpoint (``None``) the run starts clean: no logs, no best model.
     """
     folder = Path(folder)
-    truncate_logs(folder, step)
+    truncate_logs(folder, None if state is None else state.get("log_lines"),
+                  None if state is None else state["num_steps"])
     for best in folder.glob("best_model.*"):
         best.unlink()
     for best in checkpoint.glob("best_model.*") if checkpoint is not None else ():
         shutil.copy2(best, folder / best.name)
 
 
-def truncate_logs(folder: str | Path, step: int | None) -> None:
-    """Cuts a run's logs back to env step ``step`` (None: removes them), before a resume appends.
+def truncate_logs(folder: str | Path, lines: dict[str, int] | None, step: int | None = None) -> None:
+    """Cuts a run's logs back to their first ``lines[name]`` lines, before a resume appends to them.
 
     A run killed after its last checkpoint logged records that the resumed run will make again; keeping
-    them would log those steps twice and make steps go backwards. Each file is rewritten whole to a
-    temporary file that replaces it (``os.replace``), so a kill during the cut leaves either log. A torn
-    last line is dropped with the rest of the lost stretch.
+    them would log those records twice and make steps go backwards. Cutting by line count is exact even
+    for records logged at the checkpoint's own step (the test evaluation of a summary the kill cut
+    short). A checkpoint that has no line counts (an older run) is cut by env step: records with
+    ``step <= step`` stay. With neither, the logs are removed. Each file is rewritten whole and
+    replaced atomically, so a kill during the cut leaves either log; a torn last line is dropped.
     """
     folder = Path(folder)
     for name in LOG_FILES:
         path = folder / name
         if not path.is_file():
             continue
-        if step is None:
+        if lines is None and step is None:
             path.unlink()
             continue
-        kept = []
         with path.open(newline="") as file:
-            if name.endswith(".jsonl"):
-                for line in file:
-                    try:
-                        if int(json.loads(line)["step"]) <= step:
-                            kept.append(line if line.endswith("\n") else line + "\n")
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a torn line
-            else:
-                rows = list(csv.reader(file))
-                if rows:
-                    column = rows[0].index("step")
-                    writer_rows = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and r[column].isdigit()
-                                               and int(r[column]) <= step]
-                    buffer = io.StringIO()
-                    csv.writer(buffer).writerows(writer_rows)  # the csv module's own line ends, as RunLog's
-                    kept.append(buffer.getvalue())
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as out:
+            content = [line for line in file if line.endswith("\n")]
+        if lines is not None:
+            kept = content[: lines.get(name, 0)]
+        elif name.endswith(".jsonl"):
+            kept = [line for line in content if _step_of_record(line) is not None and _step_of_record(line) <= step]
+        else:
+            kept = content[:1] + [line for line in content[1:] if _step_of_row(content[0], line) <= step]
+        with replacing(path) as tmp, tmp.open("w", newline="") as out:
             out.writelines(kept)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+
+
+def _step_of_record(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _step_of_row(header: str, line: str) -> float:
+    row = next(csv.DictReader([header, line]), {})
+    value = row.get("step") or ""
+    return int(value) if value.isdigit() else math.inf
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -172,8 +200,25 @@ def default_wandb_mode() -> str:
         return "offline"
 
 
+def wandb_unreachable(timeout_s: float = 5.0) -> str | None:
+    """Why the W&B host (``WANDB_BASE_URL``, default api.wandb.ai) cannot be reached, or None if it can.
+
+    One TCP connection with a short timeout: W&B's own start waits about 100 s on a dead host before it
+    gives up."""
+    url = urllib.parse.urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
+    except OSError as error:
+        return f"{url.hostname}:{port}: {error.strerror or error}"
+    return None
+
+
 class WandbMirror:
-    """Mirrors records to a W&B run; degrades to a no-op (with one warning) on any W&B error."""
+    """Mirrors records to a W&B run; degrades to a no-op (with one warning) on any W&B error.
+
+    In ``online`` mode an unreachable W&B host is found in seconds, with a warning, and the run is
+    mirrored ``offline`` instead (``wandb sync`` uploads it later)."""
 
     def __init__(self, *, project: str, entity: str | None, mode: str, folder: Path, name: str, run_id: str,
                  config: dict[str, Any]) -> None:
@@ -182,6 +227,10 @@ class WandbMirror:
 
             raise unknown_name("wandb mode", mode, WANDB_MODES)
         self.run = None
+        if mode == "online" and (reason := wandb_unreachable()) is not None:
+            warnings.warn(f"W&B host unreachable ({reason}); mirroring offline to {folder / 'wandb'}, upload it "
+                          f"later with: wandb sync {folder / 'wandb'}/offline-run-*", RuntimeWarning, stacklevel=2)
+            mode = "offline"
         self.mode = mode
         try:
             import wandb

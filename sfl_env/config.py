@@ -222,13 +222,13 @@ class SFLConfig:
     model_width: float = 0.25
     num_clients: int = 10
     partition: str = "dirichlet"
-    dirichlet_alpha: float = 0.5
+    dirichlet_alpha: float = 0.5  # (0, 1e6]; large is IID
     shards_per_client: int = 2
-    batch_size: int = 32
-    local_iters: int = 5
-    lr: float | None = None  # None: the scheme's tuned rate (default_lr)
+    batch_size: int = 32  # per client; 1 to the training set's size
+    local_iters: int = 5  # 1 to 1000 per round
+    lr: float | None = None  # (0, 1e6]; None: the scheme's tuned rate (default_lr)
     momentum: float = 0.9
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # [0, 1]
     scheme: str = "sfl-ga"
     aggregation_weights: str = "data_size"
     gradient_aggregation: float = 1.0
@@ -243,15 +243,15 @@ class SFLConfig:
         check_choice("aggregation_weights", self.aggregation_weights, AGGREGATION_WEIGHTS)
         check_number("model_width", self.model_width, low=0.0, high=4.0, low_open=True)
         check_int("num_clients", self.num_clients, low=1, high=10_000)
-        check_number("dirichlet_alpha", self.dirichlet_alpha, low=0.0, low_open=True)
+        check_number("dirichlet_alpha", self.dirichlet_alpha, low=0.0, high=1e6, low_open=True)
         check_int("shards_per_client", self.shards_per_client, low=1)
         check_int("batch_size", self.batch_size, low=1)
-        check_int("local_iters", self.local_iters, low=1)
+        check_int("local_iters", self.local_iters, low=1, high=1000)
         if self.lr is None:
             object.__setattr__(self, "lr", default_lr(self.dataset, self.model, self.scheme))
-        check_number("lr", self.lr, low=0.0, low_open=True)
+        check_number("lr", self.lr, low=0.0, high=1e6, low_open=True)
         check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        check_number("weight_decay", self.weight_decay, low=0.0)
+        check_number("weight_decay", self.weight_decay, low=0.0, high=1.0)
         check_number("gradient_aggregation", self.gradient_aggregation, low=0.0, high=1.0)
         check_int("eval_every", self.eval_every, low=1)
         for name in ("num_train", "num_test"):
@@ -300,8 +300,9 @@ def _check_image_shape(value: Any, dataset: str) -> tuple[int, int, int]:
                           f"only; dataset={dataset!r} has its own shape, so leave image_shape=None")
     if not isinstance(value, (tuple, list)) or len(value) != 3:
         raise ConfigError(f"image_shape={value!r} is invalid; allowed: (channels, height, width)")
-    for i, v in enumerate(value):
-        check_int(f"image_shape[{i}]", v, low=1, high=1024)
+    # generated sets are held in memory: 20,000 rendered images of 3x64x64 already take about 1 GB
+    for i, (v, high) in enumerate(zip(value, (3, 64, 64))):
+        check_int(f"image_shape[{i}]", v, low=1, high=high)
     return tuple(int(v) for v in value)
 
 

@@ -75,12 +75,12 @@ from gymnasium import spaces
 
 from solvers import Allocation, equal_split, solve
 
-from .config import FILE_DATASETS, EnvConfig
 from .availability import CpuAvailability
 from .budgets import EpisodeBudget
 from .calibration.leakage import leakage_table
+from .config import FILE_DATASETS, EnvConfig
 from .convergence import convergence_term
-from .data import dataset_shape, load_config_dataset
+from .data import check_fits_data, dataset_shape, load_config_dataset
 from .energy import round_energy_j
 from .errors import ActionError, ConfigError
 from .latency import LatencyBreakdown, allocation_problem, round_latency
@@ -107,9 +107,8 @@ class SFLEnv(gym.Env):
         self.render_mode = render_mode
         self.config = EnvConfig.from_kwargs(**kwargs)
         system = self.config.system
-        # Spaces are fixed here; data and weights are built lazily by reset().
-        # (input shape, classes): known for the generated and bundled datasets; files are read here, which
-        # checks them before any work starts.
+        # Spaces are fixed here, data and weights built by reset(). Data files are read here for their shape,
+        # which checks them before any work starts.
         files = load_config_dataset(system) if system.dataset in FILE_DATASETS else None
         self._data_shape = (files.input_shape, files.num_classes) if files is not None else dataset_shape(system)
         probe_model = build_model(system.model, *self._data_shape, width=system.model_width)
@@ -127,6 +126,7 @@ class SFLEnv(gym.Env):
             if len(self._curve.speed) != len(self.cuts):
                 raise ConfigError(f"the calibration of {system.dataset}/{system.model} has {len(self._curve.speed)} "
                                   f"cut speeds but the model has {len(self.cuts)} cuts")
+        check_fits_data(system, files)
         # Leakage per cut from the recorded table (both envs price it alike); a leakage budget needs it.
         self._leakage: np.ndarray | None = None
         try:
@@ -134,10 +134,11 @@ class SFLEnv(gym.Env):
         except ConfigError:
             if self.config.leakage_budget is not None:
                 raise
-        if self._leakage is not None:
-            if len(self._leakage) != len(self.cuts):
-                raise ConfigError(f"the leakage table of {system.model} has {len(self._leakage)} cuts but the model "
-                                  f"has {len(self.cuts)}; rerun python -m sfl_env.calibration.leakage")
+        if self._leakage is not None and len(self._leakage) != len(self.cuts):
+            raise ConfigError(f"the leakage table of {system.model} has {len(self._leakage)} cuts but the model "
+                              f"has {len(self.cuts)}; rerun python -m sfl_env.calibration.leakage")
+        if self.config.privacy_rule == "min_blocks":  # this mask needs no weights: an impossible one fails now
+            allowed_cuts(probe_model, "min_blocks", min_client_blocks=self.config.min_client_blocks)
         self.action_space = spaces.Discrete(len(self.cuts))
         self.observation_space = spaces.Box(0.0, 1.0, (2 * self.num_clients + 8,), dtype=np.float32)
         self.timings: dict[str, float] = {}

@@ -116,8 +116,8 @@ def _run_clarabel(problem: cp.Problem, settings: dict) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "may be inaccurate": the status says so
             problem.solve(solver=cp.CLARABEL, **settings)
-    except cp.error.SolverError:
-        return "solver_error"
+    except cp.error.SolverError as error:
+        return f"solver_error: {str(error).strip().splitlines()[0] if str(error).strip() else 'SolverError'}"
     return str(problem.status)
 
 

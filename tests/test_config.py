@@ -34,6 +34,8 @@ def test_lr_none_is_each_schemes_tuned_rate():
     ({"dataset": "digits", "image_shape": (1, 16, 16)}, "image_shape=.* applies to the generated datasets"),
     ({"image_shape": (3, 16)}, r"image_shape=\(3, 16\) is invalid; allowed: \(channels, height, width\)"),
     ({"image_shape": (3, 0, 16)}, r"image_shape\[1\]=0 is out of range"),
+    # a rendered set of 20,000 images of 3x1024x1024 (250 GB) used to be accepted
+    ({"image_shape": (3, 1024, 1024)}, r"image_shape\[1\]=1024 is out of range; allowed: \[1, 64\]"),
 ])
 def test_image_shape_is_checked(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -51,7 +53,7 @@ def test_unknown_option_is_named_with_a_suggestion():
         ({"scheme": "sl"}, "scheme='sl' is unknown; allowed: 'sfl-ga', 'sfl-v1', 'sfl-v2', 'psl', 'fl'"),
         ({"num_clients": 0}, r"num_clients=0 is out of range; allowed: \[1, 10000\]"),
         ({"num_clients": 2.5}, "num_clients=2.5 is invalid; allowed: an integer"),
-        ({"dirichlet_alpha": 0}, r"dirichlet_alpha=0 is out of range; allowed: \(0.0, inf\]"),
+        ({"dirichlet_alpha": 0}, r"dirichlet_alpha=0 is out of range; allowed: \(0.0, 1000000.0\]"),
         ({"lr": float("nan")}, "lr=nan is invalid; allowed: a finite number"),
         ({"momentum": 1.0}, r"momentum=1.0 is out of range; allowed: \[0.0, 1.0\)"),
         ({"batch_size": True}, "batch_size=True is invalid; allowed: an integer"),

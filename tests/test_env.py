@@ -2,7 +2,9 @@
 
 import multiprocessing
 import pickle
+import tempfile
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -204,9 +206,12 @@ def test_a_failed_solve_falls_back_and_says_so(monkeypatch):
 
 
 def test_a_diverged_round_ends_the_episode():
-    env = make("SFLEnv-v0", **(FAST | {"lr": 1e30}))
+    env = make("SFLEnv-v0", **(FAST | {"lr": 1e6}))
     env.reset(seed=0)
-    _, reward, terminated, truncated, info = env.step(0)
+    for _ in range(FAST["max_rounds"]):
+        _, reward, terminated, truncated, info = env.step(0)
+        if info["diverged"]:
+            break
     assert info["diverged"] and terminated and not truncated and np.isfinite(reward)
 
 
@@ -231,23 +236,38 @@ def test_renders_the_round_that_was_played():
     env.close()
 
 
+def sb3_temp_folders() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("SB3-*")}
+
+
+def quiet(model):
+    """An SB3 model whose logger writes nowhere: SB3's default one makes an SB3-<time> folder in the
+    system temp folder at every learn()."""
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
+
+
 @pytest.mark.parametrize("algo", ["DQN", "PPO", "A2C"])
 def test_sb3_agents_learn_a_few_hundred_steps(algo):
     import stable_baselines3
 
+    before = sb3_temp_folders()
     env = make()
     kwargs = {"learning_starts": 50} if algo == "DQN" else {"n_steps": 64} if algo == "PPO" else {}
-    model = getattr(stable_baselines3, algo)("MlpPolicy", env, seed=0, device="cpu", **kwargs)
+    model = quiet(getattr(stable_baselines3, algo)("MlpPolicy", env, seed=0, device="cpu", **kwargs))
     model.learn(total_timesteps=300)
     action, _ = model.predict(env.reset(seed=1)[0], deterministic=True)
     assert env.action_space.contains(int(action))
+    assert sb3_temp_folders() == before  # the test suite leaves nothing in the system temp folder
 
 
 def test_maskable_ppo_never_picks_a_masked_cut():
     from sb3_contrib import MaskablePPO
 
     env = make(min_client_blocks=2)
-    model = MaskablePPO("MlpPolicy", env, n_steps=64, seed=0, device="cpu")
+    model = quiet(MaskablePPO("MlpPolicy", env, n_steps=64, seed=0, device="cpu"))
     model.learn(total_timesteps=128)
     obs, _ = env.reset(seed=3)
     for _ in range(20):
@@ -313,3 +333,14 @@ def test_a_bool_is_not_an_action():
         with pytest.raises(ActionError, match="is invalid; allowed: an integer in 0..2"):
             env.step(action)
     env.step(np.int64(1))  # numpy integers are actions
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    # a batch of 10**7 images was allocated at the first step; more clients than samples failed at reset
+    ({"batch_size": 10**7}, "batch_size=10000000 is larger than the 1438 training samples of 'digits'; "
+                            "allowed: 1 to 1438"),
+    ({"num_clients": 5000}, "num_clients=5000 is larger than the 1438 training samples of 'digits'"),
+])
+def test_batches_and_clients_must_fit_the_training_set_at_construction(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        gym.make("SFLEnv-v0", preset="digits", **kwargs)

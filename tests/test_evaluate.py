@@ -78,6 +78,22 @@ def test_resume_skips_finished_rows_and_completes_the_rest(tmp_path, monkeypatch
     assert all(by_key[key(r)] == r["episode_return"] for r in resumed)
 
 
+def test_a_resume_with_fewer_seeds_reports_only_those_seeds(tmp_path):
+    # the leaderboard used to aggregate the rows of every seed in the file: 3 seeds under a "2 seeds" header
+    out = tmp_path / "eval"
+    argv = ["--mode", "cuts", "--out", str(out), "--env-id", "SFLEnvAnalytic-v0", "--env-kwargs", "max_rounds=12",
+            "--episodes", "1"]
+    assert evaluate.main(argv + ["--seeds", "3"]) == 0
+    assert evaluate.main(argv + ["--seeds", "2", "--resume"]) == 0
+    board = (out / "leaderboard.md").read_text()
+    assert "2 seeds x 1 episodes" in board
+    line = next(line for line in board.splitlines() if line.startswith("| cut-1 |"))
+    rows = read_csv(out / "results.csv")
+    per_seed = [float(r["episode_return"]) for r in rows if r["agent"] == "cut-1" and r["seed_index"] in ("0", "1")]
+    expected = aggregate([per_seed])
+    assert f"{expected['iqm']:.3f} [{expected['iqm_low']:.3f}, {expected['iqm_high']:.3f}]" in line
+
+
 def test_resume_repairs_a_torn_last_trace_line(tmp_path):
     # a kill mid-write used to leave a torn traces.jsonl line that every later --resume appended to, and
     # drawing the figures then crashed

@@ -441,6 +441,19 @@ def test_cvxpy_exception_or_nan_falls_back(monkeypatch: pytest.MonkeyPatch) -> N
     _assert_fallback(problem, solve(problem, "cvxpy"), "cvxpy", "nonfinite")
 
 
+def test_a_solver_error_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the fallback used to report a bare "solver_error", hiding Clarabel's own reason
+    problem = ResourceProblem(**VALID_FIELDS)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise convex.cp.error.SolverError("Solver 'CLARABEL' failed. Try another solver.\nmore detail")
+
+    monkeypatch.setattr(convex.cp.Problem, "solve", fail)
+    allocation = solve(problem, "cvxpy")
+    assert allocation.fallback
+    assert allocation.status == "solver_error: Solver 'CLARABEL' failed. Try another solver."
+
+
 def test_shares_above_one_are_reported_infeasible(monkeypatch: pytest.MonkeyPatch) -> None:
     problem = ResourceProblem(**VALID_FIELDS)
     monkeypatch.setattr(convex, "solve_convex", lambda p: (np.array([0.9, 0.9]), np.array([0.5, 0.5]), "optimal"))

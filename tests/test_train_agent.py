@@ -62,6 +62,20 @@ def test_run_folder_holds_config_metrics_model_summary_and_offline_wandb(tmp_pat
     assert agent.predict(np.zeros(config["obs_dim"], np.float32), np.array([False, False, True, False, False])) == 2
 
 
+def test_an_unreachable_wandb_host_falls_back_to_offline_at_once(tmp_path, monkeypatch):
+    # W&B used to wait about 100 s on a dead host before its warning
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    run = tmp_path / "run"
+    start = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match=r"W&B host unreachable \(127.0.0.1:9: Connection refused\)"):
+        assert train_agent.main(["--agent", "random", "--total-steps", "20", "--out", str(run), "--track",
+                                 "--wandb-mode", "online", "--no-reference", *FAST[:5]]) == 0
+    assert time.perf_counter() - start < 60
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_total(tmp_path):
     run = tmp_path / "run"
     command = [sys.executable, str(ROOT / "train_agent.py"), "--agent", "ddqn", "--total-steps", "200000",
@@ -137,9 +151,47 @@ def test_subprocess_vector_env_trains_with_two_workers(tmp_path, agent):
     assert train_agent.main(["--agent", agent, "--n-envs", "2", "--total-steps", "128", "--out", str(run),
                              "--no-reference", *FAST[:5], *hyper]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] >= 128 and "normalised_score" not in summary
+    assert summary["steps"] == 128 and "normalised_score" not in summary
     episodes = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "episode"]
     assert len(episodes) >= 2 and all(r["length"] == 20 for r in episodes)
+
+
+@pytest.mark.parametrize("agent, hyper", [
+    ("ppo", ["n_steps=64", "batch_size=32", "n_epochs=1"]),
+    ("a2c", ["n_steps=7"]),
+    ("dqn", ["learning_starts=20", "train_freq=8"]),
+    ("ddqn", ["learning_starts=20", "batch_size=16"]),
+])
+def test_every_agent_stops_at_exactly_the_total_steps(tmp_path, agent, hyper):
+    # PPO used to finish its rollout: 2500 requested, 3072 done (and 2883 after an interruption)
+    run = tmp_path / "run"
+    argv = ["--agent", agent, "--total-steps", "100", "--out", str(run), "--no-reference", *FAST[:5],
+            "--hyperparams", *hyper]
+    assert train_agent.main(argv) == 0
+    assert json.loads((run / "summary.json").read_text())["steps"] == 100
+    assert train_agent.main(["--resume", "--out", str(run), "--total-steps", "150", "--no-progress",
+                             "--no-reference"]) == 0
+    assert json.loads((run / "summary.json").read_text())["steps"] == 150
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--agent", "ppo"], "--agent 'ppo' contradicts the run's config.json (agent 'ddqn')"),
+    (["--seed", "3"], "--seed 3 contradicts the run's config.json (seed 0)"),
+    (["--env-kwargs", "max_rounds=30"], "--env-kwargs {'max_rounds': 30} contradicts the run's config.json"),
+    (["--hyperparams", "gamma=0.5"], "--hyperparams {'gamma': 0.5} contradicts"),
+    (["--eval-freq", "7"], "--eval-freq 7 contradicts"),
+])
+def test_a_resume_refuses_options_that_contradict_the_run(tmp_path, capsys, option, message):
+    # --resume used to ignore a different --agent, --seed or --env-kwargs without a word
+    run = tmp_path / "run"
+    assert train_agent.main(["--agent", "ddqn", "--total-steps", "40", "--out", str(run), "--no-reference",
+                             *FAST]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        train_agent.main(["--resume", "--out", str(run), "--total-steps", "60", *option])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    # the run's own values may be repeated
+    assert train_agent.main(["--resume", "--out", str(run), "--total-steps", "60", "--agent", "ddqn",
+                             "--env-kwargs", "max_rounds=20", "--no-progress", "--no-reference"]) == 0
 
 
 def test_an_unexpected_failure_keeps_a_resumable_checkpoint(tmp_path, monkeypatch, capsys):
@@ -247,7 +299,7 @@ def test_the_best_model_comes_back_with_its_checkpoint(tmp_path):
     (run / "best_model.pt").write_text("found after the checkpoint, then lost")
     (checkpoint / "best_model.pt").write_text("the best when the checkpoint was written")
     (run / "metrics.jsonl").write_text('{"kind": "eval", "step": 10}\n{"kind": "eval", "step": 30}\n{"kind": "ev')
-    rewind_run(run, checkpoint, 20)
+    rewind_run(run, checkpoint, {"num_steps": 20})  # a checkpoint without line counts: cut by step
     assert (run / "best_model.pt").read_text() == "the best when the checkpoint was written"
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [10]
     rewind_run(run, None, None)  # resuming without a checkpoint starts clean

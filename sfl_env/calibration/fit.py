@@ -20,19 +20,19 @@ import dataclasses
 import json
 import math
 import statistics
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares, minimize_scalar
 
-from typing import Any
-
 from ..config import SFLConfig, default_lr
 from ..schemes import SCHEMES, get_scheme
+from ..storage import write_text
 from ..training.calibration import FREE_OPTIONS
 from ..training.curve import TrainingCurveModel
 from .record import first_round_at, model_cuts, read_log
+
 
 def fit_shape(
     runs: dict[int, list[np.ndarray]], reference: int, speeds: dict[int, float] | None = None,
@@ -207,7 +207,7 @@ def main() -> None:
             print(f"{scheme:>7} cut {cut}: rounds to {target:.0%} on the fit seeds: measured {measured:g}, "
                   f"fitted {predicted:g} ({error:.1%} off)")
         payload["report"][scheme] = rows
-    out.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    write_text(out, json.dumps(payload, indent=1, default=float) + "\n")
     print(f"wrote {out}; check it on the held-out seeds with python benchmarks/twin_fidelity.py --preset {args.preset}")
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import SFLConfig
 from ..errors import ConfigError
+from ..storage import write_text
 
 PROBE_SIZE = 256
 MODEL_SEEDS = (0, 1, 2)
@@ -79,7 +80,7 @@ def main() -> None:
         config = SFLConfig(**options, data_dir=args.data_dir if args.data_dir else None)
         table[model_key(config)] = measure(config)
         print(model_key(config), table[model_key(config)]["leakage"])
-    TABLE.write_text(json.dumps(dict(sorted(table.items())), indent=1) + "\n")
+    write_text(TABLE, json.dumps(dict(sorted(table.items())), indent=1) + "\n")
 
 
 if __name__ == "__main__":

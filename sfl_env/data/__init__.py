@@ -18,7 +18,7 @@ a user's mistake raises a :class:`~sfl_env.errors.DatasetError` (data, files, si
 
 from ..config import DATASETS, FILE_DATASETS, PARTITIONS
 from ..errors import ConfigError, DatasetError
-from .datasets import Dataset, dataset_shape, load_config_dataset, load_dataset
+from .datasets import Dataset, check_fits_data, dataset_shape, load_config_dataset, load_dataset
 from .partitions import partition
 from .sampler import ClientSampler
 
@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "Dataset",
     "DatasetError",
+    "check_fits_data",
     "dataset_shape",
     "load_config_dataset",
     "load_dataset",

@@ -24,14 +24,20 @@ import numpy as np
 import torch
 
 from ..config import DATASETS, FILE_DATASETS, SFLConfig
-from ..errors import DatasetError, unknown_name
-from .formats import locate_cifar_files, locate_idx_files, read_cifar_split, read_idx_split
+from ..errors import ConfigError, DatasetError, unknown_name
+from .formats import (
+    locate_cifar_files,
+    locate_idx_files,
+    read_cifar_split,
+    read_idx_split,
+)
 from .shapes import render_shapes
 
 _DIGITS_TEST_FRACTION = 0.2
 _DIGITS_SPLIT_SEED = 1797  # fixed: the digits test set never depends on the caller's seed
 _SYNTHETIC_NUM_TRAIN = 2000
 _SYNTHETIC_NUM_TEST = 500
+_SYNTHETIC_MAX_SAMPLES = 1_000_000  # per split: 256 MB of 8x8 float32 images
 _SYNTHETIC_NOISE_STD = 2.0  # prototypes are N(0, 1) per pixel
 _SHAPES_NUM_TRAIN = 20_000
 _SHAPES_NUM_TEST = 2_000
@@ -87,6 +93,31 @@ def dataset_shape(config: SFLConfig) -> tuple[tuple[int, int, int], int]:
     if config.dataset in DEFAULT_IMAGE_SHAPES:
         return tuple(config.image_shape or DEFAULT_IMAGE_SHAPES[config.dataset]), 10
     return _KNOWN_SHAPES[config.dataset], 10
+
+
+def check_fits_data(config: SFLConfig, files: Dataset | None = None) -> None:
+    """Refuses, before any data is rendered, subsets larger than the dataset, more clients than training
+    samples (a client without data) and a per-client batch larger than the training set (a batch of
+    10**7 images would be allocated at the first step). ``files``: the loaded file dataset, if any."""
+    if files is not None:  # loading it already checked num_train and num_test
+        available = {"num_train": len(files.y_train), "num_test": len(files.y_test)}
+    elif config.dataset == "synthetic":  # drawn to size: bounded by memory only
+        available = {"num_train": _SYNTHETIC_MAX_SAMPLES, "num_test": _SYNTHETIC_MAX_SAMPLES}
+    elif config.dataset == "shapes":
+        available = {"num_train": _SHAPES_NUM_TRAIN, "num_test": _SHAPES_NUM_TEST}
+    else:
+        digits = _digits_arrays()
+        available = {"num_train": len(digits.y_train), "num_test": len(digits.y_test)}
+    for name in ("num_train", "num_test"):
+        value = getattr(config, name)
+        if value is not None and value > available[name]:
+            raise ConfigError(f"{name}={value} is larger than the {available[name]} samples of {config.dataset!r}; "
+                              f"allowed: 1 to {available[name]}")
+    num_train = config.num_train or {"synthetic": _SYNTHETIC_NUM_TRAIN}.get(config.dataset, available["num_train"])
+    for name, value in (("num_clients", config.num_clients), ("batch_size", config.batch_size)):
+        if value > num_train:
+            raise ConfigError(f"{name}={value} is larger than the {num_train} training samples of "
+                              f"{config.dataset!r}; allowed: 1 to {num_train}")
 
 
 def load_config_dataset(config: SFLConfig) -> Dataset:
