@@ -40,6 +40,7 @@ import agents
 from evaluation.benchmark import run_benchmark
 from evaluation.protocol import MODES, modes_to_run, plan_mode
 from sfl_env.config import parse_overrides
+from sfl_env.errors import CorruptFileError
 from sfl_env.storage import WriteError
 
 DEFAULT_OUT = "evaluation-results"
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{mode}: {error}")
     try:
         run_benchmark(plan, args.seeds, args.episodes, Path(args.out), args.resume)
-    except FileExistsError as error:
+    except (FileExistsError, CorruptFileError) as error:
         parser.error(str(error))
     except WriteError as error:  # a full disk or a read-only folder: the rows written so far are kept
         print(f"error: {error}; the episodes written so far are kept, make room and continue with --resume",

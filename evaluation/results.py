@@ -22,6 +22,7 @@ from typing import Any
 import gymnasium as gym
 
 import agents
+from sfl_env.errors import CorruptFileError
 from sfl_env.storage import WriteError, replacing, write_text
 
 from .protocol import Entry, env_seed
@@ -39,19 +40,26 @@ TRACES = "traces.jsonl"
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The complete rows of a results.csv. A row torn by a killed run is dropped, and the file is
-    rewritten without it so that appended rows start on a fresh line."""
+    """The complete rows of a results.csv. A last row torn by a killed run is dropped, and the file is
+    rewritten without it so that appended rows start on a fresh line; a foreign file or a corrupt row
+    before the last is a :class:`~sfl_env.errors.CorruptFileError` naming the file and the line."""
     if not path.is_file():
         return []
     with path.open(newline="") as file:
-        raw = list(csv.DictReader(file))
+        reader = csv.DictReader(file)
+        raw = list(reader)
+        if raw and tuple(reader.fieldnames or ()) != COLUMNS:
+            raise CorruptFileError(f"{path} is not a results.csv of this version (columns {reader.fieldnames}); "
+                                   f"move it away or choose another --out")
     rows, complete = [], []
-    for row in raw:
+    for number, row in enumerate(raw, 2):
         try:
             rows.append(_typed(row))
             complete.append(row)
-        except (KeyError, TypeError, ValueError):
-            continue
+        except (KeyError, TypeError, ValueError) as error:
+            if number - 1 < len(raw):
+                raise CorruptFileError(f"{path} line {number} is corrupt ({type(error).__name__}: {error}); "
+                                       f"remove the line or the file") from None
     if len(complete) < len(raw) or not path.read_bytes().endswith(b"\n"):
         with replacing(path) as tmp, tmp.open("w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=COLUMNS)
@@ -87,7 +95,8 @@ def read_traces(path: Path, keep: Callable[[dict[str, Any]], bool] | None = None
             traces.append(json.loads(line))
         except json.JSONDecodeError as error:
             if number < len(lines):
-                raise ValueError(f"{path} line {number} is corrupt ({error}); remove the line or the file") from None
+                raise CorruptFileError(f"{path} line {number} is corrupt ({error}); remove the line or the file") \
+                    from None
     if keep is not None:
         traces = [t for t in traces if keep(t)]
     if len(traces) < len(lines) or (text and not text.endswith("\n")):  # so that appended lines start fresh

@@ -27,6 +27,11 @@ class ActionError(UserError):
     """An action the environment refuses: outside the action space, or a cut privacy forbids."""
 
 
+class CorruptFileError(UserError):
+    """A file the project reads back (a checkpoint, a log, results) that is torn or foreign; the message
+    names the file, where, and what to do."""
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``known`` to ``name``, or an empty string."""
     close = difflib.get_close_matches(name, sorted(known), n=1)

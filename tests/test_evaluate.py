@@ -109,6 +109,21 @@ def test_resume_repairs_a_torn_last_trace_line(tmp_path):
     assert len(repaired) == len(traces)
 
 
+def test_a_corrupt_results_row_before_the_last_is_named_not_dropped(tmp_path, capsys):
+    # a corrupt row anywhere used to be dropped silently, and the file rewritten without it
+    out = tmp_path / "eval"
+    argv = ["--mode", "agents", "--agents", "random", "--out", str(out), *FAST]
+    assert evaluate.main(argv) == 0
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace(",random,", ",random,x,", 1)  # one field too many: a shifted row
+    (out / "results.csv").write_text("".join(lines))
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(argv + ["--resume"])
+    assert exit_info.value.code == 2
+    assert f"{out / 'results.csv'} line 3 is corrupt" in capsys.readouterr().err
+    assert (out / "results.csv").read_text() == "".join(lines)  # nothing dropped
+
+
 def test_a_corrupt_trace_line_before_the_last_is_named(tmp_path):
     path = tmp_path / "traces.jsonl"
     path.write_text('{"agent": "a"}\n{"agent": \n{"agent": "b"}\n')
