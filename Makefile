@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Pins the tested CPU torch build; `make CONSTRAINTS= test` lets pip choose (e.g. a CUDA build).
 CONSTRAINTS ?= constraints.txt
-EXTRAS ?= dev,contrib
+EXTRAS ?= dev,contrib,rllib
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # `make demo` writes here (replaced on every run).

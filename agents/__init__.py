@@ -32,6 +32,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 BASELINES = ("random", "fixed-shallowest", "fixed-middle", "fixed-deepest", "greedy-latency", "oracle", "planner")
 LEARNERS = ("ddqn", *ALGORITHMS)
 AGENTS = LEARNERS + BASELINES
+RLLIB = ("rllib-ppo", "rllib-dqn")  # trained by train_rllib.py; their run folders load like any other
 RUN_CONFIG = "config.json"
 
 __all__ = ["AGENTS", "Agent", "Callback", "check_env_id", "check_name", "has_model", "hyperparameters", "load",
@@ -43,8 +44,8 @@ def check_name(name: str) -> str:
     :class:`~sfl_env.errors.ConfigError` with a did-you-mean and the allowed names."""
     if name.startswith("cut-") and name[4:].isdigit():
         return name
-    if name not in AGENTS:
-        raise unknown_name("agent", name, [*AGENTS, "cut-<n>"])
+    if name not in AGENTS + RLLIB:
+        raise unknown_name("agent", name, [*AGENTS, *RLLIB, "cut-<n>"])
     return name
 
 
@@ -61,8 +62,11 @@ def check_env_id(env_id: str) -> str:
 
 
 def has_model(run_folder: str | Path, model: str = "best_model") -> bool:
-    """Whether a ``train_agent.py`` run folder holds ``model`` (``model`` or ``best_model``)."""
-    return any((Path(run_folder) / f"{model}.{ext}").is_file() for ext in ("pt", "zip"))
+    """Whether a ``train_agent.py`` run folder holds ``model`` (``model`` or ``best_model``), or, for
+    ``model="model"``, a ``train_rllib.py`` run folder holds its RL module."""
+    folder = Path(run_folder)
+    rllib = model == "model" and (folder / "rl_module").is_dir()
+    return rllib or any((folder / f"{model}.{ext}").is_file() for ext in ("pt", "zip"))
 
 
 def hyperparameters(name: str, env_id: str | None = None) -> dict[str, Any]:
@@ -84,6 +88,9 @@ def make(name: str, env: Any = None, *, seed: int = 0, env_id: str | None = None
     Baselines are bound to ``env`` when it is a single Gymnasium env.
     """
     check_name(name)
+    if name in RLLIB:
+        raise ConfigError(f"{name!r} trains with RLlib: python train_rllib.py --algorithm {name}; "
+                          f"agents.load(run_folder) loads what it trained")
     if env is None:
         raise ValueError(f"agents.make({name!r}) needs the env it will act in (for its spaces)")
     env_id = env_id or _env_id(env)
@@ -129,8 +136,12 @@ def load(run_folder: str | Path, env: Any = None, model: str = "model") -> Agent
     except (ValueError, KeyError) as error:
         raise ValueError(f"{config_path} is corrupt or incomplete: {error}") from error
     check_name(name)
-    if name == "ddqn":
-        agent: Agent = DDQNAgent.load(folder / f"{model}.pt")
+    if name in RLLIB:
+        from .rllib import MODULE_FOLDER, RLlibAgent
+
+        agent: Agent = RLlibAgent.load(folder / MODULE_FOLDER, name, n_actions)
+    elif name == "ddqn":
+        agent = DDQNAgent.load(folder / f"{model}.pt")
     elif name in ALGORITHMS:
         agent = SB3Agent(name, n_actions, seed=seed, **config.get("hyperparameters", {})).load_model(folder / model)
     else:
