@@ -40,7 +40,7 @@ import sfl_env
 from evaluation.checkpoints import CHECKPOINT, latest_checkpoint, read_state
 from evaluation.summary import run_summary
 from evaluation.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, rewind_run, versions
-from evaluation.training import Trainer, make_vec_env
+from evaluation.training import Trainer, ValidationHook, make_vec_env
 from sfl_env.config import parse_overrides
 from sfl_env.storage import WriteError, write_json
 
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--track", action="store_true", help="mirror the run to Weights & Biases")
     parser.add_argument("--wandb-project", default="sfl-env")
     parser.add_argument("--wandb-entity", default=None)
+    parser.add_argument("--wandb-group", default=None, help="W&B group of the run (sweep.py: the sweep's name)")
     parser.add_argument("--wandb-mode", choices=WANDB_MODES, default=None,
                         help="default: online with an API key configured, else offline")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -185,7 +186,8 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser,
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, on_validation: ValidationHook | None = None) -> int:
+    """Runs the command line ``argv``; ``on_validation`` (as sweep.py passes) hears every validation."""
     parser = build_parser()
     args = parser.parse_args(argv)
     config = resolve_config(args, parser, given_options(argv))
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         parser.error(f"--out {run} cannot be written: {error.strerror or error}")
     try:
-        return train(args, parser, config, run)
+        return train(args, parser, config, run, on_validation)
     except WriteError as error:  # a full disk or a read-only folder: what is on disk stays consistent
         checkpoint = latest_checkpoint(run)
         kept = (f"the last complete checkpoint (step {read_state(checkpoint)['num_steps']}) is kept; make room, "
@@ -213,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def train(args: argparse.Namespace, parser: argparse.ArgumentParser, config: dict[str, Any], run: Path) -> int:
+def train(args: argparse.Namespace, parser: argparse.ArgumentParser, config: dict[str, Any], run: Path,
+          on_validation: ValidationHook | None = None) -> int:
     """Trains, checkpoints and summarises the run in ``run`` (after main's checks); returns the exit code."""
     try:
         eval_env = gym.make(config["env_id"], **config["env_kwargs"])
@@ -257,10 +260,11 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, config: dic
     if args.track:
         mode = args.wandb_mode or default_wandb_mode()
         mirror = WandbMirror(project=args.wandb_project, entity=args.wandb_entity, mode=mode, folder=run,
-                             name=config["run_name"], run_id=config["wandb_id"], config=config)
+                             name=config["run_name"], run_id=config["wandb_id"], config=config,
+                             group=args.wandb_group)
     log = RunLog(run, mirror)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    trainer = Trainer(run, config, log, eval_env, progress, state)
+    trainer = Trainer(run, config, log, eval_env, progress, state, on_validation)
 
     def request_stop(signum, frame):  # first Ctrl-C: stop cleanly; the second one aborts
         trainer.stop_requested = True

@@ -221,7 +221,7 @@ class WandbMirror:
     mirrored ``offline`` instead (``wandb sync`` uploads it later)."""
 
     def __init__(self, *, project: str, entity: str | None, mode: str, folder: Path, name: str, run_id: str,
-                 config: dict[str, Any]) -> None:
+                 config: dict[str, Any], group: str | None = None) -> None:
         if mode not in WANDB_MODES:
             from sfl_env.errors import unknown_name
 
@@ -236,7 +236,7 @@ class WandbMirror:
             import wandb
 
             self.run = wandb.init(project=project, entity=entity, mode=mode, dir=str(folder), name=name, id=run_id,
-                                  resume="allow", config=config, reinit="finish_previous")
+                                  group=group, resume="allow", config=config, reinit="finish_previous")
         except Exception as error:  # a tracking outage must not stop training
             self._fail("start", error)
 

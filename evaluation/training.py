@@ -12,6 +12,7 @@ import functools
 import math
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from .checkpoints import write_checkpoint
 from .rollout import Episode, evaluation_seeds, play_episodes, validation_seeds
 from .summary import episode_means
 from .tracking import RunLog
+
+#: called with (env step, validation means) after every validation
+ValidationHook = Callable[[int, dict[str, float]], None]
 
 
 def _make_env(env_id: str, env_kwargs: dict[str, Any], in_subprocess: bool) -> gym.Env:
@@ -51,8 +55,9 @@ class Trainer(Callback):
     """Episode bookkeeping, periodic evaluation and checkpoints, progress bar and Ctrl-C."""
 
     def __init__(self, run: Path, config: dict[str, Any], log: RunLog, eval_env: gym.Env, progress: bool,
-                 state: dict[str, Any]) -> None:
+                 state: dict[str, Any], on_validation: ValidationHook | None = None) -> None:
         self.run, self.config, self.log, self.eval_env = run, config, log, eval_env
+        self.on_validation = on_validation  # told every validation: a sweep's scheduler reads it
         self.state = state  # counters that survive a resume
         self.stop_requested = False
         self.session_start = time.perf_counter()
@@ -109,6 +114,8 @@ class Trainer(Callback):
             self.state |= {"best_validation_return": mean, "best_step": num_steps}
         if self._bar is not None:
             self._bar.set_postfix(validation_return=f"{mean:.3f}")
+        if split == "validation" and self.on_validation is not None:
+            self.on_validation(num_steps, means)
         return episodes
 
     def checkpoint(self, agent: Agent) -> None:

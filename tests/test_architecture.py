@@ -143,6 +143,11 @@ def test_modules_import_only_what_their_layer_allows(module, allowed):
                    for t in project), f"{source} imports {sorted(project)}"
 
 
+# The RLlib integration (the [rllib] extra) is the only place Ray may appear below the scripts, and no
+# other module of the packages imports it, so the core never needs Ray.
+RAY_INTEGRATIONS = {"sfl_env.rllib", "agents.rllib", "agents.masked_ppo"}
+
+
 @pytest.mark.parametrize("package, forbidden", [
     ("solvers", {"torch", "gymnasium", "wandb", "ray"}),
     ("sfl_env", {"wandb", "ray", "stable_baselines3"}),
@@ -151,8 +156,17 @@ def test_modules_import_only_what_their_layer_allows(module, allowed):
 def test_heavy_or_optional_libraries_stay_out_of_the_core(package, forbidden):
     graph = import_graph()
     offenders = {f"{m} -> {t}" for m, targets in graph.items() if m.split(".")[0] == package
-                 for t in targets if t.split(".")[0] in forbidden}
+                 for t in targets if t.split(".")[0] in forbidden
+                 and not (m in RAY_INTEGRATIONS and t.split(".")[0] == "ray")}
     assert not offenders
+
+
+def test_only_the_integrations_and_the_scripts_import_the_ray_integrations():
+    graph = import_graph()
+    importers = {f"{m} -> {t}" for m, targets in graph.items() for t in targets & RAY_INTEGRATIONS
+                 if m not in RAY_INTEGRATIONS and layer(m) != LAYERS.index("scripts")
+                 and not (m == "agents" and t == "agents.rllib")}  # agents.load, only for an RLlib run folder
+    assert not importers
 
 
 def test_no_module_is_much_over_400_lines():
