@@ -29,6 +29,7 @@ import json
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -271,7 +272,9 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, config: dic
         signal.signal(signal.SIGINT, signal.default_int_handler)
         print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
 
-    previous_handler = signal.signal(signal.SIGINT, request_stop)
+    # Ctrl-C is the main thread's to catch; in a sweep's worker thread the sweep handles it
+    in_main = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, request_stop) if in_main else None
     start_steps = agent.num_steps
     try:
         agent.learn(vec_env, config["total_steps"], callback=trainer)
@@ -295,7 +298,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, config: dic
                       f"({save_error}); the last complete checkpoint in {run} is kept", file=sys.stderr)
         raise
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        if in_main:
+            signal.signal(signal.SIGINT, previous_handler)
         trainer.close()
     interrupted = trainer.stop_requested and trainer.state["num_steps"] < config["total_steps"]
     trainer.checkpoint(agent)

@@ -1,0 +1,261 @@
+"""Ray Tune sweep over any agent of the zoo on any SFL-Env task: ASHA early stopping, clusters, resume.
+
+    python sweep.py sweeps/ddqn.yml                         # local Ray, one trial per CPU
+    python sweep.py sweeps/ddqn.yml --concurrent 2 --track  # W&B: every trial in the sweep's group
+    python sweep.py sweeps/ddqn.yml --address auto          # join a cluster (ray start --head; ray start --address)
+    python sweep.py sweeps/ddqn.yml --resume                # continue an interrupted sweep
+    python evaluate.py --mode agents --agents "sweeps-results/ddqn/runs/*"
+
+The YAML file names the agent, the task and the search space, in the style of agents/configs:
+
+    agent: ddqn
+    env_id: SFLEnvAnalytic-v0
+    env_kwargs: {preset: digits}
+    total_steps: 20000
+    eval_freq: 2000              # a validation every eval_freq steps: what ASHA compares
+    eval_episodes: 5
+    samples: 4                   # draws of the random dimensions
+    seeds: [0, 1]                # a grid dimension
+    search:
+      learning_rate: {loguniform: [1.0e-4, 1.0e-2]}
+      gamma: {choice: [0.95, 0.99]}
+      batch_size: {grid: [32, 64]}
+    asha: {grace_period: 2, reduction_factor: 2}
+
+Each trial is ``train_agent.py`` itself (``train_agent.main``, with the trial's hyperparameters and seed),
+so it writes the same run folder, under ``<out>/<name>/runs/<trial>``, and reports each validation
+return to Tune; ASHA stops the trials that trail. An interrupted sweep (``--resume``) restarts its
+unfinished trials, and each continues its run folder from its last checkpoint. The sweep ends with
+``trials.md`` (every trial, best first) and ``best.json`` (the best trial's configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import agents
+import sfl_env
+from sfl_env.storage import write_json, write_text
+
+METRIC = "validation_return"
+SPACES = ("loguniform", "uniform", "choice", "grid", "randint")
+SPEC_KEYS = {"agent": None, "env_id": "SFLEnvAnalytic-v0", "env_kwargs": {}, "total_steps": None,
+             "eval_freq": None, "eval_episodes": 5, "checkpoint_freq": None, "samples": 1, "seeds": [0],
+             "search": {}, "asha": {}}
+ASHA_KEYS = ("grace_period", "reduction_factor")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec", help="the sweep's YAML file (see above)")
+    parser.add_argument("--name", default=None, help="the sweep's name (default: the YAML file's name)")
+    parser.add_argument("--out", default="sweeps-results", help="folder of the sweeps (default sweeps-results)")
+    parser.add_argument("--concurrent", type=int, default=None, help="trials at once (default: one per CPU)")
+    parser.add_argument("--address", default=None, help="Ray cluster to join ('auto'); default: a local Ray")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted sweep of this name")
+    parser.add_argument("--track", action="store_true", help="mirror each trial to W&B, grouped by the sweep")
+    parser.add_argument("--wandb-project", default="sfl-env")
+    return parser
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """The sweep of a YAML file, with defaults; an unknown key or a malformed dimension names itself."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path} is unreadable: {error}") from None
+    if not isinstance(raw, dict) or unknown(raw, SPEC_KEYS):
+        raise ValueError(f"{path}: unknown key(s) {unknown(raw, SPEC_KEYS) if isinstance(raw, dict) else raw!r}; "
+                         f"allowed: {', '.join(SPEC_KEYS)}")
+    spec = {k: v for k, v in SPEC_KEYS.items()} | raw
+    if spec["agent"] not in agents.LEARNERS:
+        raise ValueError(f"{path}: agent {spec['agent']!r} is not a learner; allowed: {', '.join(agents.LEARNERS)}")
+    if spec["env_id"] not in sfl_env.TASK_IDS:
+        raise ValueError(f"{path}: env_id {spec['env_id']!r} is not an SFL-Env task")
+    defaults = agents.hyperparameters(spec["agent"], spec["env_id"])
+    spec["total_steps"] = int(spec["total_steps"] or defaults.get("n_timesteps", 50_000))
+    spec["eval_freq"] = int(spec["eval_freq"] or max(1, spec["total_steps"] // 10))
+    for name, dimension in spec["search"].items():
+        if not isinstance(dimension, dict) or len(dimension) != 1 or next(iter(dimension)) not in SPACES:
+            raise ValueError(f"{path}: search.{name} must be one of {{{': ..., '.join(SPACES)}: ...}}, "
+                             f"got {dimension!r}")
+    if unknown(spec["asha"], dict.fromkeys(ASHA_KEYS)):
+        raise ValueError(f"{path}: unknown asha key(s) {unknown(spec['asha'], dict.fromkeys(ASHA_KEYS))}; "
+                         f"allowed: {', '.join(ASHA_KEYS)}")
+    validations = spec["total_steps"] // spec["eval_freq"]
+    spec["asha"] = {"grace_period": 1, "reduction_factor": 2} | spec["asha"]
+    if not 1 <= spec["asha"]["grace_period"] <= validations:
+        raise ValueError(f"{path}: asha.grace_period={spec['asha']['grace_period']} is out of range; allowed: 1 to "
+                         f"{validations}, the validations of a trial (total_steps // eval_freq)")
+    if not spec["asha"]["reduction_factor"] > 1:
+        raise ValueError(f"{path}: asha.reduction_factor={spec['asha']['reduction_factor']} must be > 1")
+    if not spec["seeds"] or not all(isinstance(s, int) for s in spec["seeds"]):
+        raise ValueError(f"{path}: seeds must be a list of integers, got {spec['seeds']!r}")
+    return spec
+
+
+def unknown(values: dict, allowed: dict) -> list[str]:
+    return sorted(set(values) - set(allowed))
+
+
+def param_space(spec: dict[str, Any]) -> dict[str, Any]:
+    """Tune's search space: one sampler per hyperparameter, the seeds as a grid."""
+    from ray import tune
+
+    def sampler(kind: str, values: Any) -> Any:
+        if kind == "grid":
+            return tune.grid_search(list(values))
+        if kind == "choice":
+            return tune.choice(list(values))
+        return getattr(tune, kind)(*values)  # loguniform, uniform, randint: (low, high)
+
+    return {"seed": tune.grid_search(list(spec["seeds"])),
+            "hyperparameters": {name: sampler(*next(iter(dim.items()))) for name, dim in spec["search"].items()}}
+
+
+def trial_argv(spec: dict[str, Any], config: dict[str, Any], run: Path) -> list[str]:
+    """``train_agent.py``'s command line for one trial."""
+    argv = ["--agent", spec["agent"], "--env-id", spec["env_id"], "--seed", str(config["seed"]),
+            "--total-steps", str(spec["total_steps"]), "--eval-freq", str(spec["eval_freq"]),
+            "--eval-episodes", str(spec["eval_episodes"]), "--out", str(run), "--no-progress",
+            "--torch-threads", "1"]  # a trial holds one CPU
+    if spec["checkpoint_freq"]:
+        argv += ["--checkpoint-freq", str(spec["checkpoint_freq"])]
+    if spec["env_kwargs"]:
+        argv += ["--env-kwargs", *(f"{k}={_text(v)}" for k, v in spec["env_kwargs"].items())]
+    if config["hyperparameters"]:
+        argv += ["--hyperparams", *(f"{k}={_text(v)}" for k, v in config["hyperparameters"].items())]
+    return argv
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
+
+
+def make_trainable(spec: dict[str, Any], runs: Path, tracking: list[str]):
+    """The Tune function trainable: one train_agent.py run that reports every validation."""
+
+    def trial(config: dict[str, Any]) -> None:
+        from ray import tune
+
+        import train_agent
+
+        run = runs / tune.get_context().get_trial_name()
+        resuming = (run / agents.RUN_CONFIG).is_file()  # a restored sweep: continue the run folder
+        argv = ["--resume", "--out", str(run)] if resuming else trial_argv(spec, config, run)
+
+        def report(step: int, means: dict[str, float]) -> None:
+            tune.report({METRIC: means["mean_return"], "step": step})
+
+        code = train_agent.main(argv + tracking, on_validation=report)
+        if code != 0:
+            raise RuntimeError(f"train_agent.py {' '.join(argv)} exited with {code}")
+
+    return trial
+
+
+def trials_table(results: Any, runs: Path) -> tuple[str, dict[str, Any] | None]:
+    """trials.md (every trial, best validation return first) and the best trial's configuration."""
+    rows = []
+    for result in results:
+        name = Path(result.path).name if result.path else "?"
+        trial = next((p for p in runs.iterdir() if name.startswith(p.name)), None) if runs.is_dir() else None
+        summary_path = trial / "summary.json" if trial is not None else None
+        summary = json.loads(summary_path.read_text()) if summary_path and summary_path.is_file() else {}
+        metrics = result.metrics or {}
+        rows.append({"trial": trial.name if trial else name, "seed": result.config.get("seed"),
+                     "hyperparameters": result.config.get("hyperparameters", {}),
+                     METRIC: metrics.get(METRIC, math.nan), "step": metrics.get("step"),
+                     "test_return": summary.get("eval_mean_return", math.nan),
+                     "status": "error" if result.error else ("done" if summary else "stopped")})
+    rows.sort(key=lambda r: -r[METRIC] if math.isfinite(r[METRIC]) else math.inf)
+    lines = [f"| trial | seed | hyperparameters | last {METRIC} | at step | test return | status |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['trial']} | {r['seed']} | `{json.dumps(r['hyperparameters'], sort_keys=True)}` | "
+              f"{r[METRIC]:.3f} | {r['step']} | {r['test_return']:.3f} | {r['status']} |" for r in rows]
+    return "\n".join(lines) + "\n", (rows[0] if rows and math.isfinite(rows[0][METRIC]) else None)
+
+
+def catch_ctrl_c() -> threading.Event:
+    """An event set by Ctrl-C, which then asks Tune to save the sweep and stop (through SIGUSR1, which Tune
+    always hears), so that the sweep can say it was interrupted and how to resume it."""
+    interrupted = threading.Event()
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        interrupted.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C aborts
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    return interrupted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        spec = load_spec(Path(args.spec))
+    except ValueError as error:
+        parser.error(str(error))
+    for name, value in (("--concurrent", args.concurrent), ("--num-cpus", args.num_cpus)):
+        if value is not None and value < 1:
+            parser.error(f"{name}={value} is out of range; allowed: an integer >= 1")
+    name = args.name or Path(args.spec).stem
+    root = Path(args.out).resolve() / name
+    runs = root / "runs"
+    if args.resume and not (root / "tuner.pkl").is_file():
+        parser.error(f"--resume: {root} holds no sweep to resume")
+    if not args.resume and root.exists():
+        parser.error(f"{root} already holds a sweep; pass --resume to continue it, or choose another --name")
+    tracking = ["--track", "--wandb-project", args.wandb_project, "--wandb-group", name] if args.track else []
+
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    ray.init(address=args.address, num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
+             ignore_reinit_error=True, runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}})
+    trainable = tune.with_resources(make_trainable(spec, runs, tracking), {"cpu": 1})
+    if args.resume:
+        tuner = tune.Tuner.restore(str(root), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        runs.mkdir(parents=True)
+        # one report per validation; a trial that survives every rung finishes its run (summary included)
+        validations = max(1, spec["total_steps"] // spec["eval_freq"])
+        asha = ASHAScheduler(time_attr="training_iteration", max_t=validations + 1, **spec["asha"])
+        tuner = tune.Tuner(
+            trainable, param_space=param_space(spec),
+            tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=asha, num_samples=int(spec["samples"]),
+                                        max_concurrent_trials=args.concurrent),
+            run_config=tune.RunConfig(name=name, storage_path=str(root.parent), verbose=1))
+    interrupted = catch_ctrl_c()
+    results = tuner.fit()
+    table, best = trials_table(results, runs)
+    write_text(root / "trials.md", f"# Sweep {name}: {spec['agent']} on {spec['env_id']}\n\n" + table)
+    if best is not None:
+        write_json(root / "best.json", best | {"spec": spec}, indent=2, default=str)
+    print(table)
+    print(f"best: {json.dumps(best, default=str) if best else 'no trial reported a validation'}")
+    print(f"trials.md, best.json and the run folders in {root}")
+    ray.shutdown()
+    if interrupted.is_set():
+        print(f"interrupted before every trial ended; continue with: python sweep.py {args.spec} --resume"
+              + (f" --name {args.name}" if args.name else "") + f" --out {args.out}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
