@@ -18,6 +18,8 @@ DEMO_SEEDS ?= 2
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(EXTRAS)]"
+	@# RLlib pins gymnasium 1.2.2; the newest release goes to a side folder that tests/test_compat.py puts first
+	$(PY) -m pip install --quiet --upgrade --no-deps --target $(VENV)/gymnasium-latest gymnasium
 	@touch $(STAMP)
 
 setup: $(STAMP)
