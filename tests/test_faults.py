@@ -57,9 +57,10 @@ def run_killed(script: str, target: str, count: int, args: list[str]) -> int:
 
 # ---------------------------------------------------------------------------------------------- train_agent
 
-TRAIN = ["--agent", "ddqn", "--total-steps", "1200", "--checkpoint-freq", "300", "--eval-freq", "200",
+TRAIN = ["--agent", "ddqn", "--total-steps", "900", "--checkpoint-freq", "300", "--eval-freq", "150",
          "--eval-episodes", "1", "--env-kwargs", "preset=digits", "max_rounds=30", "--no-progress",
-         "--no-reference", "--torch-threads", "1", "--hyperparams", "learning_starts=50", "batch_size=16"]
+         "--no-reference", "--torch-threads", "1", "--hyperparams", "learning_starts=50", "batch_size=16",
+         "log_interval=100"]
 
 # (function, call at which the process dies), one run after the other on the same folder: before the first
 # checkpoint; while the second checkpoint's files are flushed; between a checkpoint's swap and the removal
@@ -85,7 +86,7 @@ def test_train_agent_killed_at_six_points_resumes_to_one_timeline(tmp_path):
     assert train_agent.main(["--resume", "--out", str(run), "--no-progress"]) == 0
 
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 1200
+    assert summary["steps"] == 900
     records = read_jsonl(run / "metrics.jsonl")
     for kind in ("train", "episode", "eval"):
         steps = [r["step"] for r in records if r["kind"] == kind and r.get("split") != "test"]
@@ -93,9 +94,9 @@ def test_train_agent_killed_at_six_points_resumes_to_one_timeline(tmp_path):
     episodes = [r["episode"] for r in records if r["kind"] == "episode"]
     assert episodes == list(range(1, len(episodes) + 1))
     validation = [r["step"] for r in records if r["kind"] == "eval" and r["split"] == "validation"]
-    assert validation == list(range(200, 1201, 200))
+    assert validation == list(range(150, 901, 150))
     # the test evaluation of the summary the last kill cut short was logged at the checkpoint's own step
-    assert [r["step"] for r in records if r.get("split") == "test"] == [1200]
+    assert [r["step"] for r in records if r.get("split") == "test"] == [900]
     with (run / "episodes.csv").open() as file:
         assert [int(row["episode"]) for row in csv.DictReader(file)] == episodes
     assert not list(run.glob(".*.partial*")) and not list(run.glob("checkpoint.*"))
@@ -174,7 +175,7 @@ def test_a_failed_write_names_the_path_keeps_the_checkpoint_and_resumes(tmp_path
 
     monkeypatch.setattr(checkpoints, "sync_tree", original)  # room again
     assert train_agent.main(["--resume", "--out", str(run), "--no-progress"]) == 0
-    assert json.loads((run / "summary.json").read_text())["steps"] == 1200
+    assert json.loads((run / "summary.json").read_text())["steps"] == 900
 
 
 def _can_mount_tmpfs() -> bool:
@@ -223,6 +224,6 @@ def test_a_full_disk_during_training_keeps_the_checkpoint_and_resumes_once_there
     assert (out / "resume.code").read_text().strip() == "0", (out / "resume.err").read_text()
     assert "resuming" in (out / "resume.out").read_text() and "at step 500" in (out / "resume.out").read_text()
     resumed = out / "resumed"
-    assert json.loads((resumed / "summary.json").read_text())["steps"] == 1200
+    assert json.loads((resumed / "summary.json").read_text())["steps"] == 900
     episodes = [r["episode"] for r in read_jsonl(resumed / "metrics.jsonl") if r["kind"] == "episode"]
     assert episodes == list(range(1, len(episodes) + 1))

@@ -91,12 +91,12 @@ def fuzzed(max_examples: int):
 
 
 @pytest.mark.parametrize("key", KEYWORDS)
-@fuzzed(max_examples=12)
+@fuzzed(max_examples=8)
 def test_analytic_env_keyword_fuzz(key, value):
     check_keyword("SFLEnvAnalytic-v0", key, value)
 
 
 @pytest.mark.parametrize("key", KEYWORDS)
-@fuzzed(max_examples=4)
+@fuzzed(max_examples=3)
 def test_real_env_keyword_fuzz(key, value):
     check_keyword("SFLEnv-v0", key, value)
