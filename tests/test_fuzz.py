@@ -21,7 +21,9 @@ import sfl_env  # noqa: F401  (registers the ids)
 from sfl_env.config import EnvConfig
 from sfl_env.errors import UserError
 
-KEYWORDS = sorted(EnvConfig.from_kwargs().to_kwargs()) + ["preset", "render_mode"]
+# render_mode is left out: gym.make reads it before the env exists (a non-string crashes inside
+# Gymnasium itself); the env's own check of it is tested in test_env.py
+KEYWORDS = sorted(EnvConfig.from_kwargs().to_kwargs()) + ["preset"]
 # The base of every example: the digits preset (its twin is calibrated); on the real env also small, so
 # that its 5 steps take well under a second.
 BASE = {"SFLEnvAnalytic-v0": {"preset": "digits", "max_rounds": 20},
