@@ -98,7 +98,7 @@ def test_resume_repairs_a_torn_last_trace_line(tmp_path):
     # a kill mid-write used to leave a torn traces.jsonl line that every later --resume appended to, and
     # drawing the figures then crashed
     out = tmp_path / "eval"
-    argv = ["--mode", "agents", "--agents", "random", "--out", str(out), *FAST]
+    argv = ["--mode", "cuts", "--out", str(out), *FAST]
     assert evaluate.main(argv) == 0
     rows = (out / "results.csv").read_text().splitlines(keepends=True)
     traces = (out / "traces.jsonl").read_text().splitlines(keepends=True)

@@ -1,6 +1,5 @@
 """train_agent.py end to end: run folder, offline W&B, Ctrl-C and resume, and its error messages."""
 
-import csv
 import json
 import os
 import signal
@@ -253,44 +252,6 @@ def test_a_corrupt_run_config_is_named_on_resume(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_agent.main(["--resume", "--out", str(run)])
     assert f"{run / 'config.json'} is corrupt" in capsys.readouterr().err
-
-
-def test_resume_after_a_sigkill_keeps_one_timeline(tmp_path):
-    # a run killed after its checkpoint used to keep the lost stretch in its logs: on --resume the same
-    # episodes and evaluations were logged twice and steps went backwards
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    run = tmp_path / "run"
-    argv = [sys.executable, str(ROOT / "train_agent.py"), "--agent", "ddqn", "--total-steps", "100000",
-            "--out", str(run), "--checkpoint-freq", "300", "--eval-freq", "150", "--eval-episodes", "1",
-            "--env-kwargs", "preset=digits", "--no-progress", "--no-reference", "--torch-threads", "1"]
-    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:  # kill once the log is well past the first checkpoint
-            records = read_jsonl(run / "metrics.jsonl") if (run / "metrics.jsonl").is_file() else []
-            if (run / "checkpoint").is_dir() and any(r["step"] > 500 for r in records):
-                break
-            time.sleep(0.2)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait()
-    checkpoint_step = json.loads((run / "checkpoint" / "state.json").read_text())["num_steps"]
-    assert any(r["step"] > checkpoint_step for r in read_jsonl(run / "metrics.jsonl"))  # a lost stretch
-    assert train_agent.main(["--resume", "--out", str(run), "--total-steps", str(checkpoint_step + 400),
-                             "--no-progress"]) == 0
-    records = read_jsonl(run / "metrics.jsonl")
-    for kind in ("episode", "eval"):
-        steps = [r["step"] for r in records if r["kind"] == kind]
-        assert steps == sorted(steps), kind
-    episodes = [r["episode"] for r in records if r["kind"] == "episode"]
-    assert episodes == list(range(1, len(episodes) + 1))
-    with (run / "episodes.csv").open() as file:
-        csv_episodes = [int(row["episode"]) for row in csv.DictReader(file)]
-    assert csv_episodes == episodes
 
 
 def test_the_best_model_comes_back_with_its_checkpoint(tmp_path):
