@@ -170,7 +170,8 @@ def trials_table(results: Any, runs: Path) -> tuple[str, dict[str, Any] | None]:
     rows = []
     for result in results:
         name = Path(result.path).name if result.path else "?"
-        trial = next((p for p in runs.iterdir() if name.startswith(p.name)), None) if runs.is_dir() else None
+        trial = next((p for p in runs.iterdir() if name == p.name or name.startswith(p.name + "_")), None) \
+            if runs.is_dir() else None
         summary_path = trial / "summary.json" if trial is not None else None
         summary = json.loads(summary_path.read_text()) if summary_path and summary_path.is_file() else {}
         metrics = result.metrics or {}
