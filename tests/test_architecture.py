@@ -1,6 +1,7 @@
 """The layout the code promises: no import cycle, and imports only in the intended direction.
 
-    solvers  <-  sfl_env  <-  agents  <-  evaluation  <-  scripts (train_agent.py, evaluate.py, benchmarks/)
+    solvers  <-  sfl_env  <-  agents  <-  evaluation  <-  scripts (train_agent.py, train_rllib.py, sweep.py,
+                                                                evaluate.py, benchmarks/)
 
 The graph is read from the source with ``ast`` (every import, at module level or inside a function,
 except those under ``if TYPE_CHECKING:``), so a lazy import cannot hide a cycle.
@@ -15,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("solvers", "sfl_env", "agents", "evaluation", "scripts")
-SCRIPTS = ("train_agent.py", "evaluate.py", "benchmarks")
+SCRIPTS = ("train_agent.py", "train_rllib.py", "sweep.py", "evaluate.py", "benchmarks")
 
 
 def module_name(path: Path) -> str:
@@ -27,7 +28,7 @@ def module_name(path: Path) -> str:
 
 def project_files() -> dict[str, Path]:
     files = [p for package in LAYERS[:-1] for p in (ROOT / package).rglob("*.py")]
-    files += [ROOT / "train_agent.py", ROOT / "evaluate.py", *(ROOT / "benchmarks").glob("*.py")]
+    files += [ROOT / name for name in SCRIPTS if name.endswith(".py")] + [*(ROOT / "benchmarks").glob("*.py")]
     return {module_name(p): p for p in files}
 
 
@@ -72,7 +73,7 @@ def layer(module: str) -> int | None:
     top = module.split(".")[0]
     if top in LAYERS:
         return LAYERS.index(top)
-    if top in ("train_agent", "evaluate", "benchmarks"):
+    if top in {name.removesuffix(".py") for name in SCRIPTS}:
         return LAYERS.index("scripts")
     return None  # third-party
 
