@@ -78,7 +78,7 @@ def load_spec(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict) or unknown(raw, SPEC_KEYS):
         raise ValueError(f"{path}: unknown key(s) {unknown(raw, SPEC_KEYS) if isinstance(raw, dict) else raw!r}; "
                          f"allowed: {', '.join(SPEC_KEYS)}")
-    spec = {k: v for k, v in SPEC_KEYS.items()} | raw
+    spec = dict(SPEC_KEYS) | raw
     if spec["agent"] not in agents.LEARNERS:
         raise ValueError(f"{path}: agent {spec['agent']!r} is not a learner; allowed: {', '.join(agents.LEARNERS)}")
     if spec["env_id"] not in sfl_env.TASK_IDS:

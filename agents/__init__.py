@@ -26,13 +26,14 @@ from .base import Agent, Callback
 from .baselines import CutAgent, FixedCutAgent, GreedyLatencyAgent, OracleAgent, RandomAgent
 from .ddqn import DDQNAgent
 from .planner import PlannerAgent
+from .rllib import MODULE_FOLDER, RLLIB_ALGORITHMS, RLlibAgent
 from .sb3 import ALGORITHMS, SB3Agent
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 BASELINES = ("random", "fixed-shallowest", "fixed-middle", "fixed-deepest", "greedy-latency", "oracle", "planner")
 LEARNERS = ("ddqn", *ALGORITHMS)
 AGENTS = LEARNERS + BASELINES
-RLLIB = ("rllib-ppo", "rllib-dqn")  # trained by train_rllib.py; their run folders load like any other
+RLLIB = RLLIB_ALGORITHMS  # trained by train_rllib.py; their run folders load like any other
 RUN_CONFIG = "config.json"
 
 __all__ = ["AGENTS", "Agent", "Callback", "check_env_id", "check_name", "has_model", "hyperparameters", "load",
@@ -65,7 +66,7 @@ def has_model(run_folder: str | Path, model: str = "best_model") -> bool:
     """Whether a ``train_agent.py`` run folder holds ``model`` (``model`` or ``best_model``), or, for
     ``model="model"``, a ``train_rllib.py`` run folder holds its RL module."""
     folder = Path(run_folder)
-    rllib = model == "model" and (folder / "rl_module").is_dir()
+    rllib = model == "model" and (folder / MODULE_FOLDER).is_dir()
     return rllib or any((folder / f"{model}.{ext}").is_file() for ext in ("pt", "zip"))
 
 
@@ -137,8 +138,6 @@ def load(run_folder: str | Path, env: Any = None, model: str = "model") -> Agent
         raise ValueError(f"{config_path} is corrupt or incomplete: {error}") from error
     check_name(name)
     if name in RLLIB:
-        from .rllib import MODULE_FOLDER, RLlibAgent
-
         agent: Agent = RLlibAgent.load(folder / MODULE_FOLDER, name, n_actions)
     elif name == "ddqn":
         agent = DDQNAgent.load(folder / f"{model}.pt")

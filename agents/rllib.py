@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from sfl_env.errors import ConfigError
-from sfl_env.rllib import uses_masks
+from sfl_env.rllib import register, uses_masks
 
 from .base import Agent, masked_argmax
 
@@ -32,15 +32,13 @@ def algorithm_config(algorithm: str, env_id: str, env_kwargs: dict[str, Any], se
     ``AlgorithmConfig.training`` options (``lr``, ``train_batch_size_per_learner``, ...). With
     ``num_env_runners=0`` the driver samples; with more, each runner builds the env by name.
     """
-    import sfl_env.rllib
-
     if algorithm not in RLLIB_ALGORITHMS:
         raise ConfigError(f"unknown RLlib algorithm {algorithm!r}; allowed: {', '.join(RLLIB_ALGORITHMS)}")
     masks = uses_masks(env_kwargs)
     if algorithm == "rllib-dqn" and masks:
         raise ConfigError("rllib-dqn has no action-masking module and this env may refuse cuts "
                           "(privacy='mask'); train it with env kwarg privacy=penalty, or use rllib-ppo")
-    sfl_env.rllib.register([env_id])
+    register([env_id])
     if algorithm == "rllib-ppo":
         from ray.rllib.algorithms.ppo import PPOConfig as Config
     else:

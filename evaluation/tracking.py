@@ -138,7 +138,7 @@ def truncate_logs(folder: str | Path, lines: dict[str, int] | None, step: int | 
         if lines is not None:
             kept = content[: lines.get(name, 0)]
         elif name.endswith(".jsonl"):
-            kept = [line for line in content if _step_of_record(line) is not None and _step_of_record(line) <= step]
+            kept = [line for line in content if (at := _step_of_record(line)) is not None and at <= step]
         else:
             kept = content[:1] + [line for line in content[1:] if _step_of_row(content[0], line) <= step]
         with replacing(path) as tmp, tmp.open("w", newline="") as out:
