@@ -239,6 +239,7 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, config: dic
         parser.error(str(error))
     config["n_actions"] = int(eval_env.action_space.n)
     config["obs_dim"] = int(eval_env.observation_space.shape[0])
+    config["data"] = eval_env.unwrapped.data_metadata  # a text corpus's Python version and SHA-256
 
     state = {"num_steps": 0, "episodes": 0, "wall_s": 0.0}
     checkpoint = latest_checkpoint(run) if args.resume else None

@@ -38,7 +38,7 @@ def seconds_per_round(config: EnvConfig, draws: int, seed: int = 0) -> dict[tupl
     """Mean seconds per phase (and ``total``) of one round, by (scheme, cut), over ``draws`` draws."""
     system = config.system
     data = load_config_dataset(system)
-    profile = profile_model(build_model(system.model, data.input_shape, data.num_classes, width=system.model_width))
+    profile = profile_model(build_model(system.model, data.input_shape, data.num_classes, **system.model_options))
     rng = np.random.default_rng(seed)
     states = []
     for _ in range(draws):

@@ -65,7 +65,7 @@ def main() -> None:
     trainer = build_trainer(config, seed=0)
     sampler = trainer.sampler = RecordingSampler(trainer.sampler)
     plain = build_model(config.model, trainer.model.input_shape, trainer.model.num_classes,
-                        width=config.model_width).to(trainer.device)
+                        **config.model_options).to(trainer.device)
     optimizer = torch.optim.SGD(plain.parameters(), lr=config.lr)
     print(f"{config.scheme}: {config.model} on {config.dataset}, K={config.num_clients}, "
           f"batch {config.batch_size} per client, {config.local_iters} local iterations, "

@@ -13,7 +13,8 @@ environment id per task (:data:`TASK_IDS`).
 
 __version__ = "0.1.0"
 
-# One real and one analytic id per task (sfl_env.config.TASKS); the id fixes the task and the training.
+# One real and one analytic id per task (sfl_env.config.TASKS), on the default preset and on lm; the id
+# fixes the task and the training (and the preset, where it names one).
 TASK_IDS: dict[str, dict[str, str]] = {
     "SFLEnv-v0": {"task": "default"},
     "SFLEnvAnalytic-v0": {"task": "default", "training": "analytic"},
@@ -21,6 +22,9 @@ TASK_IDS: dict[str, dict[str, str]] = {
     "SFLEnvDynamicAnalytic-v0": {"task": "dynamic", "training": "analytic"},
     "SFLEnvBudget-v0": {"task": "budget"},
     "SFLEnvBudgetAnalytic-v0": {"task": "budget", "training": "analytic"},
+    # The language model: the default task on the lm preset (a GPT-style decoder on Python's sources).
+    "SFLEnvLM-v0": {"task": "default", "preset": "lm"},
+    "SFLEnvLMAnalytic-v0": {"task": "default", "preset": "lm", "training": "analytic"},
 }
 
 

@@ -50,7 +50,8 @@ Tasks
     for the preset (:mod:`sfl_env.tasks`) on the preset's options.
 Info
     ``cut``, ``latency_s``, ``latency`` (seconds per phase), ``reference_latency_s``, ``bits_up``,
-    ``bits_down``, ``train_loss``, ``test_accuracy`` (NaN when not evaluated), ``allocation``
+    ``bits_down``, ``train_loss``, ``test_accuracy`` and ``test_loss`` (NaN when not evaluated; a
+    language model's accuracy is next-token accuracy, and it adds ``test_perplexity``), ``allocation``
     (``bandwidth_share``, ``server_cpu_share``), ``reward_terms``, ``action_mask``, ``solver`` (method,
     status, fallback), ``privacy`` (rule, violated, requested cut), ``diverged``, ``energy_j`` (each
     client's joules this round), ``leakage`` (this round's, None without a leakage table),
@@ -67,6 +68,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -80,12 +82,13 @@ from .budgets import EpisodeBudget
 from .calibration.leakage import leakage_table
 from .config import FILE_DATASETS, EnvConfig
 from .convergence import convergence_term
-from .data import check_fits_data, dataset_shape, load_config_dataset
+from .data import check_fits_data, dataset_metadata, dataset_shape, load_config_dataset
 from .energy import round_energy_j
 from .errors import ActionError, ConfigError
 from .latency import LatencyBreakdown, allocation_problem, round_latency
 from .ledger import RoundCost, round_cost
 from .models import build_model
+from .planning import PlanningInterface
 from .privacy import allowed_cuts
 from .profiling import profile_model
 from .rendering import render_image, render_text
@@ -96,7 +99,7 @@ from .training.curve import TrainingCurveModel
 from .wireless import Channel, client_cpu_hz, path_loss_db
 
 
-class SFLEnv(gym.Env):
+class SFLEnv(PlanningInterface, gym.Env):
     """Split Federated Learning with a per-round cut; see the module docstring for the card."""
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -111,7 +114,7 @@ class SFLEnv(gym.Env):
         # which checks them before any work starts.
         files = load_config_dataset(system) if system.dataset in FILE_DATASETS else None
         self._data_shape = (files.input_shape, files.num_classes) if files is not None else dataset_shape(system)
-        probe_model = build_model(system.model, *self._data_shape, width=system.model_width)
+        probe_model = build_model(system.model, *self._data_shape, **system.model_options)
         self.cuts = probe_model.cuts
         self.profile = profile_model(probe_model)
         self.scheme = get_scheme(system.scheme)
@@ -127,6 +130,9 @@ class SFLEnv(gym.Env):
                 raise ConfigError(f"the calibration of {system.dataset}/{system.model} has {len(self._curve.speed)} "
                                   f"cut speeds but the model has {len(self.cuts)} cuts")
         check_fits_data(system, files)
+        self.data_metadata = dataset_metadata(system)  # a text corpus's Python version and SHA-256
+        if self._curve is not None and (warning := calibrated.calibration.check_corpus(self.data_metadata)):
+            warnings.warn(warning, stacklevel=2)
         # Leakage per cut from the recorded table (both envs price it alike); a leakage budget needs it.
         self._leakage: np.ndarray | None = None
         try:
@@ -225,6 +231,7 @@ class SFLEnv(gym.Env):
             "bits_down": cost.bits_down,
             "train_loss": outcome.train_loss,
             "test_accuracy": outcome.test_accuracy,
+            "test_loss": outcome.test_loss,
             "allocation": {
                 "bandwidth_share": allocation.bandwidth_share.copy(),
                 "server_cpu_share": allocation.server_cpu_share.copy(),
@@ -242,6 +249,8 @@ class SFLEnv(gym.Env):
             "episode_end": end if end is not None else ("max_rounds" if truncated else None),
             "terminal_cost": terminal_cost,
         }
+        if self._trainer.model.is_language_model:
+            info["test_perplexity"] = math.exp(min(outcome.test_loss, 700.0))
         self.timings = {"round_s": round_s, "solve_s": solve_s, "step_s": time.perf_counter() - start}
         return self._observation(), float(reward), terminated, truncated, info
 
@@ -250,75 +259,6 @@ class SFLEnv(gym.Env):
         if self._trainer is None:
             return np.ones(self.action_space.n, dtype=bool)
         return self._mask.copy()
-
-    def cut_preview(self) -> dict[str, np.ndarray]:
-        """What every action would cost in the coming round, priced without taking it.
-
-        For each action: the round's ledger at that cut (from the model profile, with the migration
-        from the current cut), the resource solver on this round's channel, and the reward that
-        ``step`` would return. Training is not run and no random state moves, so ``step(a)`` then
-        returns exactly ``reward[a]`` (up to the accuracy-dependent episode end). Actions that
-        ``step`` would refuse (``privacy="mask"``) are NaN. The exhaustive-search oracle and the
-        greedy-latency baseline read this. Returns arrays of length ``n_cuts``: ``reward``,
-        ``latency_s``, ``convergence`` and ``allowed``.
-        """
-        if self._trainer is None:
-            raise RuntimeError("call reset() before cut_preview()")
-        n = len(self.cuts)
-        preview = {key: np.full(n, np.nan) for key in ("reward", "latency_s", "convergence")}
-        priced: dict[int, tuple[float, float]] = {}
-        for action in range(n):
-            if not self._mask[action] and self.config.privacy == "mask":
-                continue
-            cut_index, violated = self._apply_privacy(action)
-            if cut_index not in priced:
-                cost = self._round_cost(self.cuts[cut_index], self._trainer.cut)
-                latency, _, reward = self._price(cost, self._allocate(cost), cut_index, False)
-                priced[cut_index] = (reward, latency.total_s)
-            reward, latency_s = priced[cut_index]
-            preview["reward"][action] = reward - (self.config.privacy_penalty if violated else 0.0)
-            preview["latency_s"][action] = latency_s
-            preview["convergence"][action] = self._gamma[cut_index]
-        preview["allowed"] = self._mask.copy()
-        return preview
-
-    def sample_round_costs(self, samples: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
-        """What a round at each cut may cost, drawn from the distributions of the coming rounds.
-
-        Prices a round at every cut (no migration) under ``samples`` draws of the exogenous state from
-        its distributions: block Rayleigh fading at the clients' current distances and, with busy CPUs, each
-        client busy with its stationary probability; the resource solver allocates every draw. It reads
-        the distributions, never the env's future draws, and moves no random state of the env
-        (``seed`` seeds its own draws). Planners read this. Returns ``latency_s`` (samples, n_cuts),
-        ``energy_j`` (samples, n_cuts, K) per client and ``leakage`` (n_cuts,; NaN without a leakage
-        table).
-        """
-        if self._trainer is None:
-            raise RuntimeError("call reset() before sample_round_costs()")
-        n, rng = len(self.cuts), np.random.default_rng(seed)
-        gains, cpus = self._channel.sample_gains(rng, samples), self._cpu.sample_hz(rng, samples)
-        latency, energy = np.zeros((samples, n)), np.zeros((samples, n, self.num_clients))
-        costs = [self._round_cost(cut, cut) for cut in self.cuts]
-        for draw in range(samples):
-            for index, cost in enumerate(costs):
-                allocation = self._allocate(cost, gains[draw], cpus[draw])
-                latency[draw, index] = self._latency(cost, allocation, gains[draw], cpus[draw]).total_s
-                energy[draw, index] = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share,
-                                                     uplink_gain=gains[draw], client_cpu_hz=cpus[draw],
-                                                     wireless=self.config.wireless, compute=self.config.compute)
-        leakage = np.array([np.nan if (spent := self._round_leakage(i)) is None else spent for i in range(n)])
-        return {"latency_s": latency, "energy_j": energy, "leakage": leakage}
-
-    def episode_state(self) -> dict[str, Any]:
-        """Where the episode stands, for planners: ``round``, ``previous_cut_index`` (None before the
-        first round), the last test ``accuracy``, the twin's ``progress`` (None on real training), and
-        what it has spent: ``elapsed_s``, ``leakage`` and ``energy_j`` (per client)."""
-        if self._trainer is None:
-            raise RuntimeError("call reset() before episode_state()")
-        progress = getattr(self._trainer, "progress", None)
-        return {"round": self._round, "previous_cut_index": self._previous_cut_index, "accuracy": self._accuracy,
-                "progress": None if progress is None else float(progress), "elapsed_s": self._budget.elapsed_s,
-                "leakage": self._budget.leakage, "energy_j": self._budget.energy_j.copy()}
 
     def render(self):
         if self.render_mode is None or self._last is None:

@@ -1,9 +1,12 @@
-"""Splittable model zoo.
+"""Splittable model zoo: image classifiers and a GPT-style language model.
 
 A :class:`SplitModel` is an ordered list of blocks. Cut ``l`` (``1 <= l < num_blocks``) puts blocks
 ``[0, l)`` on the clients and blocks ``[l, num_blocks)`` on the server, so every block boundary is a
 candidate cut. Blocks are whole stages (a residual stage is never cut inside) and each BatchNorm belongs
-to the block of the layer before it.
+to the block of the layer before it. The language model ``gpt`` takes (context,) token windows and
+predicts the next token at every position: its blocks are the embeddings (always on the clients), one
+per transformer block, and the final norm with the head (always on the server), so its cuts are the
+block boundaries.
 
 There is one set of weights per model: splitting is a view by block index, never a copy, so moving the
 cut cannot re-initialise anything.
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .config import MODELS
+from .config import LANGUAGE_MODELS, MODELS
 
 
 
@@ -28,9 +31,10 @@ class SplitModel(nn.Module):
         name: str,
         blocks: Sequence[nn.Module],
         block_names: Sequence[str],
-        input_shape: tuple[int, int, int],
+        input_shape: tuple[int, ...],
         num_classes: int,
         width: float = 1.0,
+        options: tuple[tuple[str, int], ...] = (),
     ) -> None:
         super().__init__()
         if len(blocks) < 2 or len(blocks) != len(block_names):
@@ -41,6 +45,17 @@ class SplitModel(nn.Module):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.width = width
+        self.options = tuple(options)  # the builder's other keywords (gpt: depth and heads)
+
+    @property
+    def is_language_model(self) -> bool:
+        """Inputs are int64 token windows (N, T) and outputs (N, T, vocabulary) next-token logits."""
+        return self.name in LANGUAGE_MODELS
+
+    def example_input(self, batch: int) -> torch.Tensor:
+        """A batch of zeros shaped and typed like the model's input (tokens for a language model)."""
+        dtype = torch.int64 if self.is_language_model else torch.float32
+        return torch.zeros(batch, *self.input_shape, dtype=dtype)
 
     @property
     def num_blocks(self) -> int:
@@ -58,7 +73,7 @@ class SplitModel(nn.Module):
     @property
     def arch_key(self) -> tuple:
         """Identifies the architecture (not the weights): used to cache profiles."""
-        return (self.name, self.input_shape, self.num_classes, self.width)
+        return (self.name, self.input_shape, self.num_classes, self.width, self.options)
 
     def check_cut(self, cut: int) -> int:
         if isinstance(cut, bool) or not isinstance(cut, int) or cut not in self.cuts:
@@ -83,26 +98,37 @@ def build_model(
     num_classes: int,
     *,
     width: float = 1.0,
+    depth: int | None = None,
+    heads: int | None = None,
     seed: int = 0,
 ) -> SplitModel:
-    """Builds model ``name`` for inputs of shape (C, H, W), initialised from ``seed`` alone.
+    """Builds model ``name`` for inputs of shape (C, H, W) (a language model: (context,) tokens of a
+    vocabulary of ``num_classes``), initialised from ``seed`` alone.
 
-    ``width`` scales the channel counts of ``vgg11`` and ``resnet18`` (0.25 keeps CPU runs practical)
-    and the hidden sizes of the others.
+    ``width`` scales the channel counts of ``vgg11`` and ``resnet18`` (0.25 keeps CPU runs practical),
+    the hidden sizes of the image models and gpt's features per token (128 x width). ``depth`` and
+    ``heads`` are gpt's transformer blocks and attention heads (default 4 each); other models refuse them.
     """
     if name not in _BUILDERS:
         raise ValueError(f"model={name!r} is unknown; allowed: {', '.join(MODELS)}")
     if not (isinstance(width, (int, float)) and 0 < width <= 4):
         raise ValueError(f"width={width!r} is out of range; allowed: a number in (0, 4]")
     shape = tuple(int(v) for v in input_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input_shape={input_shape!r} is invalid; expected (channels, height, width)")
+    language = name in LANGUAGE_MODELS
+    if len(shape) != (1 if language else 3) or min(shape) < 1:
+        expected = "(context,)" if language else "(channels, height, width)"
+        raise ValueError(f"input_shape={input_shape!r} is invalid for model {name!r}; expected {expected}")
     if int(num_classes) < 2:
         raise ValueError(f"num_classes={num_classes!r} is invalid; expected an integer >= 2")
+    options: tuple[tuple[str, int], ...] = ()
+    if language:
+        options = (("depth", 4 if depth is None else int(depth)), ("heads", 4 if heads is None else int(heads)))
+    elif depth is not None or heads is not None:
+        raise ValueError(f"depth and heads apply to the language models ({', '.join(LANGUAGE_MODELS)}) only")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        blocks, names = _BUILDERS[name](shape, int(num_classes), float(width))
-        return SplitModel(name, blocks, names, shape, int(num_classes), float(width))
+        blocks, names = _BUILDERS[name](shape, int(num_classes), float(width), **dict(options))
+        return SplitModel(name, blocks, names, shape, int(num_classes), float(width), options)
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -226,4 +252,76 @@ def _resnet18(shape, num_classes, width):
     return blocks, ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
 
 
-_BUILDERS = {"cnn": _cnn, "mlp": _mlp, "lenet5": _lenet5, "vgg11": _vgg11, "resnet18": _resnet18}
+class TokenEmbedding(nn.Module):
+    """Token plus learned position embeddings: gpt's first block, always on the clients."""
+
+    def __init__(self, vocabulary: int, context: int, width: int) -> None:
+        super().__init__()
+        self.token = nn.Embedding(vocabulary, width)
+        self.position = nn.Parameter(torch.zeros(context, width))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.token(tokens) + self.position[: tokens.shape[-1]]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention in which position t attends to positions up to t.
+
+    Written with plain matrix products (not a fused kernel) so that it runs under ``torch.func.vmap``
+    and torch's FLOP counter sees every product."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width={width} is not a multiple of heads={heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., T, C)
+        T, C = x.shape[-2:]
+        q, k, v = (t.unflatten(-1, (self.heads, C // self.heads)).transpose(-3, -2)
+                   for t in self.qkv(x).split(C, dim=-1))  # (..., heads, T, C / heads)
+        scores = (q @ k.transpose(-1, -2)) * (C // self.heads) ** -0.5
+        future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+        weights = scores.masked_fill(future, float("-inf")).softmax(-1)
+        return self.proj((weights @ v).transpose(-3, -2).flatten(-2))
+
+
+class TransformerBlock(nn.Module):
+    """A pre-norm decoder block: x + attention(norm(x)), then x + MLP(norm(x)) with a 4x GELU MLP."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.attention = CausalSelfAttention(width, heads)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def _gpt(shape, num_classes, width, depth, heads):
+    """GPT-2's layout at a small scale (Radford et al., 2019): N(0, 0.02) weights, zero biases, the
+    residual projections scaled by 1 / sqrt(2 depth); the head is not tied to the embeddings, which
+    live on the other side of every cut."""
+    features = _scaled(128, width)
+    blocks: list[nn.Module] = [TokenEmbedding(num_classes, shape[0], features)]
+    blocks += [TransformerBlock(features, heads) for _ in range(depth)]
+    blocks.append(nn.Sequential(nn.LayerNorm(features), nn.Linear(features, num_classes)))
+    for module in nn.ModuleList(blocks).modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear):
+            nn.init.zeros_(module.bias)
+    for block in blocks[1:-1]:
+        for projection in (block.attention.proj, block.mlp[2]):
+            nn.init.normal_(projection.weight, std=0.02 / (2 * depth) ** 0.5)
+    nn.init.normal_(blocks[0].position, std=0.02)
+    names = ["embeddings", *(f"block{i}" for i in range(1, depth + 1)), "head"]
+    return blocks, names
+
+
+_BUILDERS = {"cnn": _cnn, "mlp": _mlp, "lenet5": _lenet5, "vgg11": _vgg11, "resnet18": _resnet18, "gpt": _gpt}

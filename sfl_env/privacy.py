@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from scipy.spatial.distance import pdist, squareform
 
@@ -75,11 +76,16 @@ def _u_centred_distances(rows: np.ndarray) -> np.ndarray:
 def leakage_per_cut(model: SplitModel, probe: torch.Tensor) -> np.ndarray:
     """Distance correlation between ``probe`` and its smashed data at each of ``model.cuts``.
 
+    A language model's probe is token windows, compared as one-hot bytes: the text itself, in a form
+    that owes nothing to the model's weights (the token embeddings are the first block, so measuring
+    against them would make the shallowest cut leak exactly 1 by construction).
+
     Uses the current weights in eval mode without gradients; every submodule's train/eval mode is
     restored afterwards.
     """
     modes = [(module, module.training) for module in model.modules()]
     device = next(model.parameters()).device
+    reference = F.one_hot(probe, model.num_classes).float() if model.is_language_model else probe
     leakage = []
     try:
         model.eval()
@@ -87,7 +93,7 @@ def leakage_per_cut(model: SplitModel, probe: torch.Tensor) -> np.ndarray:
             smashed = probe.to(device)
             for cut in model.cuts:
                 smashed = model.forward_range(smashed, cut - 1, cut)
-                leakage.append(distance_correlation(probe, smashed))
+                leakage.append(distance_correlation(reference, smashed))
     finally:
         for module, training in modes:
             module.train(training)

@@ -79,10 +79,10 @@ def profile_model(model: SplitModel, bits_per_value: int = 32) -> ModelProfile:
 
 def _measure(model: SplitModel, bits_per_value: int) -> ModelProfile:
     probe = copy.deepcopy(model).cpu().train()  # BatchNorm statistics of the real model stay untouched
-    x = torch.zeros(_PROBE_BATCH, *model.input_shape)
+    x = model.example_input(_PROBE_BATCH)
     forward, backward, bits, elements = [], [], [], [x[0].numel()]
     for i, block in enumerate(probe.blocks):
-        inp = x.detach().requires_grad_(i > 0)
+        inp = x.detach().requires_grad_(i > 0)  # block 0's input is data (tokens are not differentiable)
         with FlopCounterMode(display=False) as counter:
             out = block(inp)
         forward.append(counter.get_total_flops() / _PROBE_BATCH)

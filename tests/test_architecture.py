@@ -128,7 +128,9 @@ def test_imports_point_one_way_only():
 @pytest.mark.parametrize("module, allowed", [
     # configuration is data: it may read the option vocabulary, the scheme catalogue and the task table,
     # nothing that runs
-    ("sfl_env.config", {"sfl_env.errors", "sfl_env.validation", "sfl_env.schemes", "sfl_env.tasks"}),
+    ("sfl_env.config", {"sfl_env.errors", "sfl_env.validation", "sfl_env.schemes", "sfl_env.tasks",
+                        "sfl_env.hardware"}),
+    ("sfl_env.hardware", {"sfl_env.errors", "sfl_env.validation"}),
     ("sfl_env.tasks", {"sfl_env.errors", "sfl_env.validation"}),
     ("sfl_env.schemes", {"sfl_env.errors", "sfl_env.schemes."}),
     ("sfl_env.schemes.", {"sfl_env.schemes."}),

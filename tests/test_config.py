@@ -59,7 +59,7 @@ def test_unknown_option_is_named_with_a_suggestion():
         ({"batch_size": True}, "batch_size=True is invalid; allowed: an integer"),
         ({"dataset": "mnist"}, "dataset='mnist' needs data_dir"),
         ({"device": "tpu"}, "device='tpu' is invalid"),
-        ({"model": "gpt"}, "model='gpt' is unknown"),
+        ({"model": "gpt2"}, "model='gpt2' is unknown"),
     ],
 )
 def test_bad_values_name_the_option_and_what_is_allowed(kwargs, message):
@@ -70,7 +70,7 @@ def test_bad_values_name_the_option_and_what_is_allowed(kwargs, message):
 def test_presets_are_overridable_data():
     config = SFLConfig.from_kwargs(preset="cifar10", data_dir="somewhere", model_width=0.5)
     assert config.model == "vgg11" and config.model_width == 0.5 and config.momentum == 0.9
-    assert set(PRESETS) == {"shapes", "digits", "mnist", "fashion-mnist", "cifar10"}
+    assert set(PRESETS) == {"shapes", "digits", "mnist", "fashion-mnist", "cifar10", "lm"}
     with pytest.raises(ConfigError, match="preset='imagenet' is unknown"):
         SFLConfig.from_kwargs(preset="imagenet")
 

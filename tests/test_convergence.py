@@ -131,7 +131,7 @@ def test_every_shipped_calibration_covers_every_scheme_and_cut():
     assert {"shapes", "digits"} <= set(calibrations)
     for preset, calibration in calibrations.items():
         config = SFLConfig.from_kwargs(preset=preset, data_dir="unused")
-        model = build_model(config.model, *dataset_shape(config), width=config.model_width)
+        model = build_model(config.model, *dataset_shape(config), **config.model_options)
         for scheme in SCHEMES:
             curve = calibration.curves[scheme]
             assert len(curve.speed) == len(model.cuts) and 0 <= curve.acc_0 < curve.acc_inf <= 1.05, (preset, scheme)

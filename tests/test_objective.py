@@ -99,12 +99,14 @@ def test_episode_budget_ends_in_the_documented_order():
     assert budget.left() == {"time": 0.0, "leakage": 0.0, "energy": 0.0}
 
 
-@pytest.mark.parametrize("task", ["default", "dynamic", "budget"])
-def test_every_task_has_a_real_and_an_analytic_id(task):
-    ids = {env_id: kwargs for env_id, kwargs in sfl_env.TASK_IDS.items() if kwargs["task"] == task}
+@pytest.mark.parametrize("task, preset", [("default", None), ("dynamic", None), ("budget", None), ("default", "lm")])
+def test_every_task_has_a_real_and_an_analytic_id(task, preset):
+    ids = {env_id: kwargs for env_id, kwargs in sfl_env.TASK_IDS.items()
+           if kwargs["task"] == task and kwargs.get("preset") == preset}
     assert sorted(kwargs.get("training", "real") for kwargs in ids.values()) == ["analytic", "real"]
     for env_id in ids:
         assert gym.spec(env_id).kwargs["task"] == task
+        assert gym.spec(env_id).kwargs.get("preset") == preset
 
 
 def test_the_budget_task_refuses_a_preset_without_measured_budgets():

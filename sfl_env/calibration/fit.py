@@ -172,6 +172,7 @@ def main() -> None:
         "preset": args.preset, "options": options, "lr": {}, "fit_seeds": fit_seeds, "held_out_seeds": held_out,
         "target_accuracy": target, "data": args.data_note or f"{options['dataset']} as bundled or generated",
         "data_sizes": _data_sizes(SFLConfig(**{**runs[0]["config"], "data_dir": args.data_dir})),
+        "data_sha256": _corpus_hash(runs),
         "runs_log": str(log.relative_to(here)) if log.is_relative_to(here) else str(log),
         "schemes": {}, "report": {},
     }
@@ -209,6 +210,15 @@ def main() -> None:
         payload["report"][scheme] = rows
     write_text(out, json.dumps(payload, indent=1, default=float) + "\n")
     print(f"wrote {out}; check it on the held-out seeds with python benchmarks/twin_fidelity.py --preset {args.preset}")
+
+
+def _corpus_hash(runs: list[dict[str, Any]]) -> str | None:
+    """The SHA-256 of the text corpus every run read (None for image data); refuses a mix."""
+    hashes = {run.get("data_sha256") for run in runs}
+    if len(hashes) > 1:
+        raise SystemExit(f"the runs read different text corpora ({', '.join(sorted(map(str, hashes)))}); "
+                         "fit runs recorded on one Python version")
+    return hashes.pop()
 
 
 def _data_sizes(config: SFLConfig) -> list[int]:

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from ..config import SFLConfig
+from ..config import LANGUAGE_MODELS, SFLConfig
 from ..errors import ConfigError
 from ..storage import write_text
 
@@ -31,7 +32,13 @@ TABLE = Path(__file__).with_name("leakage.json")
 
 
 def model_key(config: SFLConfig) -> str:
-    """The options that decide a model's leakage: dataset, its image shape, the model and its width."""
+    """The options that decide a model's leakage: dataset, its sample shape, the model and its size."""
+    from ..data import dataset_shape
+
+    if config.model in LANGUAGE_MODELS:
+        options = config.model_options
+        return (f"{config.dataset}/context{dataset_shape(config)[0][0]}/{config.model}/{config.model_width:g}"
+                f"/depth{options['depth']}/heads{options['heads']}")
     shape = "default" if config.image_shape is None else "x".join(map(str, config.image_shape))
     return f"{config.dataset}/{shape}/{config.model}/{config.model_width:g}"
 
@@ -60,10 +67,11 @@ def measure(config: SFLConfig) -> dict[str, Any]:
 
     data = load_config_dataset(config)
     probe = data.x_test[:PROBE_SIZE]
-    runs = [leakage_per_cut(build_model(config.model, data.input_shape, data.num_classes, width=config.model_width,
+    runs = [leakage_per_cut(build_model(config.model, data.input_shape, data.num_classes, **config.model_options,
                                         seed=seed), probe) for seed in MODEL_SEEDS]
+    samples = "token windows, as one-hot bytes" if data.x_test.dtype == torch.int64 else "images"
     return {"leakage": np.mean(runs, axis=0).round(4).tolist(), "per_seed": np.round(runs, 4).tolist(),
-            "probe": f"the first {PROBE_SIZE} test images", "model_seeds": list(MODEL_SEEDS),
+            "probe": f"the first {PROBE_SIZE} test {samples}", "model_seeds": list(MODEL_SEEDS),
             "estimator": "bias-corrected distance correlation (Szekely and Rizzo 2013), initial weights"}
 
 

@@ -77,7 +77,7 @@ def model_cuts(config: SFLConfig) -> tuple[int, ...]:
     from ..data import dataset_shape
     from ..models import build_model
 
-    return build_model(config.model, *dataset_shape(config), width=config.model_width).cuts
+    return build_model(config.model, *dataset_shape(config), **config.model_options).cuts
 
 
 def _drop_torn_tail(log: Path) -> None:
@@ -94,6 +94,7 @@ def run_job(job: Job) -> dict[str, Any]:
     """Trains ``job`` and returns its log record (test accuracy and loss after every round)."""
     import torch
 
+    from ..data import dataset_metadata
     from ..training import build_trainer
 
     torch.set_num_threads(1)  # jobs run side by side, one core each
@@ -117,6 +118,7 @@ def run_job(job: Job) -> dict[str, Any]:
         "config": {**job.config.to_dict(), "data_dir": None}, "target": job.target, "max_rounds": job.max_rounds,
         "accuracy": accuracy, "loss": loss, "diverged": diverged,
         "seconds": round(time.perf_counter() - start, 1),
+        "data_sha256": dataset_metadata(job.config).get("sha256"),  # a text corpus: the text it read
     }
 
 

@@ -3,7 +3,8 @@
 The default dataset, ``shapes``, is rendered offline (:mod:`sfl_env.data.shapes`); ``digits`` is the
 8x8 handwritten digits set bundled with scikit-learn; MNIST, Fashion-MNIST and CIFAR-10 are read from
 their standard files in a local folder (nothing is ever downloaded; :mod:`sfl_env.data.formats` reads
-the files); ``synthetic`` is generated from a seed.
+the files); ``synthetic`` is generated from a seed. The text datasets (``python-stdlib``, ``text``) are
+byte windows for next-token prediction (:mod:`sfl_env.data.text`).
 
 ``load_dataset`` checks its arguments, takes the raw arrays from an in-process cache (the digits split
 and the shapes images are built once; a file dataset is parsed again only when one of its files changed) and returns a
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DATASETS, FILE_DATASETS, SFLConfig
+from ..config import DATASETS, DEFAULT_CONTEXT_LENGTH, FILE_DATASETS, TEXT_DATASETS, SFLConfig
 from ..errors import ConfigError, DatasetError, unknown_name
 from .formats import (
     locate_cifar_files,
@@ -32,6 +33,7 @@ from .formats import (
     read_idx_split,
 )
 from .shapes import render_shapes
+from .text import VOCABULARY, load_corpus
 
 _DIGITS_TEST_FRACTION = 0.2
 _DIGITS_SPLIT_SEED = 1797  # fixed: the digits test set never depends on the caller's seed
@@ -50,7 +52,8 @@ class Dataset:
     """A normalised train/test split.
 
     Images are float32 (N, C, H, W), standardised per channel with the statistics of the full
-    training split; labels are int64 (N,). Every ``load_dataset`` call returns freshly allocated
+    training split; labels are int64 (N,). Text is int64 (N, T) byte windows with int64 (N, T) next-byte
+    targets and ``num_classes`` the vocabulary. Every ``load_dataset`` call returns freshly allocated
     tensors, so the caller owns them and may modify them without affecting later loads.
     """
 
@@ -60,11 +63,18 @@ class Dataset:
     x_test: torch.Tensor = field(repr=False)
     y_test: torch.Tensor = field(repr=False)
     num_classes: int
+    # What a partition splits by, per training sample: the label (None), or a text window's source file.
+    train_groups: np.ndarray | None = field(default=None, repr=False)
+    metadata: dict = field(default_factory=dict)  # where the data came from (a corpus: version, hash)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.x_train.shape[1:]
-        return (int(c), int(h), int(w))
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.x_train.shape[1:])
+
+    @property
+    def partition_labels(self) -> np.ndarray:
+        """The per-sample labels :func:`~sfl_env.data.partition` splits by."""
+        return self.y_train.numpy() if self.train_groups is None else self.train_groups
 
 
 @dataclass(frozen=True)
@@ -88,8 +98,10 @@ class _Arrays:
 _KNOWN_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
-def dataset_shape(config: SFLConfig) -> tuple[tuple[int, int, int], int]:
+def dataset_shape(config: SFLConfig) -> tuple[tuple[int, ...], int]:
     """(input shape, classes) of ``config``'s dataset, without loading, rendering or reading files."""
+    if config.dataset in TEXT_DATASETS:
+        return (config.context_length or DEFAULT_CONTEXT_LENGTH,), VOCABULARY
     if config.dataset in DEFAULT_IMAGE_SHAPES:
         return tuple(config.image_shape or DEFAULT_IMAGE_SHAPES[config.dataset]), 10
     return _KNOWN_SHAPES[config.dataset], 10
@@ -105,6 +117,9 @@ def check_fits_data(config: SFLConfig, files: Dataset | None = None) -> None:
         available = {"num_train": _SYNTHETIC_MAX_SAMPLES, "num_test": _SYNTHETIC_MAX_SAMPLES}
     elif config.dataset == "shapes":
         available = {"num_train": _SHAPES_NUM_TRAIN, "num_test": _SHAPES_NUM_TEST}
+    elif config.dataset in TEXT_DATASETS:
+        windows = dataset_metadata(config)["windows"]
+        available = {"num_train": windows[0], "num_test": windows[1]}
     else:
         digits = _digits_arrays()
         available = {"num_train": len(digits.y_train), "num_test": len(digits.y_test)}
@@ -120,10 +135,19 @@ def check_fits_data(config: SFLConfig, files: Dataset | None = None) -> None:
                               f"{config.dataset!r}; allowed: 1 to {num_train}")
 
 
+def dataset_metadata(config: SFLConfig) -> dict:
+    """Where ``config``'s data comes from, for run records: a text corpus's Python version, files, bytes and
+    the SHA-256 of its text (which differs between Python versions); empty for the image datasets."""
+    if config.dataset not in TEXT_DATASETS:
+        return {}
+    folder = None if config.data_dir is None else Path(config.data_dir)
+    return dict(load_corpus(config.dataset, folder, config.context_length or DEFAULT_CONTEXT_LENGTH).metadata)
+
+
 def load_config_dataset(config: SFLConfig) -> Dataset:
     """The dataset an :class:`~sfl_env.config.SFLConfig` names, with its sizes and image shape."""
     return load_dataset(config.dataset, config.data_dir, num_train=config.num_train, num_test=config.num_test,
-                        image_shape=config.image_shape)
+                        image_shape=config.image_shape, context_length=config.context_length)
 
 
 def load_dataset(
@@ -135,6 +159,7 @@ def load_dataset(
     num_test: int | None = None,
     image_shape: tuple[int, int, int] | None = None,
     num_classes: int = 10,
+    context_length: int | None = None,
 ) -> Dataset:
     """Load a dataset by name (one of ``DATASETS``); never downloads anything.
 
@@ -148,10 +173,22 @@ def load_dataset(
     (seeded by ``seed``) of the train / test split. For ``synthetic`` they are the sizes to generate
     (default 2000 / 500), and ``num_classes`` its classes. ``image_shape`` (C, H, W) shapes the
     generated datasets (``synthetic`` 1x8x8 and ``shapes`` 3x16x16 by default); the others refuse it.
+
+    The text datasets take windows of ``context_length`` bytes (default 32): ``python-stdlib`` from this
+    Python's own standard library, ``text`` from the text files under ``data_dir``.
     """
     if name not in DATASETS:
         raise unknown_name("dataset", name, DATASETS, DatasetError)
     _check_seed(seed)
+    if name in TEXT_DATASETS:
+        if image_shape is not None:
+            raise DatasetError(f"image_shape={image_shape!r} applies to image datasets; {name!r} is text")
+        if name == "text" and data_dir is None:
+            raise DatasetError("dataset 'text' reads the text files under data_dir, so data_dir is required")
+        corpus = load_corpus(name, None if data_dir is None else Path(data_dir),
+                             DEFAULT_CONTEXT_LENGTH if context_length is None else _check_count("context_length",
+                                                                                               context_length))
+        return _text_dataset(name, corpus, seed, num_train, num_test)
     if image_shape is not None and name not in DEFAULT_IMAGE_SHAPES:
         raise DatasetError(f"image_shape={image_shape!r} applies to the generated datasets "
                            f"({', '.join(DEFAULT_IMAGE_SHAPES)}) only; dataset {name!r} has its own")
@@ -199,6 +236,20 @@ def _to_dataset(
         x_test=_normalised(arrays, arrays.x_test, test_idx),
         y_test=torch.from_numpy(_take(arrays.y_test, test_idx).astype(np.int64)),
         num_classes=num_classes,
+    )
+
+
+def _text_dataset(name: str, corpus, seed: int, num_train: int | None, num_test: int | None) -> Dataset:
+    train_idx = _subset("num_train", num_train, len(corpus.x_train), np.random.default_rng((seed, 0)))
+    test_idx = _subset("num_test", num_test, len(corpus.x_test), np.random.default_rng((seed, 1)))
+
+    def tensor(array: np.ndarray, idx: np.ndarray | None) -> torch.Tensor:
+        return torch.from_numpy(np.array(_take(array, idx), dtype=np.int64))  # always a fresh copy
+
+    return Dataset(
+        name=name, x_train=tensor(corpus.x_train, train_idx), y_train=tensor(corpus.y_train, train_idx),
+        x_test=tensor(corpus.x_test, test_idx), y_test=tensor(corpus.y_test, test_idx), num_classes=VOCABULARY,
+        train_groups=np.array(_take(corpus.train_sources, train_idx)), metadata=dict(corpus.metadata),
     )
 
 

@@ -96,6 +96,6 @@ def build_analytic_trainer(
         from ..data import dataset_shape
 
         data_shape = dataset_shape(config)
-    model = build_model(config.model, *data_shape, width=config.model_width, seed=seed)
+    model = build_model(config.model, *data_shape, **config.model_options, seed=seed)
     curve = calibration_for(config).curve
     return AnalyticTrainer(config, model, curve, rng=np.random.default_rng(seed))

@@ -45,6 +45,15 @@ class Calibration:
     data: str  # what data the runs read
     runs_log: Path  # the recorded runs it was fitted on (and its held-out runs)
     data_sizes: tuple[int, int] | None  # (training, test) samples of the runs
+    data_sha256: str | None = None  # a text corpus's hash (its text differs between Python versions)
+
+    def check_corpus(self, metadata: dict) -> str | None:
+        """A warning if ``metadata``'s corpus is not the text the runs read (None if it is, or no corpus)."""
+        if self.data_sha256 is None or metadata.get("sha256") in (None, self.data_sha256):
+            return None
+        return (f"the {self.preset!r} twin was fitted on a {metadata.get('corpus')} corpus with SHA-256 "
+                f"{self.data_sha256[:12]}..., but this one (Python {metadata.get('python')}) has "
+                f"{metadata['sha256'][:12]}...: the text differs, so the twin's curves may not match real training here")
 
     def check_data(self, train_samples: int, test_samples: int) -> None:
         """A ConfigError unless the loaded data has the sizes the runs had (file datasets, whose
@@ -85,6 +94,7 @@ def read_calibration(path: str) -> Calibration:
         data=payload.get("data", ""),
         runs_log=Path(path).parent / payload["runs_log"],
         data_sizes=tuple(payload["data_sizes"]) if payload.get("data_sizes") else None,
+        data_sha256=payload.get("data_sha256"),
     )
 
 

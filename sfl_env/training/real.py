@@ -39,6 +39,8 @@ from .protocol import RoundOutcome, RoundResult
 from .gradient_aggregation import AggregateSmashedGradient
 
 Tensors = dict[str, torch.Tensor]
+_ADAM_BETA2 = 0.999
+_ADAM_EPSILON = 1e-8
 
 
 class BatchSampler(Protocol):
@@ -112,8 +114,13 @@ class RealTrainer:
         self.alpha = torch.tensor(alpha, dtype=torch.float32, device=self.device)
         self.round_index = 0
         self.cut: int | None = None
+        self.optimizer = config.optimizer
+        self._steps = 0  # local iterations so far: Adam's bias correction
+        # Optimizer state per parameter: SGD's momentum buffer, or Adam's two moments stacked on a last axis.
         self._momentum: Tensors = {}
-        if config.momentum > 0:
+        if config.optimizer == "adam":
+            self._momentum = {n: torch.zeros(*p.shape, 2, device=p.device) for n, p in model.named_parameters()}
+        elif config.momentum > 0:
             self._momentum = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
         # Client blocks kept per client across rounds, for a scheme that does not FedAvg them (psl).
         self._client_copies: tuple[Tensors, Tensors, Tensors] | None = None
@@ -171,27 +178,30 @@ class RealTrainer:
             self._resplit_client_copies(previous, cut)
 
     def optimizer_state(self) -> Tensors:
-        """The global momentum buffers, one per parameter (empty without momentum)."""
+        """The global optimizer state, one tensor per parameter: SGD's momentum buffer (none without
+        momentum), or Adam's first and second moments stacked on a last axis of size 2."""
         return dict(self._momentum)
 
     @torch.no_grad()
     def test_metrics(self) -> tuple[float, float]:
-        """Test accuracy and mean test loss of the global model."""
+        """Test accuracy and mean test loss of the global model (a language model: over every predicted
+        token, i.e. next-token accuracy and the loss whose exponential is the perplexity)."""
         self.model.eval()
         correct, loss_sum = 0, 0.0
         for start in range(0, len(self.y_test), self.eval_batch_size):
             x = self.x_test[start : start + self.eval_batch_size]
             y = self.y_test[start : start + self.eval_batch_size]
             logits = self.model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += per_sample_loss(logits, y).sum().item()
+            correct += (logits.argmax(-1) == y).sum().item()
         self.model.train()
-        n = len(self.y_test)
-        return correct / n, loss_sum / n
+        n = self.y_test.numel()
+        return correct / n, loss_sum / len(self.y_test)
 
     # ------------------------------------------------------------------ one local iteration
 
     def _iteration(self, state: _RoundState, cut: int, x: torch.Tensor, y: torch.Tensor) -> float:
+        self._steps += 1
         if self.scheme.server is Server.SEQUENTIAL:
             client_losses = self._sequential_server(state, cut, x, y)
         else:
@@ -207,7 +217,7 @@ class RealTrainer:
         """One forward and backward pass of all K clients on a server of ``server_kind`` (not the
         sequential one); clients back-propagate ``ratio`` * aggregate + (1 - ratio) * own gradient.
         Leaves the gradients in ``state``."""
-        K, b = y.shape
+        K, b = y.shape[:2]
         smashed = vmap(_stacked_forward(self._segment(0, cut).module))(state.client, state.client_buffers, x)
         server = self._segment(cut, self.model.num_blocks)
         shared = server_kind is Server.SHARED
@@ -218,8 +228,7 @@ class RealTrainer:
         else:  # one shared server model on all K smashed batches
             smashed = AggregateSmashedGradient.apply(smashed, self.alpha, ratio)
             logits = functional_call(server.module, (state.server, state.server_buffers), (smashed.flatten(0, 1),))
-        per_sample = F.cross_entropy(logits.reshape(K * b, -1), y.reshape(-1), reduction="none")
-        client_losses = per_sample.view(K, b).mean(1)
+        client_losses = per_sample_loss(logits, y, sample_dims=2).mean(1)
         # Independent copies (no server, per-client servers) each learn from their own loss; a shared
         # server from the alpha-weighted sum, whose smashed-data gradient is alpha_k G_k (undone at the cut).
         (client_losses @ self.alpha if shared else client_losses.sum()).backward()
@@ -249,7 +258,8 @@ class RealTrainer:
         losses = torch.empty(len(y), device=self.device)
         for k in torch.randperm(len(y), generator=self.generator).tolist():
             s_k = smashed[k].detach().requires_grad_()
-            loss = F.cross_entropy(functional_call(server.module, (state.server, state.server_buffers), (s_k,)), y[k])
+            loss = per_sample_loss(functional_call(server.module, (state.server, state.server_buffers), (s_k,)),
+                                   y[k]).mean()
             loss.backward()
             self._sgd_step(state.server, state.server_momentum)
             grads[k], losses[k] = s_k.grad, loss.detach()
@@ -264,7 +274,14 @@ class RealTrainer:
                 continue
             if self.weight_decay:
                 grad = grad.add(p, alpha=self.weight_decay)
-            if self.momentum:
+            if self.optimizer == "adam":  # Kingma and Ba (2015), with beta1 = momentum and beta2 = 0.999
+                moments = momentum[name]
+                first, second = moments[..., 0], moments[..., 1]
+                first.mul_(self.momentum).add_(grad, alpha=1 - self.momentum)
+                second.mul_(_ADAM_BETA2).addcmul_(grad, grad, value=1 - _ADAM_BETA2)
+                denominator = (second / (1 - _ADAM_BETA2**self._steps)).sqrt_().add_(_ADAM_EPSILON)
+                grad = first / (1 - self.momentum**self._steps) / denominator
+            elif self.momentum:
                 buf = momentum[name]
                 buf.mul_(self.momentum).add_(grad)
                 grad = buf
@@ -360,6 +377,13 @@ class RealTrainer:
         return self._segments[key]
 
 
+def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, sample_dims: int = 1) -> torch.Tensor:
+    """The cross-entropy of each sample, shaped like ``y``'s first ``sample_dims`` dimensions: ``y`` holds
+    one label per sample, or T next tokens per sample (a language model), whose losses are averaged."""
+    per_target = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+    return per_target.reshape(*y.shape[:sample_dims], -1).mean(-1)
+
+
 def _stacked_forward(module: nn.Module) -> Callable:
     def forward(params: Tensors, buffers: Tensors, x: torch.Tensor) -> torch.Tensor:
         return functional_call(module, (params, buffers), (x,))
@@ -393,11 +417,11 @@ def build_real_trainer(config: SFLConfig, seed: int = 0) -> RealTrainer:
     )
     data = load_config_dataset(config)
     clients = partition(
-        data.y_train.numpy(), config.num_clients, config.partition, alpha=config.dirichlet_alpha,
+        data.partition_labels, config.num_clients, config.partition, alpha=config.dirichlet_alpha,
         shards_per_client=config.shards_per_client, rng=np.random.default_rng(partition_seed),
     )
     sampler = ClientSampler(clients, config.batch_size, torch.Generator().manual_seed(sampler_seed))
-    model = build_model(config.model, data.input_shape, data.num_classes, width=config.model_width, seed=model_seed)
+    model = build_model(config.model, data.input_shape, data.num_classes, **config.model_options, seed=model_seed)
     return RealTrainer(
         config, model, data.x_train, data.y_train, data.x_test, data.y_test,
         np.array([len(c) for c in clients]), sampler, generator=torch.Generator().manual_seed(trainer_seed),
