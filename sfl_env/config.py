@@ -146,8 +146,8 @@ class SFLConfig:
         apply to them only."""
         text, language = self.dataset in TEXT_DATASETS, self.model in LANGUAGE_MODELS
         if text != language:
-            raise ConfigError(f"model={self.model!r} cannot learn dataset={self.dataset!r}; allowed: the language models "
-                              f"({', '.join(LANGUAGE_MODELS)}) with the text datasets ({', '.join(TEXT_DATASETS)}), "
+            raise ConfigError(f"model={self.model!r} cannot learn dataset={self.dataset!r}; allowed: the language "
+                              f"models ({', '.join(LANGUAGE_MODELS)}) with the text datasets ({', '.join(TEXT_DATASETS)}), "
                               "the other models with the other datasets")
         for name, high in (("model_depth", 64), ("model_heads", 64)):
             if getattr(self, name) is not None:
@@ -161,7 +161,7 @@ class SFLConfig:
                                   f"({', '.join(TEXT_DATASETS)}) only; leave it None for dataset={self.dataset!r}")
             check_int("context_length", self.context_length, low=2, high=4096)
         if language:
-            width = round(GPT_BASE_WIDTH * self.model_width)
+            width = max(1, round(GPT_BASE_WIDTH * self.model_width))  # as the model zoo scales it
             if width % (self.model_heads or DEFAULT_MODEL_HEADS):
                 raise ConfigError(f"model_width={self.model_width!r} gives {width} features, which "
                                   f"model_heads={self.model_heads or DEFAULT_MODEL_HEADS} does not divide; allowed: "
@@ -172,7 +172,8 @@ class SFLConfig:
         """The keywords of :func:`~sfl_env.models.build_model` this config sets besides the name and shapes."""
         options: dict[str, Any] = {"width": self.model_width}
         if self.model in LANGUAGE_MODELS:
-            options |= {"depth": self.model_depth or DEFAULT_MODEL_DEPTH, "heads": self.model_heads or DEFAULT_MODEL_HEADS}
+            options |= {"depth": self.model_depth or DEFAULT_MODEL_DEPTH,
+                        "heads": self.model_heads or DEFAULT_MODEL_HEADS}
         return options
 
     @classmethod

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .config import LANGUAGE_MODELS, MODELS
+from .config import DEFAULT_MODEL_DEPTH, DEFAULT_MODEL_HEADS, GPT_BASE_WIDTH, LANGUAGE_MODELS, MODELS
 
 
 
@@ -122,7 +122,8 @@ def build_model(
         raise ValueError(f"num_classes={num_classes!r} is invalid; expected an integer >= 2")
     options: tuple[tuple[str, int], ...] = ()
     if language:
-        options = (("depth", 4 if depth is None else int(depth)), ("heads", 4 if heads is None else int(heads)))
+        options = (("depth", DEFAULT_MODEL_DEPTH if depth is None else int(depth)),
+                   ("heads", DEFAULT_MODEL_HEADS if heads is None else int(heads)))
     elif depth is not None or heads is not None:
         raise ValueError(f"depth and heads apply to the language models ({', '.join(LANGUAGE_MODELS)}) only")
     with torch.random.fork_rng(devices=[]):
@@ -307,7 +308,7 @@ def _gpt(shape, num_classes, width, depth, heads):
     """GPT-2's layout at a small scale (Radford et al., 2019): N(0, 0.02) weights, zero biases, the
     residual projections scaled by 1 / sqrt(2 depth); the head is not tied to the embeddings, which
     live on the other side of every cut."""
-    features = _scaled(128, width)
+    features = _scaled(GPT_BASE_WIDTH, width)
     blocks: list[nn.Module] = [TokenEmbedding(num_classes, shape[0], features)]
     blocks += [TransformerBlock(features, heads) for _ in range(depth)]
     blocks.append(nn.Sequential(nn.LayerNorm(features), nn.Linear(features, num_classes)))

@@ -31,6 +31,7 @@ TASKS: dict[str, dict[str, Any]] = {
 PRESET_BUDGETS: dict[str, dict[str, float]] = {
     "shapes": {"time_budget_s": 96.5, "leakage_budget": 72.65, "energy_budget_j": 7.66},
     "digits": {"time_budget_s": 24.4, "leakage_budget": 21.76, "energy_budget_j": 1.70},
+    "lm": {"time_budget_s": 57.9, "leakage_budget": 65.23, "energy_budget_j": 3.81},
 }
 BUDGET_OPTIONS: dict[str, tuple[str, ...]] = {"default": ("time_budget_s",), "dynamic": ("time_budget_s",),
                                              "budget": ("time_budget_s", "leakage_budget", "energy_budget_j")}

@@ -205,10 +205,20 @@ def test_the_real_env_passes_gymnasiums_and_sb3s_checks():
     assert env.unwrapped.data_metadata["sha256"] == dataset_metadata(lm_config())["sha256"]
 
 
-def test_the_preset_sits_in_split_learnings_regime_settings():
-    config = EnvConfig.from_kwargs(preset="lm")
-    assert config.system.optimizer == "adam" and config.system.partition == "shards"
-    assert 0 < config.target_accuracy < 1
+def test_the_twin_passes_the_checks_and_covers_only_its_calibration():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make("SFLEnvLMAnalytic-v0")
+    assert env.action_space.n == 5
+    assert env.unwrapped.config.time_budget_s == EnvConfig.from_kwargs(preset="lm").time_budget_s > 0
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=False)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(0)
+    assert info["test_perplexity"] > 1 and 0 <= info["test_accuracy"] <= 1
+    with pytest.raises(ConfigError, match="optimizer='sgd'"):
+        gym.make("SFLEnvLMAnalytic-v0", optimizer="sgd")
 
 
 def test_a_text_folder_is_a_dataset_of_the_real_env(tmp_path):

@@ -4,7 +4,8 @@ Every scheme trains ONE global set of weights (the :class:`~sfl_env.models.Split
 the client-side blocks to K clients, trains for ``local_iters`` iterations, and writes the result back,
 so the cut may change every round without re-initialising anything: blocks that move to the clients
 are copied from the global (server) weights, blocks that move to the server are the FedAvg of the
-client copies. Momentum buffers live next to their block's weights and travel the same way.
+client copies. Optimizer state (SGD's momentum buffers, Adam's moments) lives next to its block's
+weights and travels the same way.
 
 The K client copies are trained together: their weights are stacked along a leading client dimension
 and the client blocks run under ``torch.func.vmap``, so one local iteration is a single forward and a
@@ -66,8 +67,8 @@ class _RoundState:
     client_buffers: Tensors
     server: Tensors
     server_buffers: Tensors
-    client_momentum: Tensors = field(default_factory=dict)
-    server_momentum: Tensors = field(default_factory=dict)
+    client_optimizer_state: Tensors = field(default_factory=dict)
+    server_optimizer_state: Tensors = field(default_factory=dict)
 
 
 class RealTrainer:
@@ -117,11 +118,11 @@ class RealTrainer:
         self.optimizer = config.optimizer
         self._steps = 0  # local iterations so far: Adam's bias correction
         # Optimizer state per parameter: SGD's momentum buffer, or Adam's two moments stacked on a last axis.
-        self._momentum: Tensors = {}
+        self._optimizer_state: Tensors = {}
         if config.optimizer == "adam":
-            self._momentum = {n: torch.zeros(*p.shape, 2, device=p.device) for n, p in model.named_parameters()}
+            self._optimizer_state = {n: torch.zeros(*p.shape, 2, device=p.device) for n, p in model.named_parameters()}
         elif config.momentum > 0:
-            self._momentum = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+            self._optimizer_state = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
         # Client blocks kept per client across rounds, for a scheme that does not FedAvg them (psl).
         self._client_copies: tuple[Tensors, Tensors, Tensors] | None = None
         self._segments: dict[tuple[int, int], _Segment] = {}
@@ -180,7 +181,7 @@ class RealTrainer:
     def optimizer_state(self) -> Tensors:
         """The global optimizer state, one tensor per parameter: SGD's momentum buffer (none without
         momentum), or Adam's first and second moments stacked on a last axis of size 2."""
-        return dict(self._momentum)
+        return dict(self._optimizer_state)
 
     @torch.no_grad()
     def test_metrics(self) -> tuple[float, float]:
@@ -207,8 +208,8 @@ class RealTrainer:
         else:
             ratio = self.scheme.gradient_aggregation_ratio(self.config.gradient_aggregation)
             client_losses = self._forward_backward(state, cut, x, y, ratio, self.scheme.server)
-            self._sgd_step(state.server, state.server_momentum)
-        self._sgd_step(state.client, state.client_momentum)
+            self._optimizer_step(state.server, state.server_optimizer_state)
+        self._optimizer_step(state.client, state.client_optimizer_state)
         return float(client_losses.detach() @ self.alpha)
 
     def _forward_backward(
@@ -261,13 +262,13 @@ class RealTrainer:
             loss = per_sample_loss(functional_call(server.module, (state.server, state.server_buffers), (s_k,)),
                                    y[k]).mean()
             loss.backward()
-            self._sgd_step(state.server, state.server_momentum)
+            self._optimizer_step(state.server, state.server_optimizer_state)
             grads[k], losses[k] = s_k.grad, loss.detach()
         smashed.backward(grads)
         return losses
 
     @torch.no_grad()
-    def _sgd_step(self, params: Tensors, momentum: Tensors) -> None:
+    def _optimizer_step(self, params: Tensors, optimizer_state: Tensors) -> None:
         for name, p in params.items():
             grad = p.grad
             if grad is None:
@@ -275,14 +276,14 @@ class RealTrainer:
             if self.weight_decay:
                 grad = grad.add(p, alpha=self.weight_decay)
             if self.optimizer == "adam":  # Kingma and Ba (2015), with beta1 = momentum and beta2 = 0.999
-                moments = momentum[name]
+                moments = optimizer_state[name]
                 first, second = moments[..., 0], moments[..., 1]
                 first.mul_(self.momentum).add_(grad, alpha=1 - self.momentum)
                 second.mul_(_ADAM_BETA2).addcmul_(grad, grad, value=1 - _ADAM_BETA2)
                 denominator = (second / (1 - _ADAM_BETA2**self._steps)).sqrt_().add_(_ADAM_EPSILON)
                 grad = first / (1 - self.momentum**self._steps) / denominator
             elif self.momentum:
-                buf = momentum[name]
+                buf = optimizer_state[name]
                 buf.mul_(self.momentum).add_(grad)
                 grad = buf
             p.sub_(grad, alpha=self.lr)
@@ -297,22 +298,24 @@ class RealTrainer:
         client, server = self._segment(0, cut), self._segment(cut, L)
 
         if self._client_copies is not None:
-            c_params, c_buffers, c_momentum = (dict(d) for d in self._client_copies)
+            c_params, c_buffers, c_optimizer_state = (dict(d) for d in self._client_copies)
         else:
             c_params = {g: _stack(params[g], K) for g, _ in client.params}
             c_buffers = {g: _stack(buffers[g], K) for g, _ in client.buffers}
-            c_momentum = {g: _stack(self._momentum[g], K) for g, _ in client.params if self._momentum}
+            c_optimizer_state = {g: _stack(self._optimizer_state[g], K) for g, _ in client.params
+                                 if self._optimizer_state}
         state = _RoundState(
             client={local: c_params[g].detach().clone().requires_grad_() for g, local in client.params},
             client_buffers={local: c_buffers[g].clone() for g, local in client.buffers},
             server={}, server_buffers={},
         )
-        state.client_momentum.update({local: c_momentum[g].clone() for g, local in client.params if c_momentum})
+        state.client_optimizer_state.update({local: c_optimizer_state[g].clone() for g, local in client.params
+                                             if c_optimizer_state})
         stack = K if self.scheme.server is Server.PER_CLIENT else None
         for g, local in server.params:
             state.server[local] = _copy(params[g], stack).requires_grad_()
-            if self._momentum:
-                state.server_momentum[local] = _copy(self._momentum[g], stack)
+            if self._optimizer_state:
+                state.server_optimizer_state[local] = _copy(self._optimizer_state[g], stack)
         for g, local in server.buffers:
             state.server_buffers[local] = _copy(buffers[g], stack)
         return state
@@ -323,23 +326,23 @@ class RealTrainer:
         client, server = self._segment(0, cut), self._segment(cut, self.model.num_blocks)
         params = dict(self.model.named_parameters())
         buffers = dict(self.model.named_buffers())
-        for seg, values, bufs, momentum, stacked in (
-            (client, state.client, state.client_buffers, state.client_momentum, True),
-            (server, state.server, state.server_buffers, state.server_momentum,
+        for seg, values, bufs, optimizer_state, stacked in (
+            (client, state.client, state.client_buffers, state.client_optimizer_state, True),
+            (server, state.server, state.server_buffers, state.server_optimizer_state,
              self.scheme.server is Server.PER_CLIENT),
         ):
             for g, local in seg.params:
                 params[g].copy_(self._fedavg(values[local]) if stacked else values[local])
-                if self._momentum:
-                    m = momentum[local]
-                    self._momentum[g].copy_(self._fedavg(m) if stacked else m)
+                if self._optimizer_state:
+                    state_k = optimizer_state[local]
+                    self._optimizer_state[g].copy_(self._fedavg(state_k) if stacked else state_k)
             for g, local in seg.buffers:
                 buffers[g].copy_(self._fedavg(bufs[local]) if stacked else bufs[local])
         if not self.scheme.aggregates_client_models:
             self._client_copies = (
                 {g: state.client[local].detach() for g, local in client.params},
                 {g: state.client_buffers[local] for g, local in client.buffers},
-                {g: state.client_momentum[local] for g, local in client.params if self._momentum},
+                {g: state.client_optimizer_state[local] for g, local in client.params if self._optimizer_state},
             )
 
     def _fedavg(self, stacked: torch.Tensor) -> torch.Tensor:
@@ -348,15 +351,15 @@ class RealTrainer:
         return torch.tensordot(self.alpha.to(stacked.dtype), stacked, dims=1)
 
     def _resplit_client_copies(self, previous: int, cut: int) -> None:
-        params, c_buffers, c_momentum = self._client_copies
+        params, c_buffers, c_optimizer_state = self._client_copies
         moved = self._segment(min(previous, cut), max(previous, cut))
         globals_ = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-        for store, names in ((params, moved.params), (c_buffers, moved.buffers), (c_momentum, moved.params)):
-            if store is c_momentum and not self._momentum:
+        for store, names in ((params, moved.params), (c_buffers, moved.buffers), (c_optimizer_state, moved.params)):
+            if store is c_optimizer_state and not self._optimizer_state:
                 continue
             for g, _ in names:
                 if cut > previous:  # server -> clients: broadcast the server copy
-                    source = self._momentum[g] if store is c_momentum else globals_[g]
+                    source = self._optimizer_state[g] if store is c_optimizer_state else globals_[g]
                     store[g] = _stack(source.detach(), self.num_clients)
                 else:  # clients -> server: the global copy already is their FedAvg
                     store.pop(g)
