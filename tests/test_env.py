@@ -128,9 +128,10 @@ def test_info_holds_the_documented_keys_and_a_consistent_ledger():
     env.reset(seed=0)
     _, reward, _, _, info = env.step(1)
     assert set(info) == {"cut", "latency_s", "latency", "reference_latency_s", "bits_up", "bits_down", "train_loss",
-                         "test_accuracy", "allocation", "reward_terms", "action_mask", "solver", "privacy",
+                         "test_accuracy", "test_loss", "allocation", "reward_terms", "action_mask", "solver", "privacy",
                          "diverged", "energy_j", "leakage", "elapsed_s", "budget_left", "episode_end", "terminal_cost"}
     assert info["cut"] == 2 and info["latency_s"] == pytest.approx(sum(info["latency"].values()))
+    assert 0 < info["test_loss"] < 10  # a classifier: no test_perplexity (language models add it)
     assert info["elapsed_s"] == info["latency_s"] and info["episode_end"] is None and info["terminal_cost"] == 0
     assert info["energy_j"].shape == (10,) and (info["energy_j"] > 0).all() and 0 < info["leakage"] < 1
     terms = info["reward_terms"]
