@@ -1,14 +1,16 @@
 """SFL-Env: Split Federated Learning with a cut point that may change every round.
 
-Modules, in the order a round flows through them: ``config`` (every option, as validated data),
-``schemes`` (one declaration per scheme: topology, gradient return, aggregation, latency schedule),
-``data`` (datasets, file formats, partitions, sampler), ``models`` (splittable model zoo),
+Modules, in the order a round flows through them: ``config`` (every option, as validated data;
+``hardware`` holds the radio and processor parameters), ``schemes`` (one declaration per scheme:
+topology, gradient return, aggregation, latency schedule), ``data`` (image datasets, text corpora,
+file formats, partitions, sampler), ``models`` (splittable model zoo, a GPT-style decoder included),
 ``profiling`` (per-block FLOPs and bits), ``training`` (the round-trainer protocol; real PyTorch
 rounds and the calibrated analytic twin), ``ledger`` (the cost of a round), ``privacy`` (allowed
 cuts), ``wireless`` and ``latency`` (seconds of a round, and each scheme's allocation problem),
-``convergence`` (the convergence term) and ``env`` (the Gymnasium environment). ``errors`` holds the
-one family of errors for a user's mistakes. Importing the package registers one real and one analytic
-environment id per task (:data:`TASK_IDS`).
+``convergence`` (the convergence term) and ``env`` (the Gymnasium environment; ``planning`` its
+interface for planners). ``errors`` holds the one family of errors for a user's mistakes. Importing
+the package registers one real and one analytic environment id per task, and a pair for the language
+model (:data:`TASK_IDS`).
 """
 
 __version__ = "0.1.0"
