@@ -33,7 +33,7 @@ from .formats import (
     read_idx_split,
 )
 from .shapes import render_shapes
-from .text import VOCABULARY, load_corpus
+from .text import VOCABULARY, Corpus, load_corpus
 
 _DIGITS_TEST_FRACTION = 0.2
 _DIGITS_SPLIT_SEED = 1797  # fixed: the digits test set never depends on the caller's seed
@@ -239,7 +239,7 @@ def _to_dataset(
     )
 
 
-def _text_dataset(name: str, corpus, seed: int, num_train: int | None, num_test: int | None) -> Dataset:
+def _text_dataset(name: str, corpus: Corpus, seed: int, num_train: int | None, num_test: int | None) -> Dataset:
     train_idx = _subset("num_train", num_train, len(corpus.x_train), np.random.default_rng((seed, 0)))
     test_idx = _subset("num_test", num_test, len(corpus.x_test), np.random.default_rng((seed, 1)))
 
