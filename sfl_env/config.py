@@ -161,10 +161,10 @@ class SFLConfig:
                                   f"({', '.join(TEXT_DATASETS)}) only; leave it None for dataset={self.dataset!r}")
             check_int("context_length", self.context_length, low=2, high=4096)
         if language:
-            width = max(1, round(GPT_BASE_WIDTH * self.model_width))  # as the model zoo scales it
-            if width % (self.model_heads or DEFAULT_MODEL_HEADS):
+            width, heads = max(1, round(GPT_BASE_WIDTH * self.model_width)), self.model_options["heads"]
+            if width % heads:  # the features as the model zoo scales them
                 raise ConfigError(f"model_width={self.model_width!r} gives {width} features, which "
-                                  f"model_heads={self.model_heads or DEFAULT_MODEL_HEADS} does not divide; allowed: "
+                                  f"model_heads={heads} does not divide; allowed: "
                                   f"a width whose {GPT_BASE_WIDTH} x model_width is a multiple of the heads")
 
     @property

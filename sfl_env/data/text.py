@@ -69,18 +69,12 @@ def stdlib_files() -> list[Path]:
 
 
 def folder_files(folder: Path) -> list[Path]:
-    """Every non-hidden regular file under ``folder`` that holds UTF-8 text, sorted by path."""
+    """Every non-hidden regular file under ``folder``, sorted by path; which of them hold text is decided
+    when they are read (:func:`load_corpus`), so listing a folder reads no file."""
     if not folder.is_dir():
         raise DatasetError(f"data_dir={str(folder)!r} is not a folder; dataset='text' reads the text files in one")
-    files = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
-            data = path.read_bytes()
-            if b"\0" not in data and _is_utf8(data):
-                files.append(path)
-    if not files:
-        raise DatasetError(f"data_dir={str(folder)!r} holds no UTF-8 text file; dataset='text' needs at least one")
-    return files
+    return [path for path in sorted(folder.rglob("*"))
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)]
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -92,28 +86,36 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def load_corpus(name: str, folder: Path | None, context: int) -> Corpus:
-    """The windows of corpus ``name`` (``python-stdlib``, or ``text`` read from ``folder``)."""
+    """The windows of corpus ``name`` (``python-stdlib``, or ``text`` read from ``folder``: its UTF-8
+    files without NUL bytes; binary files are skipped). Built once per version of the files."""
     if name == "python-stdlib":
         files, root = stdlib_files(), Path(sysconfig.get_path("stdlib"))
     else:
         root = folder.expanduser().resolve()
         files = folder_files(root)
-    key = tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in files)
+    stats = [(path, path.stat()) for path in files]
+    key = tuple((str(path), stat.st_mtime_ns, stat.st_size) for path, stat in stats)  # an edited file is read again
     return _windows(name, str(root), key, context)
 
 
 @functools.lru_cache(maxsize=4)
 def _windows(name: str, root: str, files: tuple[tuple[str, int, int], ...], context: int) -> Corpus:
-    digest = hashlib.sha256()
-    total = sum(size for _, _, size in files)
+    texts = []
+    for path, _, _ in files:
+        data = Path(path).read_bytes()
+        if b"\0" not in data and _is_utf8(data):
+            texts.append((path, data))
+    if not texts:
+        raise DatasetError(f"data_dir={root!r} holds no UTF-8 text file; dataset='text' needs at least one")
+    total = sum(len(data) for _, data in texts)
     if total > _MAX_TEXT_BYTES:
         raise DatasetError(f"the text files under {root} hold {total / 2**20:.0f} MiB; allowed: at most "
                            f"{_MAX_TEXT_BYTES // 2**20} MiB (they are held in memory)")
+    digest = hashlib.sha256()
     parts: dict[str, list[np.ndarray]] = {"train": [], "test": []}
     sources: list[np.ndarray] = []
     names = []
-    for index, (path, _, _) in enumerate(files):
-        data = Path(path).read_bytes()
+    for index, (path, data) in enumerate(texts):
         names.append(str(Path(path).relative_to(root)))
         digest.update(names[-1].encode() + b"\0" + data + b"\0")
         split = int(len(data) * (1 - TEST_FRACTION))
