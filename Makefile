@@ -8,6 +8,8 @@ CONSTRAINTS ?= constraints.txt
 EXTRAS ?= dev,contrib,rllib
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The suite runs on one worker per core (pytest-xdist); PYTEST_WORKERS=0 runs it in this one process.
+PYTEST_WORKERS ?= auto
 # `make demo` writes here (replaced on every run).
 DEMO_DIR ?= demo-output
 DEMO_STEPS ?= 50000
@@ -34,7 +36,7 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no test: a broken suite, never a pass.
 test: $(STAMP)
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: $(STAMP)

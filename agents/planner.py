@@ -36,7 +36,6 @@ at the last test accuracy. It needs a calibrated configuration (one the twin cov
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linprog
 
 from .baselines import _Baseline
 
@@ -89,6 +88,8 @@ class PlannerAgent(_Baseline):
         if remaining <= 0:
             remaining = float(speed.min())  # past the planned passage the fluctuation decides: one more round
         rows, bounds = self._budget_rows(env, state)
+        from scipy.optimize import linprog  # imported here: scipy.optimize costs 0.5 s at import
+
         result = linprog(self._costs["latency_s"], A_ub=np.vstack([rows, -speed]), b_ub=np.append(bounds, -remaining),
                          bounds=[(0, None if allowed else 0) for allowed in env.action_masks()], method="highs")
         return result.x if result.status == 0 else None

@@ -23,19 +23,29 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
 
 IQM_TRIM = 0.25  # cut from each end: the middle 50% is kept (rounded as scipy.stats.trim_mean does)
 # The oracle and random returns tie when math.isclose says so with these tolerances (see normalised_score).
 SCORE_TIE_REL_TOL = 1e-9
 SCORE_TIE_ABS_TOL = 1e-12
 
-# scipy >= 1.15 takes ``rng``; older releases (pyproject allows >= 1.11) take ``random_state``.
-_RNG_ARGUMENT = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+
+def _scipy_stats() -> ModuleType:
+    """``scipy.stats``, imported on first use: it costs 0.4 s, and every train_agent.py process imports
+    this module while few of them need it."""
+    from scipy import stats
+
+    return stats
+
+
+def _rng_argument() -> str:
+    """scipy >= 1.15 takes ``rng``; older releases (pyproject allows >= 1.11) take ``random_state``."""
+    return "rng" if "rng" in inspect.signature(_scipy_stats().bootstrap).parameters else "random_state"
 
 Statistic = Callable[..., Any]
 
@@ -53,8 +63,8 @@ def iqm(values: ArrayLike, axis: int | None = None) -> float | np.ndarray:
     if np.isnan(x).any():
         raise ValueError("iqm: scores contain NaN; filter them out before aggregating")
     if axis is None:
-        return float(stats.trim_mean(x.ravel(), IQM_TRIM)) if x.size else math.nan
-    return stats.trim_mean(x, IQM_TRIM, axis=axis)
+        return float(_scipy_stats().trim_mean(x.ravel(), IQM_TRIM)) if x.size else math.nan
+    return _scipy_stats().trim_mean(x, IQM_TRIM, axis=axis)
 
 
 def bootstrap_ci(
@@ -85,7 +95,7 @@ def bootstrap_ci(
         point = float(along_last(np.concatenate(strata)))
         return point, point
     fixed = np.concatenate([s for s in strata if np.ptp(s) == 0] or [np.empty(0)])
-    result = stats.bootstrap(
+    result = _scipy_stats().bootstrap(
         varying,
         _on_concatenation(along_last, fixed),
         n_resamples=n_resamples,
@@ -93,7 +103,7 @@ def bootstrap_ci(
         paired=False,
         confidence_level=confidence,
         method="percentile",
-        **{_RNG_ARGUMENT: np.random.default_rng(seed)},
+        **{_rng_argument(): np.random.default_rng(seed)},
     )
     low, high = result.confidence_interval
     return float(low), float(high)

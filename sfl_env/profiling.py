@@ -78,7 +78,8 @@ def profile_model(model: SplitModel, bits_per_value: int = 32) -> ModelProfile:
 
 
 def _measure(model: SplitModel, bits_per_value: int) -> ModelProfile:
-    probe = copy.deepcopy(model).cpu().train()  # BatchNorm statistics of the real model stay untouched
+    # A float32 copy: BatchNorm statistics of the real model stay untouched, and FLOPs are the architecture's
+    probe = copy.deepcopy(model).cpu().float().train()
     x = model.example_input(_PROBE_BATCH)
     forward, backward, bits, elements = [], [], [], [x[0].numel()]
     for i, block in enumerate(probe.blocks):

@@ -42,6 +42,7 @@ def test_a_run_stops_after_the_target_plus_a_tail(tmp_path):
     assert len(run["accuracy"]) == 11, "hit at round 1, then a tail of max(10, 25 %) rounds"
 
 
+@pytest.mark.slow
 def test_fit_writes_a_calibration_that_covers_its_runs_and_refuses_other_options(tmp_path):
     log, out = tmp_path / "runs.jsonl", tmp_path / "tiny.json"
     all_jobs = [j for scheme in ("sfl-ga", "sfl-v1", "sfl-v2", "psl", "fl")

@@ -35,6 +35,7 @@ print(gymnasium.__version__)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (LATEST / "gymnasium").is_dir(), reason=f"no newest gymnasium in {LATEST} (make test puts it)")
 def test_gymnasium_and_sb3_checks_pass_with_the_newest_gymnasium_release():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(LATEST), str(ROOT)]))

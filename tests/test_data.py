@@ -691,7 +691,7 @@ def test_sampler_validation(clients, batch_size, generator, error, match):
 # ---------------------------------------------------------------- shapes (the default preset's data)
 
 
-def test_shapes_is_rendered_the_same_everywhere_with_balanced_classes():
+def test_shapes_is_rendered_the_same_from_the_same_seed_with_balanced_classes():
     from sfl_env.data.shapes import SHAPE_NAMES, render_shapes
 
     a, labels = render_shapes(50, (3, 16, 16), np.random.default_rng(7))

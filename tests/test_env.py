@@ -84,6 +84,7 @@ def _make_in_child(queue):
     queue.put(obs.shape)
 
 
+@pytest.mark.slow
 def test_creation_in_a_spawned_subprocess():
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -94,6 +95,7 @@ def test_creation_in_a_spawned_subprocess():
     assert child.exitcode == 0 and shape == make().observation_space.shape
 
 
+@pytest.mark.slow
 def test_subproc_vec_env_with_two_workers_steps():
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv

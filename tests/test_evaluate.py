@@ -23,6 +23,7 @@ def read_csv(path):
         return list(csv.DictReader(file))
 
 
+@pytest.mark.slow
 def test_agents_mode_writes_every_file_with_the_documented_columns(tmp_path):
     out = tmp_path / "eval"
     assert evaluate.main(["--mode", "agents", "--agents", "random,oracle,fixed-middle", "--out", str(out), *FAST]) == 0
@@ -56,6 +57,7 @@ def test_agents_mode_writes_every_file_with_the_documented_columns(tmp_path):
     assert "| 1.000 [1.000, 1.000] |" in line  # the oracle's normalised score
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_rows_and_completes_the_rest(tmp_path, monkeypatch):
     out = tmp_path / "eval"
     argv = ["--mode", "agents", "--agents", "random", "--out", str(out), *FAST]

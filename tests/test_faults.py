@@ -76,6 +76,7 @@ TRAIN_KILLS = [
 ]
 
 
+@pytest.mark.slow
 def test_train_agent_killed_at_six_points_resumes_to_one_timeline(tmp_path):
     run = tmp_path / "run"
     args = [*TRAIN, "--out", str(run)]
@@ -132,6 +133,7 @@ def _traces(folder: Path) -> list[dict]:
     return sorted(traces, key=lambda t: (t["agent"], t["seed_index"], t["episode"]))
 
 
+@pytest.mark.slow
 def test_evaluate_killed_at_five_points_resumes_to_the_uninterrupted_results(tmp_path):
     import evaluate
 
@@ -156,6 +158,7 @@ def _checkpoint_step(run: Path) -> int:
     return checkpoints.read_state(run / "checkpoint")["num_steps"]
 
 
+@pytest.mark.slow
 def test_a_failed_write_names_the_path_keeps_the_checkpoint_and_resumes(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     original, calls = checkpoints.sync_tree, []
@@ -205,6 +208,7 @@ cp -a "$disk/run" "$out/resumed"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="no tmpfs mount in a private mount namespace here")
 def test_a_full_disk_during_training_keeps_the_checkpoint_and_resumes_once_there_is_room(tmp_path):
     disk, out = tmp_path / "disk", tmp_path / "out"

@@ -17,6 +17,7 @@ import sfl_env
 from sfl_env.errors import ConfigError
 
 pytest.importorskip("ray.rllib")
+pytestmark = pytest.mark.ray
 import ray  # noqa: E402
 
 import sfl_env.rllib  # noqa: E402

@@ -20,10 +20,10 @@ TINY = """
 agent: ddqn
 env_id: SFLEnvAnalytic-v0
 env_kwargs: {preset: digits, max_rounds: 30}
-total_steps: 1200
-eval_freq: 300
+total_steps: 600
+eval_freq: 150
 eval_episodes: 1
-checkpoint_freq: 300
+checkpoint_freq: 150
 seeds: [0, 1]
 search:
   learning_rate: {loguniform: [1.0e-4, 1.0e-2]}
@@ -56,15 +56,17 @@ def test_a_bad_sweep_file_is_named_before_ray_starts(tmp_path, capsys, text, mes
 def test_a_trial_is_train_agent_with_its_seed_and_hyperparameters(tmp_path):
     spec = sweep.load_spec(write(tmp_path, TINY))
     argv = sweep.trial_argv(spec, {"seed": 1, "hyperparameters": {"learning_rate": 0.001}}, tmp_path / "run")
-    assert argv[argv.index("--seed") + 1] == "1" and argv[argv.index("--total-steps") + 1] == "1200"
+    assert argv[argv.index("--seed") + 1] == "1" and argv[argv.index("--total-steps") + 1] == "600"
     assert argv[argv.index("--hyperparams") + 1:argv.index("--hyperparams") + 2] == ["learning_rate=0.001"]
     assert argv[argv.index("--env-kwargs") + 1:argv.index("--env-kwargs") + 3] == ["preset=digits", "max_rounds=30"]
     import train_agent
 
     args = train_agent.build_parser().parse_args(argv)  # train_agent.py accepts every option the sweep writes
-    assert args.agent == "ddqn" and args.eval_freq == 300
+    assert args.agent == "ddqn" and args.eval_freq == 150
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 def test_a_two_trial_sweep_interrupted_and_resumed_finishes_every_run_folder(tmp_path):
     spec, out = write(tmp_path, TINY), tmp_path / "sweeps"
     command = [sys.executable, str(ROOT / "sweep.py"), str(spec), "--out", str(out), "--num-cpus", "2"]
@@ -90,7 +92,7 @@ def test_a_two_trial_sweep_interrupted_and_resumed_finishes_every_run_folder(tmp
     assert len(folders) == 2
     for run in folders:
         summary = json.loads((run / "summary.json").read_text())
-        assert summary["steps"] == 1200
+        assert summary["steps"] == 600
         episodes = [json.loads(line)["episode"] for line in (run / "metrics.jsonl").read_text().splitlines()
                     if '"kind": "episode"' in line]
         assert episodes == list(range(1, len(episodes) + 1))  # one timeline across the interruption

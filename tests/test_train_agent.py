@@ -20,6 +20,7 @@ FAST = ["--env-kwargs", "max_rounds=20", "--eval-episodes", "2", "--no-progress"
         "--hyperparams", "learning_starts=50", "batch_size=16", "log_interval=100"]
 
 
+@pytest.mark.slow
 def test_run_folder_holds_config_metrics_model_summary_and_offline_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     run = tmp_path / "run"
@@ -75,6 +76,7 @@ def test_an_unreachable_wandb_host_falls_back_to_offline_at_once(tmp_path, monke
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_resume_reaches_the_same_total(tmp_path):
     run = tmp_path / "run"
     command = [sys.executable, str(ROOT / "train_agent.py"), "--agent", "ddqn", "--total-steps", "200000",
@@ -142,6 +144,7 @@ def test_refuses_to_overwrite_an_existing_run(tmp_path, capsys):
     assert "already holds a run; pass --resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("agent", ["ddqn", "ppo"])
 def test_subprocess_vector_env_trains_with_two_workers(tmp_path, agent):
     run = tmp_path / "run"
@@ -208,21 +211,21 @@ def test_an_unexpected_failure_keeps_a_resumable_checkpoint(tmp_path, monkeypatc
     monkeypatch.setattr(DDQNAgent, "_update", failing_update)
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="injected"):
-        train_agent.main(["--agent", "ddqn", "--total-steps", "1000", "--out", str(run), *FAST])
+        train_agent.main(["--agent", "ddqn", "--total-steps", "400", "--out", str(run), *FAST])
     assert "a checkpoint is saved" in capsys.readouterr().err
     state = json.loads((run / "checkpoint" / "state.json").read_text())
     # Learning starts after 50 steps; the 100th update fails in step 150, whose transition is stored.
     assert state["num_steps"] == 150
     monkeypatch.setattr(DDQNAgent, "_update", original)
     assert train_agent.main(["--resume", "--out", str(run), "--no-progress"]) == 0
-    assert json.loads((run / "summary.json").read_text())["steps"] == 1000
+    assert json.loads((run / "summary.json").read_text())["steps"] == 400
 
 
 def test_a_learner_that_refuses_its_settings_names_the_error_and_leaves_the_folder_reusable(tmp_path, capsys):
     # used to end in "'NoneType' object has no attribute 'save'" and leave config.json behind, so a
     # rerun said the folder "already holds a run" and --resume failed the same way
     run = tmp_path / "run"
-    argv = ["--agent", "ppo", "--total-steps", "64", "--out", str(run), "--no-reference", "--no-progress"]
+    argv = ["--agent", "ppo", "--total-steps", "64", "--out", str(run), "--no-reference", *FAST[:5]]
     with pytest.raises(SystemExit) as exit_info:
         train_agent.main([*argv, "--hyperparams", "n_steps=0"])
     assert exit_info.value.code == 2

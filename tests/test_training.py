@@ -50,10 +50,13 @@ class SameBatchSampler:
 
 
 def make_trainer(scheme="sfl-ga", model="cnn", num_clients=4, batch_size=8, sampler=None, sizes=None,
-                 model_seed=0, data_seed=0, **kwargs):
+                 model_seed=0, data_seed=0, dtype=torch.float32, **kwargs):
+    """A trainer on the synthetic task; ``dtype=torch.float64`` for tests that compare two computations of
+    the same maths (see :func:`assert_same`)."""
     width = 0.125 if model in ("vgg11", "resnet18") else 1.0
-    net = build_model(model, SHAPE, 10, width=width, seed=model_seed)
+    net = build_model(model, SHAPE, 10, width=width, seed=model_seed).to(dtype)
     x, y = synthetic_data(data_seed)
+    x = x.to(dtype)
     sampler = sampler or RandomSampler(num_clients, batch_size)
     sizes = np.full(num_clients, 100.0) if sizes is None else sizes
     config = SFLConfig(scheme=scheme, dataset="digits", model=model, num_clients=num_clients, batch_size=batch_size,
@@ -65,12 +68,21 @@ def weights(trainer):
     return [p.detach().clone() for p in trainer.model.parameters()]
 
 
+F64 = torch.float64
+
+
 def assert_same(a, b, exact=True):
+    """``exact``: bit-identical, for one code path run twice on one machine. Otherwise the same maths computed
+    two ways (vmapped or not, reduced in another order): compared in float64, where the kernels' last-bit
+    differences on any CPU stay orders of magnitude below the tolerance (in float32 they do not)."""
+    a, b = list(a), list(b)
+    assert len(a) == len(b)
     for pa, pb in zip(a, b):
         if exact:
             assert torch.equal(pa, pb)
         else:
-            torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+            assert pa.dtype == pb.dtype == F64, "compare two computations of the same maths in float64"
+            torch.testing.assert_close(pa, pb, rtol=1e-9, atol=1e-12)
 
 
 # ---------------------------------------------------------------- gradient aggregation
@@ -92,9 +104,9 @@ def test_aggregation_function_blends_own_and_aggregate():
 @pytest.mark.parametrize("cut", [1, 2, 3])
 def test_one_client_sfl_ga_equals_sfl(cut):
     """With K = 1 the aggregate is the client's own gradient: SFL-GA is exactly per-client SFL."""
-    ga = make_trainer("sfl-ga", num_clients=1, local_iters=1)
-    psl = make_trainer("psl", num_clients=1, local_iters=1)
-    v1 = make_trainer("sfl-v1", num_clients=1, local_iters=1)
+    ga = make_trainer("sfl-ga", num_clients=1, local_iters=1, dtype=F64)
+    psl = make_trainer("psl", num_clients=1, local_iters=1, dtype=F64)
+    v1 = make_trainer("sfl-v1", num_clients=1, local_iters=1, dtype=F64)
     for t in (ga, psl, v1):
         t.run_round(cut)
     assert_same(weights(ga), weights(psl), exact=True)
@@ -103,7 +115,7 @@ def test_one_client_sfl_ga_equals_sfl(cut):
 
 def test_identical_batches_make_the_aggregate_each_clients_own_gradient():
     """All clients hold the same weights and batch, so every G_k equals the aggregate."""
-    kwargs = dict(num_clients=3, sizes=np.array([1.0, 2.0, 3.0]), local_iters=1)
+    kwargs = dict(num_clients=3, sizes=np.array([1.0, 2.0, 3.0]), local_iters=1, dtype=F64)
     full = make_trainer("sfl-ga", sampler=SameBatchSampler(3, 8), **kwargs)
     none = make_trainer("sfl-ga", sampler=SameBatchSampler(3, 8), gradient_aggregation=0.0, **kwargs)
     full.run_round(2)
@@ -125,11 +137,12 @@ def test_sfl_ga_matches_a_hand_written_reference_round():
     sizes = np.array([10.0, 30.0, 60.0])
     sampler = RandomSampler(K, b, seed=5)
     trainer = make_trainer("sfl-ga", num_clients=K, batch_size=b, sizes=sizes, local_iters=1,
-                           sampler=sampler, lr=0.1)
-    reference = build_model("cnn", SHAPE, 10, seed=0)
+                           sampler=sampler, lr=0.1, dtype=F64)
+    reference = build_model("cnn", SHAPE, 10, seed=0).to(F64)
     batch = RandomSampler(K, b, seed=5).next_batch()
     x, y = synthetic_data()
-    alpha = torch.tensor(sizes / sizes.sum(), dtype=torch.float32)
+    x = x.to(F64)
+    alpha = torch.tensor(sizes / sizes.sum(), dtype=F64)
 
     clients = [[p.detach().clone().requires_grad_() for p in reference.blocks[:cut].parameters()] for _ in range(K)]
     server = list(reference.blocks[cut:].parameters())
@@ -164,10 +177,11 @@ def test_sfl_ga_matches_a_hand_written_reference_round():
 def test_fedavg_one_step_iid_equals_centralised_sgd():
     K, b = 4, 8
     trainer = make_trainer("fl", num_clients=K, batch_size=b, local_iters=1, aggregation_weights="uniform",
-                           sampler=RandomSampler(K, b, seed=3))
+                           sampler=RandomSampler(K, b, seed=3), dtype=F64)
     batch = RandomSampler(K, b, seed=3).next_batch().reshape(-1)
-    central = build_model("cnn", SHAPE, 10, seed=0)
+    central = build_model("cnn", SHAPE, 10, seed=0).to(F64)
     x, y = synthetic_data()
+    x = x.to(F64)
     F.cross_entropy(central(x[batch]), y[batch]).backward()
     with torch.no_grad():
         expected = [p - 0.05 * p.grad for p in central.parameters()]
@@ -177,7 +191,7 @@ def test_fedavg_one_step_iid_equals_centralised_sgd():
 
 def test_sfl_v1_is_fedavg_in_disguise():
     """K server copies trained on their own client's data and averaged every round: the FL update."""
-    v1, fl = make_trainer("sfl-v1"), make_trainer("fl")
+    v1, fl = make_trainer("sfl-v1", dtype=F64), make_trainer("fl", dtype=F64)
     for _ in range(2):
         v1.run_round(2)
         fl.run_round(2)
@@ -187,11 +201,11 @@ def test_sfl_v1_is_fedavg_in_disguise():
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_cut_matters_says_whether_the_cut_changes_learning(scheme):
     """Calibration records one cut for a scheme whose learning cannot depend on it (Scheme.cut_matters)."""
-    shallow, deep = make_trainer(scheme), make_trainer(scheme)
+    shallow, deep = make_trainer(scheme, dtype=F64), make_trainer(scheme, dtype=F64)
     for _ in range(2):
         shallow.run_round(1)
         deep.run_round(3)
-    same = all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(weights(shallow), weights(deep)))
+    same = all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(weights(shallow), weights(deep)))
     assert same == (not get_scheme(scheme).cut_matters)
 
 
@@ -259,11 +273,12 @@ def test_one_client_split_training_is_centralised_sgd_whatever_the_cuts(scheme):
     momentum and weight decay -- which only holds if weights and momentum survive every re-split."""
     b, iters = 8, 2
     trainer = make_trainer(scheme, num_clients=1, batch_size=b, local_iters=iters, momentum=0.9,
-                           weight_decay=1e-3, sampler=RandomSampler(1, b, seed=7))
-    central = build_model("cnn", SHAPE, 10, seed=0)
+                           weight_decay=1e-3, sampler=RandomSampler(1, b, seed=7), dtype=F64)
+    central = build_model("cnn", SHAPE, 10, seed=0).to(F64)
     opt = torch.optim.SGD(central.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
     batches = RandomSampler(1, b, seed=7)
     x, y = synthetic_data()
+    x = x.to(F64)
     for cut in (1, 3, 2, 3, 1):
         trainer.run_round(cut)
         for _ in range(iters):

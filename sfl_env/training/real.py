@@ -112,7 +112,8 @@ class RealTrainer:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         uniform = np.full(len(sizes), 1 / len(sizes))
         alpha = sizes / sizes.sum() if config.aggregation_weights == "data_size" else uniform
-        self.alpha = torch.tensor(alpha, dtype=torch.float32, device=self.device)
+        dtype = next(model.parameters()).dtype  # float32 by default; float64 where a test needs exact sums
+        self.alpha = torch.tensor(alpha, dtype=dtype, device=self.device)
         self.round_index = 0
         self.cut: int | None = None
         self.optimizer = config.optimizer
@@ -120,7 +121,7 @@ class RealTrainer:
         # Optimizer state per parameter: SGD's momentum buffer, or Adam's two moments stacked on a last axis.
         self._optimizer_state: Tensors = {}
         if config.optimizer == "adam":
-            self._optimizer_state = {n: torch.zeros(*p.shape, 2, device=p.device) for n, p in model.named_parameters()}
+            self._optimizer_state = {n: torch.zeros(*p.shape, 2, dtype=p.dtype, device=p.device) for n, p in model.named_parameters()}
         elif config.momentum > 0:
             self._optimizer_state = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
         # Client blocks kept per client across rounds, for a scheme that does not FedAvg them (psl).
@@ -256,7 +257,7 @@ class RealTrainer:
         smashed = vmap(_stacked_forward(self._segment(0, cut).module))(state.client, state.client_buffers, x)
         server = self._segment(cut, self.model.num_blocks)
         grads = torch.empty_like(smashed)
-        losses = torch.empty(len(y), device=self.device)
+        losses = torch.empty(len(y), dtype=smashed.dtype, device=self.device)
         for k in torch.randperm(len(y), generator=self.generator).tolist():
             s_k = smashed[k].detach().requires_grad_()
             loss = per_sample_loss(functional_call(server.module, (state.server, state.server_buffers), (s_k,)),
