@@ -112,7 +112,7 @@ class RealTrainer:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         uniform = np.full(len(sizes), 1 / len(sizes))
         alpha = sizes / sizes.sum() if config.aggregation_weights == "data_size" else uniform
-        dtype = next(model.parameters()).dtype  # float32 by default; float64 where a test needs exact sums
+        dtype = next(model.parameters()).dtype  # the trainer follows the model: float32, or float64
         self.alpha = torch.tensor(alpha, dtype=dtype, device=self.device)
         self.round_index = 0
         self.cut: int | None = None
@@ -121,7 +121,8 @@ class RealTrainer:
         # Optimizer state per parameter: SGD's momentum buffer, or Adam's two moments stacked on a last axis.
         self._optimizer_state: Tensors = {}
         if config.optimizer == "adam":
-            self._optimizer_state = {n: torch.zeros(*p.shape, 2, dtype=p.dtype, device=p.device) for n, p in model.named_parameters()}
+            self._optimizer_state = {n: torch.zeros(*p.shape, 2, dtype=p.dtype, device=p.device)
+                                     for n, p in model.named_parameters()}
         elif config.momentum > 0:
             self._optimizer_state = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
         # Client blocks kept per client across rounds, for a scheme that does not FedAvg them (psl).
