@@ -20,6 +20,7 @@ same everywhere.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ def _scipy_stats() -> ModuleType:
     return stats
 
 
+@functools.cache
 def _rng_argument() -> str:
     """scipy >= 1.15 takes ``rng``; older releases (pyproject allows >= 1.11) take ``random_state``."""
     return "rng" if "rng" in inspect.signature(_scipy_stats().bootstrap).parameters else "random_state"

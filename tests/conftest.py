@@ -27,9 +27,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("ray"):
             item.add_marker(pytest.mark.xdist_group("ray"))
-    rank = {id(item): 0 if item.get_closest_marker("ray") else 1 if item.get_closest_marker("slow") else 2
-            for item in items}
-    items.sort(key=lambda item: rank[id(item)])
+    items.sort(key=_start_rank)  # stable: the collection order within each rank
+
+
+def _start_rank(item: pytest.Item) -> int:
+    return 0 if item.get_closest_marker("ray") else 1 if item.get_closest_marker("slow") else 2
 
 
 @pytest.fixture(scope="session")

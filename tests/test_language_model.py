@@ -146,7 +146,7 @@ def test_the_embeddings_are_the_most_revealing_cut():
 def test_adam_with_one_client_is_torch_adam():
     """In float64: Adam divides by sqrt(v) + eps, which amplifies last-bit differences between the vmapped
     and the plain kernels where a gradient is near zero; in float32 those reach 1e-6 on some CPUs, in
-    float64 they stay some nine orders of magnitude below the tolerance."""
+    float64 they stay several orders of magnitude below the tolerance."""
     torch.manual_seed(0)
     x, y = torch.randint(0, 256, (40, 8)), torch.randint(0, 256, (40, 8))
     config = SFLConfig(dataset="python-stdlib", model="gpt", scheme="fl", num_clients=1, batch_size=4, local_iters=3,

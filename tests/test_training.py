@@ -18,12 +18,12 @@ from sfl_env.training.real import RealTrainer
 N_TRAIN, SHAPE = 400, (1, 8, 8)
 
 
-def synthetic_data(seed=0):
+def synthetic_data(seed=0, dtype=torch.float32):
     """A learnable task: one prototype image per class plus noise."""
     g = torch.Generator().manual_seed(seed)
     prototypes = torch.randn(10, *SHAPE, generator=torch.Generator().manual_seed(0))
     y = torch.randint(0, 10, (N_TRAIN,), generator=g)
-    return prototypes[y] + 0.5 * torch.randn(N_TRAIN, *SHAPE, generator=g), y
+    return (prototypes[y] + 0.5 * torch.randn(N_TRAIN, *SHAPE, generator=g)).to(dtype), y
 
 
 class RandomSampler:
@@ -55,8 +55,7 @@ def make_trainer(scheme="sfl-ga", model="cnn", num_clients=4, batch_size=8, samp
     the same maths (see :func:`assert_same`)."""
     width = 0.125 if model in ("vgg11", "resnet18") else 1.0
     net = build_model(model, SHAPE, 10, width=width, seed=model_seed).to(dtype)
-    x, y = synthetic_data(data_seed)
-    x = x.to(dtype)
+    x, y = synthetic_data(data_seed, dtype)
     sampler = sampler or RandomSampler(num_clients, batch_size)
     sizes = np.full(num_clients, 100.0) if sizes is None else sizes
     config = SFLConfig(scheme=scheme, dataset="digits", model=model, num_clients=num_clients, batch_size=batch_size,
@@ -69,6 +68,7 @@ def weights(trainer):
 
 
 F64 = torch.float64
+F64_TOLERANCE = {"rtol": 1e-9, "atol": 1e-12}  # two computations of the same maths, in float64
 
 
 def assert_same(a, b, exact=True):
@@ -82,7 +82,7 @@ def assert_same(a, b, exact=True):
             assert torch.equal(pa, pb)
         else:
             assert pa.dtype == pb.dtype == F64, "compare two computations of the same maths in float64"
-            torch.testing.assert_close(pa, pb, rtol=1e-9, atol=1e-12)
+            torch.testing.assert_close(pa, pb, **F64_TOLERANCE)
 
 
 # ---------------------------------------------------------------- gradient aggregation
@@ -140,8 +140,7 @@ def test_sfl_ga_matches_a_hand_written_reference_round():
                            sampler=sampler, lr=0.1, dtype=F64)
     reference = build_model("cnn", SHAPE, 10, seed=0).to(F64)
     batch = RandomSampler(K, b, seed=5).next_batch()
-    x, y = synthetic_data()
-    x = x.to(F64)
+    x, y = synthetic_data(dtype=F64)
     alpha = torch.tensor(sizes / sizes.sum(), dtype=F64)
 
     clients = [[p.detach().clone().requires_grad_() for p in reference.blocks[:cut].parameters()] for _ in range(K)]
@@ -180,8 +179,7 @@ def test_fedavg_one_step_iid_equals_centralised_sgd():
                            sampler=RandomSampler(K, b, seed=3), dtype=F64)
     batch = RandomSampler(K, b, seed=3).next_batch().reshape(-1)
     central = build_model("cnn", SHAPE, 10, seed=0).to(F64)
-    x, y = synthetic_data()
-    x = x.to(F64)
+    x, y = synthetic_data(dtype=F64)
     F.cross_entropy(central(x[batch]), y[batch]).backward()
     with torch.no_grad():
         expected = [p - 0.05 * p.grad for p in central.parameters()]
@@ -205,7 +203,7 @@ def test_cut_matters_says_whether_the_cut_changes_learning(scheme):
     for _ in range(2):
         shallow.run_round(1)
         deep.run_round(3)
-    same = all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(weights(shallow), weights(deep)))
+    same = all(torch.allclose(a, b, **F64_TOLERANCE) for a, b in zip(weights(shallow), weights(deep)))
     assert same == (not get_scheme(scheme).cut_matters)
 
 
@@ -277,8 +275,7 @@ def test_one_client_split_training_is_centralised_sgd_whatever_the_cuts(scheme):
     central = build_model("cnn", SHAPE, 10, seed=0).to(F64)
     opt = torch.optim.SGD(central.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
     batches = RandomSampler(1, b, seed=7)
-    x, y = synthetic_data()
-    x = x.to(F64)
+    x, y = synthetic_data(dtype=F64)
     for cut in (1, 3, 2, 3, 1):
         trainer.run_round(cut)
         for _ in range(iters):
