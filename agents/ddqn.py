@@ -7,6 +7,11 @@ and live in ``agents/configs/ddqn.yml``.
 Masks are honoured twice: epsilon-greedy exploration and greedy actions pick only allowed cuts, and
 the target's argmax over next actions is taken over the cuts allowed in the next state (stored in
 the replay buffer), so a forbidden cut's Q-value never leaks into a target.
+
+``n_step > 1`` stores n-step transitions: the discounted sum of the next ``n`` rewards and the state
+``n`` steps later, bootstrapped with ``gamma^n`` (fewer steps where the episode ends first). A cut's
+effect on time to accuracy shows in how long the episode lasts, many rounds later; n-step returns
+carry it back ``n`` rounds per update instead of one.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class DDQNConfig:
     """Hyperparameters (paper_spec.md 7). Steps count env transitions summed over parallel envs."""
 
     gamma: float = 0.9
+    n_step: int = 1  # rewards summed before bootstrapping (1: the paper's one-step target)
     learning_rate: float = 1e-3
     learning_rate_final: float | None = None  # linear decay to this over total_steps (None: constant)
     hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
@@ -53,6 +59,7 @@ class DDQNConfig:
     def __post_init__(self) -> None:
         checks = {
             "gamma": 0.0 <= self.gamma <= 1.0,
+            "n_step": isinstance(self.n_step, int) and 1 <= self.n_step <= 1000,
             "learning_rate": self.learning_rate > 0,
             "learning_rate_final": self.learning_rate_final is None or self.learning_rate_final >= 0,
             "hidden_sizes": len(self.hidden_sizes) > 0 and all(int(h) > 0 for h in self.hidden_sizes),
@@ -98,9 +105,10 @@ class QNetwork(nn.Module):
 
 
 class ReplayBuffer:
-    """A ring buffer of transitions, with the action mask of the next state."""
+    """A ring buffer of transitions, with the action mask of the next state and the discount that
+    bootstraps from it (``gamma^k`` for a k-step transition)."""
 
-    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "next_masks")
+    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "next_masks", "discounts")
 
     def __init__(self, capacity: int, obs_dim: int, n_actions: int) -> None:
         self.capacity, self.position, self.size = capacity, 0, 0
@@ -110,10 +118,11 @@ class ReplayBuffer:
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
         self.next_masks = np.ones((capacity, n_actions), dtype=bool)
+        self.discounts = np.zeros(capacity, dtype=np.float32)
 
-    def add(self, obs, actions, rewards, next_obs, terminated, next_masks) -> None:
+    def add(self, obs, actions, rewards, next_obs, terminated, next_masks, discounts) -> None:
         """Adds a batch of transitions (one per parallel env)."""
-        for row in zip(obs, actions, rewards, next_obs, terminated, next_masks):
+        for row in zip(obs, actions, rewards, next_obs, terminated, next_masks, discounts):
             for name, value in zip(self.FIELDS, row):
                 getattr(self, name)[self.position] = value
             self.position = (self.position + 1) % self.capacity
@@ -127,7 +136,12 @@ class ReplayBuffer:
         state = {name: getattr(self, name)[: self.size] for name in self.FIELDS}
         return state | {"position": np.array(self.position), "capacity": np.array(self.capacity)}
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, np.ndarray], gamma: float | None = None) -> None:
+        """Restores a buffer; one saved before discounts were stored takes ``gamma`` for each (one-step)."""
+        if "discounts" not in state:
+            if gamma is None:
+                raise ValueError("this replay buffer holds no discounts; pass the gamma it was collected with")
+            state = state | {"discounts": np.full(len(state["actions"]), gamma, dtype=np.float32)}
         if int(state["capacity"]) != self.capacity:
             raise ValueError(f"replay buffer capacity {int(state['capacity'])} does not match {self.capacity}")
         self.size = len(state["actions"])
@@ -142,9 +156,10 @@ def double_dqn_target(
     next_q_online: torch.Tensor,
     next_q_target: torch.Tensor,
     next_masks: torch.Tensor,
-    gamma: float,
+    gamma: float | torch.Tensor,
 ) -> torch.Tensor:
-    """``y = r + gamma (1 - terminated) Q_target(s', argmax_{a allowed in s'} Q_online(s', a))``."""
+    """``y = r + gamma (1 - terminated) Q_target(s', argmax_{a allowed in s'} Q_online(s', a))``; ``gamma``
+    is one number or, for n-step transitions, each transition's ``gamma^k``."""
     masked_online = next_q_online.masked_fill(~next_masks, -math.inf)
     best_next = masked_online.argmax(dim=1, keepdim=True)
     next_value = next_q_target.gather(1, best_next).squeeze(1)
@@ -216,6 +231,7 @@ class DDQNAgent(Agent):
         env.seed(self.seed + self.num_steps)
         obs = env.reset()
         masks = self._reset_masks(env, range(n_envs), np.ones((n_envs, self.n_actions), dtype=bool))
+        pending: list[list[tuple[np.ndarray, int, float]]] = [[] for _ in range(n_envs)]
         callback.on_training_start(self)
         losses: list[float] = []
         q_means: list[float] = []
@@ -235,7 +251,10 @@ class DDQNAgent(Agent):
                 if dones[i]:
                     final_obs[i] = info["terminal_observation"]
                     terminated[i] = float(not info.get("TimeLimit.truncated", False))
-            self.buffer.add(obs, actions, rewards, final_obs, terminated, next_masks)
+            for i in range(n_envs):
+                pending[i].append((obs[i], int(actions[i]), float(rewards[i])))
+                if dones[i] or len(pending[i]) == cfg.n_step:
+                    self._store(pending[i], final_obs[i], terminated[i], next_masks[i], flush=bool(dones[i]))
 
             previous_steps, self.num_steps = self.num_steps, self.num_steps + n_envs
             obs = next_obs
@@ -259,6 +278,19 @@ class DDQNAgent(Agent):
                 losses, q_means = [], []
         callback.on_training_end(self)
         return self
+
+    def _store(self, pending: list[tuple[np.ndarray, int, float]], next_obs: np.ndarray, terminated: float,
+               next_mask: np.ndarray, flush: bool) -> None:
+        """Stores the oldest pending step as an n-step transition to ``next_obs`` (every pending step, each
+        to the episode's end, when ``flush``), and drops what it stored from ``pending``."""
+        gamma = self.config.gamma
+        while pending:
+            ret = sum(gamma**t * reward for t, (_, _, reward) in enumerate(pending))
+            first_obs, action, _ = pending.pop(0)
+            self.buffer.add([first_obs], [action], [ret], [next_obs], [terminated], [next_mask],
+                            [gamma ** (len(pending) + 1)])
+            if not flush:
+                return
 
     def _set_learning_rate(self, step: int, total_steps: int) -> None:
         cfg = self.config
@@ -290,7 +322,7 @@ class DDQNAgent(Agent):
         with torch.no_grad():
             target = double_dqn_target(
                 batch["rewards"], batch["terminated"], self.q_network(batch["next_obs"]),
-                self.target_network(batch["next_obs"]), batch["next_masks"], cfg.gamma,
+                self.target_network(batch["next_obs"]), batch["next_masks"], batch["discounts"],
             )
         q = self.q_network(batch["obs"]).gather(1, batch["actions"].unsqueeze(1)).squeeze(1)
         loss = F.smooth_l1_loss(q, target)
@@ -359,7 +391,7 @@ class DDQNAgent(Agent):
         self.skipped_updates = int(state["skipped_updates"])
         self.rng.bit_generator.state = json.loads(state["rng"])
         with np.load(folder / "replay.npz", allow_pickle=False) as replay:
-            self.buffer.load_state_dict(dict(replay))
+            self.buffer.load_state_dict(dict(replay), gamma=self.config.gamma)
 
     def _header(self) -> dict[str, Any]:
         return {

@@ -30,7 +30,8 @@ from sfl_env.models import build_model
 from sfl_env.profiling import profile_model
 from sfl_env.schemes import SCHEMES, get_scheme
 from sfl_env.training.analytic import calibration_for
-from sfl_env.wireless import Channel, client_cpu_hz
+from sfl_env.availability import ClientDevices, CpuAvailability
+from sfl_env.wireless import Channel
 from solvers import solve
 
 
@@ -43,7 +44,8 @@ def seconds_per_round(config: EnvConfig, draws: int, seed: int = 0) -> dict[tupl
     states = []
     for _ in range(draws):
         channel = Channel(system.num_clients, config.wireless, rng)
-        states.append((channel.gain, client_cpu_hz(system.num_clients, config.compute, rng)))
+        cpus = CpuAvailability(ClientDevices.draw(system.num_clients, config.compute, rng), config.compute, rng)
+        states.append((channel.gain, cpus.cpu_hz, cpus.cycles_per_flop))
     out = {}
     for name in SCHEMES:
         scheme = get_scheme(name)
@@ -53,12 +55,14 @@ def seconds_per_round(config: EnvConfig, draws: int, seed: int = 0) -> dict[tupl
                               local_iters=system.local_iters, batch_size=system.batch_size,
                               gradient_aggregation=system.gradient_aggregation)
             totals = dict.fromkeys((*PHASES, "total"), 0.0)
-            for gain, cpu_hz in states:
-                problem = allocation_problem(cost, gain, cpu_hz, config.wireless, config.compute)
+            for gain, cpu_hz, per_flop in states:
+                problem = allocation_problem(cost, gain, cpu_hz, config.wireless, config.compute,
+                                             client_cycles_per_flop=per_flop)
                 shares = solve(problem)
                 latency = round_latency(cost, bandwidth_share=shares.bandwidth_share,
                                         server_cpu_share=shares.server_cpu_share, uplink_gain=gain,
-                                        client_cpu_hz=cpu_hz, wireless=config.wireless, compute=config.compute)
+                                        client_cpu_hz=cpu_hz, wireless=config.wireless, compute=config.compute,
+                                        client_cycles_per_flop=per_flop)
                 for phase, seconds in latency.phases.items():
                     totals[phase] += seconds / draws
                 totals["total"] += latency.total_s / draws

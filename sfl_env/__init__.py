@@ -24,6 +24,8 @@ TASK_IDS: dict[str, dict[str, str]] = {
     "SFLEnvDynamicAnalytic-v0": {"task": "dynamic", "training": "analytic"},
     "SFLEnvBudget-v0": {"task": "budget"},
     "SFLEnvBudgetAnalytic-v0": {"task": "budget", "training": "analytic"},
+    "SFLEnvVehicular-v0": {"task": "vehicular"},
+    "SFLEnvVehicularAnalytic-v0": {"task": "vehicular", "training": "analytic"},
     # The language model: the default task on the lm preset (a GPT-style decoder on Python's sources).
     "SFLEnvLM-v0": {"task": "default", "preset": "lm"},
     "SFLEnvLMAnalytic-v0": {"task": "default", "preset": "lm", "training": "analytic"},

@@ -28,10 +28,13 @@ def round_energy_j(
     client_cpu_hz: ArrayLike,
     wireless: WirelessConfig,
     compute: ComputeConfig,
+    client_cycles_per_flop: ArrayLike | None = None,
 ) -> np.ndarray:
-    """Joules each client spends in the round ``cost`` describes, shape (K,)."""
+    """Joules each client spends in the round ``cost`` describes, shape (K,); ``client_cycles_per_flop``
+    is each client's (None: ``compute``'s for every client)."""
     cpu_hz = np.asarray(client_cpu_hz, dtype=np.float64)
-    cycles = compute.client_cycles_per_flop * cost.local_iters * (cost.client_forward_flops + cost.client_backward_flops)
+    per_flop = compute.client_cycles_per_flop if client_cycles_per_flop is None else np.asarray(client_cycles_per_flop)
+    cycles = per_flop * cost.local_iters * (cost.client_forward_flops + cost.client_backward_flops)
     compute_j = compute.effective_capacitance * cycles * cpu_hz**2
     rate = uplink_rate_bps(bandwidth_share, uplink_gain, wireless.client_power_w, wireless.bandwidth_hz,
                            wireless.noise_psd_w_per_hz)

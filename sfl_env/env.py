@@ -18,8 +18,10 @@ Action space
     round ends the episode in failure).
 Observation space
     ``Box(0, 1, (2K + 8,), float32)``, in this order:
-    ``[0, K)`` channel gain of each client in dB, scaled from [-PL(d_max) - 30 dB, -PL(d_min) + 10 dB];
-    ``[K, 2K)`` client CPU frequency available to training / the top of its range (lower while busy);
+    ``[0, K)`` channel gain of each client in dB, scaled from [-PL(d_max) - 30 dB - 3 sigma, -PL(d_min) +
+    10 dB + 3 sigma] (sigma: the shadowing's std; with ``link_trace``, the gains of 10 kbit/s to 1 Gbit/s);
+    ``[K, 2K)`` client training FLOP/s this round (its device's, its governor's clock, lower while busy)
+    / the most any client can give;
     ``2K`` previous cut index + 1 over n_cuts (0 before the first round);
     ``2K + 1`` rounds done / max_rounds;
     ``2K + 2`` last test accuracy; ``2K + 3`` last train loss / ln(classes), clipped;
@@ -30,12 +32,12 @@ Reward
     ``time_to_accuracy`` (the default): ``-T(l) / T_ref`` per round, so the return is minus the episode's
     simulated seconds in units of ``T_ref``; a failed episode (a budget exhausted before the target, or
     a diverged round) also pays the terminal cost ``(B + max(B - elapsed, 0)) / T_ref`` with B the time
-    budget, so that every failure returns less than every success within the budget
+    budget, so that every failure returns less than every success within the budget, in any episode
     (:mod:`sfl_env.budgets`). ``paper``: ``-(rho * Gamma(l) + (1 - rho) * T(l) / T_ref)``, the paper's
     per-round weighted objective, with Gamma normalised to a maximum of 1 over the cuts (no terminal
-    cost). ``T_ref`` is fixed for the episode at reset: one round at the shallowest allowed cut under
-    an equal split, with every client's fading at its mean (its distance and CPU as drawn for the
-    episode). The terms are in ``info["reward_terms"]`` (``convergence`` Gamma(l), ``latency``
+    cost). ``T_ref`` is a constant of the configuration, the same in every episode: one round at the
+    shallowest cut under an equal split in the config's nominal cell (clients at evenly spaced quantiles
+    of the distance range and the device mix, no shadowing, mean fading). The terms are in ``info["reward_terms"]`` (``convergence`` Gamma(l), ``latency``
     T(l) / T_ref, ``privacy_penalty``), ``T_ref`` in ``info["reference_latency_s"]`` and the terminal
     cost in ``info["terminal_cost"]``.
 Episode end
@@ -77,7 +79,7 @@ from gymnasium import spaces
 
 from solvers import Allocation, equal_split, solve
 
-from .availability import CpuAvailability
+from .availability import ClientDevices, CpuAvailability, fastest_client_flops
 from .budgets import EpisodeBudget
 from .calibration.leakage import leakage_table
 from .config import FILE_DATASETS, EnvConfig
@@ -87,6 +89,7 @@ from .energy import round_energy_j
 from .errors import ActionError, ConfigError
 from .latency import LatencyBreakdown, allocation_problem, round_latency
 from .ledger import RoundCost, round_cost
+from .link_traces import TraceChannel, gain_for_rate, load_link_traces, nominal_trace_gain
 from .models import build_model
 from .planning import PlanningInterface
 from .privacy import allowed_cuts
@@ -96,7 +99,7 @@ from .schemes import get_scheme
 from .training import RoundTrainer, build_trainer
 from .training.calibration import calibration_for
 from .training.curve import TrainingCurveModel
-from .wireless import Channel, client_cpu_hz, path_loss_db
+from .wireless import Channel, nominal_path_gain, path_loss_db
 
 
 class SFLEnv(PlanningInterface, gym.Env):
@@ -149,10 +152,10 @@ class SFLEnv(PlanningInterface, gym.Env):
         self.observation_space = spaces.Box(0.0, 1.0, (2 * self.num_clients + 8,), dtype=np.float32)
         self.timings: dict[str, float] = {}
         wireless = self.config.wireless
-        pl = (wireless.path_loss_intercept_db, wireless.path_loss_slope_db)
-        # Gains are observed in dB between the farthest client in a deep fade and the nearest in a peak.
-        self._gain_range_db = (-float(path_loss_db(wireless.distance_m[1], *pl)) - 30.0,
-                               -float(path_loss_db(wireless.distance_m[0], *pl)) + 10.0)
+        self._traces = load_link_traces(wireless.link_trace) if wireless.link_trace is not None else None
+        self._gain_range_db = self._observed_gain_range_db()
+        self._top_flops = fastest_client_flops(self.config.compute)
+        self._reference_s = self._reference_latency()
         self._trainer: RoundTrainer | None = None
         self._last: dict[str, Any] | None = None
 
@@ -164,14 +167,14 @@ class SFLEnv(PlanningInterface, gym.Env):
         episode_seed = int(self.np_random.integers(2**31 - 1))
         channel_seed, trainer_seed = np.random.SeedSequence(episode_seed).spawn(2)
         rng = np.random.default_rng(channel_seed)
-        self._channel = Channel(self.num_clients, cfg.wireless, rng)
-        self._cpu = CpuAvailability(client_cpu_hz(self.num_clients, cfg.compute, rng), cfg.compute, rng)
+        self._channel = Channel(self.num_clients, cfg.wireless, rng) if self._traces is None \
+            else TraceChannel(self.num_clients, cfg.wireless, rng, self._traces)
+        self._cpu = CpuAvailability(ClientDevices.draw(self.num_clients, cfg.compute, rng), cfg.compute, rng)
         self._trainer = build_trainer(cfg.system, int(trainer_seed.generate_state(1)[0]), cfg.training,
                                       data_shape=self._data_shape)
         self._round, self._previous_cut_index = 0, None
         self._mask = self._privacy_mask()
         self._gamma = self._convergence_term()
-        self._reference_s = self._reference_latency()
         self._accuracy, self._loss, self._latency_ratio = 0.0, math.log(self._num_classes), 0.0
         self._budget = EpisodeBudget(cfg, self.num_clients)
         self._last = None
@@ -200,7 +203,8 @@ class SFLEnv(PlanningInterface, gym.Env):
 
         latency, terms, reward = self._price(cost, allocation, cut_index, violated)
         energy = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share, uplink_gain=self._channel.gain,
-                                client_cpu_hz=self._cpu_hz, wireless=self.config.wireless, compute=self.config.compute)
+                                client_cpu_hz=self._cpu_hz, wireless=self.config.wireless, compute=self.config.compute,
+                                client_cycles_per_flop=self._cpu.cycles_per_flop)
         leakage = self._round_leakage(cut_index)
 
         self._round += 1
@@ -219,7 +223,7 @@ class SFLEnv(PlanningInterface, gym.Env):
         # What this round ran on, kept for render() before the channel moves on to the next round.
         self._last = {"outcome": outcome, "cost": cost, "allocation": allocation, "latency": latency,
                       "reward": reward, "gain": self._channel.gain, "cpu_hz": self._cpu_hz}
-        self._channel.step()
+        self._channel.step(latency.total_s)
         self._cpu.step()
 
         info = {
@@ -346,7 +350,8 @@ class SFLEnv(PlanningInterface, gym.Env):
         gain = self._channel.gain if gain is None else gain
         cpu_hz = self._cpu_hz if cpu_hz is None else cpu_hz
         # The env's own arrays are valid by construction; skipping their checks saves ~5 % of a step.
-        problem = allocation_problem(cost, gain, cpu_hz, self.config.wireless, self.config.compute, check_inputs=False)
+        problem = allocation_problem(cost, gain, cpu_hz, self.config.wireless, self.config.compute,
+                                     client_cycles_per_flop=self._cpu.cycles_per_flop, check_inputs=False)
         if self.config.allocation == "equal":
             return equal_split(problem)
         return solve(problem, method=self.config.solver)
@@ -357,22 +362,41 @@ class SFLEnv(PlanningInterface, gym.Env):
             cost, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
             uplink_gain=self._channel.gain if gain is None else gain,
             client_cpu_hz=self._cpu_hz if cpu_hz is None else cpu_hz, wireless=self.config.wireless,
-            compute=self.config.compute, check_inputs=False,
+            compute=self.config.compute, client_cycles_per_flop=self._cpu.cycles_per_flop, check_inputs=False,
         )
 
     def _reference_latency(self) -> float:
-        """T_ref: one round at the shallowest allowed cut under an equal split, with every client's
-        fading at its mean (|h|^2 = 1). Fixed for the episode, so rewards compare across rounds."""
-        cut = self.cuts[int(np.flatnonzero(self._mask)[0])]
+        """T_ref: one round at the shallowest cut under an equal split in the nominal cell of the config
+        (clients at evenly spaced quantiles of the distance range and of the device mix, without
+        shadowing, at mean fading; with traces, each at its trace's mean rate). A constant of the config,
+        so that a return is minus the episode's seconds in one unit for every episode."""
+        cut = self.cuts[0]
         reference = self._round_cost(cut, previous_cut=cut)
-        gain = self._channel.path_gain
-        cpu_hz = self._cpu.base_hz
-        problem = allocation_problem(reference, gain, cpu_hz, self.config.wireless, self.config.compute)
+        wireless, compute = self.config.wireless, self.config.compute
+        gain = nominal_path_gain(self.num_clients, wireless) if self._traces is None \
+            else nominal_trace_gain(self.num_clients, wireless, self._traces)
+        devices = ClientDevices.nominal(self.num_clients, compute)
+        problem = allocation_problem(reference, gain, devices.cpu_hz, wireless, compute,
+                                     client_cycles_per_flop=devices.cycles_per_flop)
         shares = equal_split(problem)
         return round_latency(
             reference, bandwidth_share=shares.bandwidth_share, server_cpu_share=shares.server_cpu_share,
-            uplink_gain=gain, client_cpu_hz=cpu_hz, wireless=self.config.wireless, compute=self.config.compute,
+            uplink_gain=gain, client_cpu_hz=devices.cpu_hz, wireless=wireless, compute=compute,
+            client_cycles_per_flop=devices.cycles_per_flop,
         ).total_s
+
+    def _observed_gain_range_db(self) -> tuple[float, float]:
+        """The dB range observations scale gains from: the farthest client in a deep fade and 3 standard
+        deviations of shadowing below the mean, to the nearest in a peak as far above; with traces, the
+        gains of 10 kbit/s to 1 Gbit/s."""
+        wireless = self.config.wireless
+        if self._traces is not None:
+            low, high = gain_for_rate(np.array([1e4, 1e9]), wireless)
+            return float(10 * np.log10(low)), float(10 * np.log10(high))
+        pl = (wireless.path_loss_intercept_db, wireless.path_loss_slope_db)
+        spread = 3.0 * wireless.shadowing_db
+        return (-float(path_loss_db(wireless.distance_m[1], *pl)) - 30.0 - spread,
+                -float(path_loss_db(wireless.distance_m[0], *pl)) + 10.0 + spread)
 
     def _observation(self) -> np.ndarray:
         low_db, high_db = self._gain_range_db
@@ -382,7 +406,7 @@ class SFLEnv(PlanningInterface, gym.Env):
         left = self._budget.left()
         obs = np.concatenate([
             (gain_db - low_db) / (high_db - low_db),
-            self._cpu_hz / self.config.compute.client_cpu_hz[1],
+            self._cpu.flops_per_s / self._top_flops,
             [previous, self._round / self.config.max_rounds, self._accuracy,
              self._loss / math.log(self._num_classes), self._latency_ratio / 4.0,
              left["time"], left["leakage"], left["energy"]],

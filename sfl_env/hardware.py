@@ -17,6 +17,8 @@ from .errors import ConfigError
 from .validation import check_choice, check_int, check_number
 
 FADINGS: tuple[str, ...] = ("rayleigh", "none")
+CLIENT_DEVICES: tuple[str, ...] = ("tiers", "peak")
+GOVERNORS: tuple[str, ...] = ("measured", "none")
 
 
 def dbm_to_w(dbm: ArrayLike) -> np.ndarray | float:
@@ -33,6 +35,18 @@ def _check_range(name: str, value: Any, low: float, high: float) -> tuple[float,
     if low_value > high_value:
         raise ConfigError(f"{name}={value!r} is reversed; allowed: a pair (low, high) with 0 < low <= high")
     return float(low_value), float(high_value)
+
+
+def _check_mix(value: Any) -> tuple[float, ...]:
+    """Shares of the device tiers: one number >= 0 per tier, summing to 1."""
+    allowed = f"{len(DEVICE_TIERS)} shares >= 0 (tiers {', '.join(t.name for t in DEVICE_TIERS)}) summing to 1"
+    if not isinstance(value, (tuple, list)) or len(value) != len(DEVICE_TIERS):
+        raise ConfigError(f"device_mix={value!r} is invalid; allowed: {allowed}")
+    for i, share in enumerate(value):
+        check_number(f"device_mix[{i}]", share, low=0.0, high=1.0)
+    if abs(sum(value) - 1.0) > 1e-6:
+        raise ConfigError(f"device_mix={value!r} sums to {sum(value):.6g}; allowed: {allowed}")
+    return tuple(float(share) for share in value)
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,17 @@ class WirelessConfig:
     # (E[1/|h|^2] = inf for Rayleigh): one deep fade could stall a round for minutes.
     fading_blocks: int = 8
     mobility_km_per_round: float = 0.0  # std of each distance's per-round random walk
+    # Large-scale shadowing: log-normal, std 8 dB [36.814 A.2.1.1.2, Table A.2.1.1.2-3, macro case 1];
+    # 0 turns it off. Correlated in time by Gudmundson's model (M. Gudmundson, "Correlation model for
+    # shadow fading in mobile radio systems", Electronics Letters 27(23), 1991): over a move of x m the
+    # correlation is exp(-x / d), with the decorrelation distance d = 50 m of the urban macro cell
+    # [25.996 5.3.1: 3GPP TR 25.996, spatial channel model, "8 dB, autocorrelation distance 50 m"].
+    shadowing_db: float = 8.0
+    shadowing_decorrelation_m: float = 50.0
+    speed_km_h: float = 3.0  # a pedestrian [36.814 A.2.1.1]; the vehicular task moves at 30 km/h
+    # A folder of measured uplink throughput traces that replace path loss, shadowing and fading (see
+    # sfl_env.link_traces for the formats); None: the radio model above.
+    link_trace: str | None = None
 
     def __post_init__(self) -> None:
         # Ranges: 1 kHz to 1 THz of band; 1 m to 1000 km (the path-loss model's far outside of either).
@@ -83,6 +108,12 @@ class WirelessConfig:
             raise ConfigError(f"fading_correlation={self.fading_correlation} needs fading_blocks=1: a round that spans "
                               f"{self.fading_blocks} coherence intervals is uncorrelated with the next one")
         check_number("mobility_km_per_round", self.mobility_km_per_round, low=0.0, high=1000.0)
+        check_number("shadowing_db", self.shadowing_db, low=0.0, high=30.0)
+        check_number("shadowing_decorrelation_m", self.shadowing_decorrelation_m, low=0.0, high=1e6, low_open=True)
+        check_number("speed_km_h", self.speed_km_h, low=0.0, high=500.0)
+        if self.link_trace is not None and (not isinstance(self.link_trace, str) or not self.link_trace):
+            raise ConfigError(f"link_trace={self.link_trace!r} is invalid; allowed: None or the path of a folder "
+                              "of throughput traces")
 
     @property
     def bandwidth_hz(self) -> float:
@@ -112,15 +143,59 @@ class WirelessConfig:
     def mobility_m_per_round(self) -> float:
         return self.mobility_km_per_round * 1000.0
 
+    @property
+    def speed_m_per_s(self) -> float:
+        return self.speed_km_h / 3.6
+
+
+@dataclass(frozen=True)
+class DeviceTier:
+    """A class of phone: its performance cores' clock (datasheet) and its measured training throughput.
+
+    ``training_gflops`` is the effective FP32 throughput of on-device training: the FLOPs of the
+    measured workload counted by torch's FLOP counter over the measured time of one training iteration
+    (``python benchmarks/device_throughput.py``). Its cycles per FLOP, clock over throughput, price the
+    energy of those cycles (``kappa C f^2``).
+    """
+
+    name: str
+    phone: str
+    cpu_ghz: float
+    training_gflops: float
+
+    @property
+    def cycles_per_flop(self) -> float:
+        return self.cpu_ghz / self.training_gflops
+
+
+# FLASH (C. Yang et al., "Characterizing Impacts of Heterogeneity in Federated Learning upon Large-Scale
+# Smartphone Data", WWW 2021; BSD-2-Clause): one training iteration of LEAF's FEMNIST CNN (102.0 MFLOP
+# per sample, batch 10) with DL4J takes 179 / 588 / 1642 ms on these phones. Clocks: the fastest core
+# of each SoC, from Qualcomm's and Samsung's datasheets.
+DEVICE_TIERS: tuple[DeviceTier, ...] = (
+    DeviceTier("high", "Google Pixel 4 (Snapdragon 855)", cpu_ghz=2.84, training_gflops=5.70),
+    DeviceTier("mid", "Xiaomi Redmi Note 7 Pro (Snapdragon 675)", cpu_ghz=2.0, training_gflops=1.73),
+    DeviceTier("low", "Google Nexus S (Exynos 3110)", cpu_ghz=1.0, training_gflops=0.62),
+)
+
 
 @dataclass(frozen=True)
 class ComputeConfig:
     """Processor speeds and how many cycles one FLOP costs on each side (every preset shares them).
 
-    Clients are smartphone-class CPUs: 1-2 GHz cores that retire 16 FP32 FLOPs per cycle (two 128-bit
-    NEON FMA pipelines, e.g. Arm Cortex-A76: 2 x 4 lanes x 2 FLOPs), i.e. 16-32 GFLOP/s. The edge server
-    gives 100 GHz x 32 FLOPs/cycle = 3.2 TFLOP/s to SFL, under half of one inference GPU (NVIDIA T4:
-    8.1 TFLOP/s FP32). paper_spec.md 8.2 lists the same values as its suggested defaults.
+    Clients (``client_devices``): ``"tiers"`` (the default) draws each client's phone from
+    :data:`DEVICE_TIERS`, measured on-device training throughput of three phone generations, 0.6-5.7
+    GFLOP/s, in the shares ``device_mix``; ``"peak"`` is the datasheet model, a clock uniform in
+    ``client_cpu_ghz`` retiring ``1 / client_cycles_per_flop`` FLOPs per cycle (16 FP32 FLOPs: two
+    128-bit NEON FMA pipelines, e.g. Arm Cortex-A76: 2 x 4 lanes x 2 FLOPs), 16-32 GFLOP/s, 3-50x faster
+    than phones train. ``governor="measured"`` moves each client's clock round by round as a phone's
+    governor moved it during on-device training (:mod:`sfl_env.availability`).
+
+    Server: 3.2 TFLOP/s (100 GHz x 32 FLOPs per cycle), measured GPU training throughput: one NVIDIA
+    V100 trains ResNet-50 at 367 images/s in FP32, 9.0 TFLOP/s at 24.6 GFLOP per image (NVIDIA
+    DeepLearningExamples, PyTorch ResNet-50 v1.5 README, pytorch-21.03 container; 4.1 GMAC forward, x2
+    FLOPs per MAC, x3 for forward and backward), so SFL gets about a third of one; one T4 measures 3.5
+    TFLOP/s (428 images/s of FP32 ResNet-50 inference at batch 64, the same README).
     """
 
     client_cpu_ghz: tuple[float, float] = (1.0, 2.0)  # each client's frequency is uniform in this range
@@ -138,6 +213,10 @@ class ComputeConfig:
     busy_probability: float = 0.0
     busy_mean_rounds: float = 5.0
     busy_cpu_share: float = 0.25
+    client_devices: str = "tiers"
+    # Shares of the high, mid and low tiers ([R]: no measured market mix is available; equal shares).
+    device_mix: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)
+    governor: str = "measured"
 
     def __post_init__(self) -> None:
         # Ranges: 1 MHz and up for any processor; 1e-6 to 1e6 cycles per FLOP.
@@ -150,6 +229,9 @@ class ComputeConfig:
         check_number("busy_probability", self.busy_probability, low=0.0, high=1.0, high_open=True)
         check_number("busy_mean_rounds", self.busy_mean_rounds, low=1.0, high=1e6)
         check_number("busy_cpu_share", self.busy_cpu_share, low=0.0, high=1.0, low_open=True)
+        check_choice("client_devices", self.client_devices, CLIENT_DEVICES)
+        check_choice("governor", self.governor, GOVERNORS)
+        object.__setattr__(self, "device_mix", _check_mix(self.device_mix))
 
     @property
     def client_cpu_hz(self) -> tuple[float, float]:

@@ -1,6 +1,7 @@
 """Seconds of one training round, phase by phase, from its cost, its scheme's schedule and its resources.
 
-Per client ``k`` and per local iteration (``kappa_c``, ``kappa_s``: cycles per FLOP; ``f_k``: client Hz;
+Per client ``k`` and per local iteration (``kappa_c``, ``kappa_s``: cycles per FLOP, the client's own
+device's and the server's; ``f_k``: client Hz;
 ``F``: server Hz; ``r_k``: uplink rate at share ``beta_k``; ``r_D``: broadcast rate; ``r_k^D``: unicast
 rate over ``1/K`` of the downlink band; ``S``: smashed bits):
 
@@ -84,13 +85,16 @@ def round_latency(
     client_cpu_hz: ArrayLike,
     wireless: WirelessConfig,
     compute: ComputeConfig,
+    client_cycles_per_flop: ArrayLike | None = None,
     check_inputs: bool = True,
 ) -> LatencyBreakdown:
     """Seconds of the round that ``cost`` describes, with shares ``beta`` (uplink band) and ``phi``
     (server CPU), timed by its scheme's schedule.
 
     ``beta`` and ``phi`` each sum to at most 1; a sequential server ignores ``phi`` (one client at a time
-    gets the whole server) and so does a scheme without a server. ``check_inputs=False`` skips the shape
+    gets the whole server) and so does a scheme without a server. ``client_cycles_per_flop`` is each
+    client's (its device's, :class:`~sfl_env.availability.ClientDevices`); None: ``compute``'s for
+    every client. ``check_inputs=False`` skips the shape
     and range checks of the four arrays, for callers whose arrays are valid by construction (a solver's
     shares, the env's own channel); invalid arrays then give wrong seconds instead of a ConfigError.
     """
@@ -108,7 +112,8 @@ def round_latency(
     uplink = (wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
     uplink_bps = uplink_rate_bps(beta, gain, *uplink)
     broadcast_bps = broadcast_rate_bps(gain, *_downlink(wireless))
-    seconds = _iteration_seconds(cost, gain, cpu_hz, wireless, compute, broadcast_bps)
+    seconds = _iteration_seconds(cost, gain, _seconds_per_flop(cpu_hz, client_cycles_per_flop, compute), wireless,
+                                 broadcast_bps)
     seconds["uplink"] = transfer_s(cost.smashed_bits, uplink_bps)
     server_cycles = compute.server_cycles_per_flop * cost.server_flops
     if scheme.server is Server.SEQUENTIAL:
@@ -143,6 +148,7 @@ def allocation_problem(
     wireless: WirelessConfig,
     compute: ComputeConfig,
     *,
+    client_cycles_per_flop: ArrayLike | None = None,
     check_inputs: bool = True,
 ) -> ResourceProblem:
     """The resource problem of ``cost``'s round: its scheme's allocated stage as
@@ -164,7 +170,8 @@ def allocation_problem(
     stage = scheme.allocated_stage
     repeats = 1 if stage.per_iteration else cost.local_iters  # of an iteration phase inside the chain
     fixed = [name for name in stage.phases if name not in BANDWIDTH_PHASES and name != SERVER_PHASE]
-    seconds = _iteration_seconds(cost, gain, cpu_hz, wireless, compute, None, only=fixed)
+    seconds = _iteration_seconds(cost, gain, _seconds_per_flop(cpu_hz, client_cycles_per_flop, compute), wireless,
+                                 None, only=fixed)
     fixed_s = sum((repeats * seconds[name] for name in fixed), np.zeros(num_clients)) if len(fixed) != 1 \
         else repeats * seconds[fixed[0]]
     upload = next(name for name in stage.phases if name in BANDWIDTH_PHASES)
@@ -204,12 +211,18 @@ def _downlink(wireless: WirelessConfig) -> tuple[float, float, float]:
     return wireless.server_power_w, wireless.downlink_bandwidth_hz, wireless.noise_psd_w_per_hz
 
 
+def _seconds_per_flop(cpu_hz: np.ndarray, cycles_per_flop: ArrayLike | None, compute: ComputeConfig) -> np.ndarray:
+    """Each client's seconds per FLOP: its cycles per FLOP over its clock."""
+    if cycles_per_flop is None:
+        return compute.client_cycles_per_flop / cpu_hz
+    return np.asarray(cycles_per_flop, dtype=np.float64) / cpu_hz
+
+
 def _iteration_seconds(
     cost: RoundCost,
     gain: np.ndarray,
-    cpu_hz: np.ndarray,
+    seconds_per_flop: np.ndarray,
     wireless: WirelessConfig,
-    compute: ComputeConfig,
     broadcast_bps: float | None,
     only: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -219,9 +232,9 @@ def _iteration_seconds(
     seconds = {}
     for name in wanted:
         if name == "client_forward":
-            seconds[name] = compute.client_cycles_per_flop * cost.client_forward_flops / cpu_hz
+            seconds[name] = cost.client_forward_flops * seconds_per_flop
         elif name == "client_backward":
-            seconds[name] = compute.client_cycles_per_flop * cost.client_backward_flops / cpu_hz
+            seconds[name] = cost.client_backward_flops * seconds_per_flop
         elif name == "gradient_downlink":
             if cost.gradient_broadcast:
                 rate = broadcast_bps if broadcast_bps is not None else broadcast_rate_bps(gain, *_downlink(wireless))

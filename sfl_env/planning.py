@@ -53,8 +53,9 @@ class PlanningInterface:
         """What a round at each cut may cost, drawn from the distributions of the coming rounds.
 
         Prices a round at every cut (no migration) under ``samples`` draws of the exogenous state from
-        its distributions: block Rayleigh fading at the clients' current distances and, with busy CPUs, each
-        client busy with its stationary probability; the resource solver allocates every draw. It reads
+        its distributions: block Rayleigh fading at the clients' current distances and shadowing, each
+        client's governor at a measured sample and, with busy CPUs, each client busy with its stationary
+        probability; the resource solver allocates every draw. It reads
         the distributions, never the env's future draws, and moves no random state of the env
         (``seed`` seeds its own draws). Planners read this. Returns ``latency_s`` (samples, n_cuts),
         ``energy_j`` (samples, n_cuts, K) per client and ``leakage`` (n_cuts,; NaN without a leakage
@@ -72,7 +73,8 @@ class PlanningInterface:
                 latency[draw, index] = self._latency(cost, allocation, gains[draw], cpus[draw]).total_s
                 energy[draw, index] = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share,
                                                      uplink_gain=gains[draw], client_cpu_hz=cpus[draw],
-                                                     wireless=self.config.wireless, compute=self.config.compute)
+                                                     wireless=self.config.wireless, compute=self.config.compute,
+                                                     client_cycles_per_flop=self._cpu.cycles_per_flop)
         leakage = np.array([np.nan if (spent := self._round_leakage(i)) is None else spent for i in range(n)])
         return {"latency_s": latency, "energy_j": energy, "leakage": leakage}
 

@@ -1,11 +1,12 @@
-"""Wireless channel and compute model of one cell: one edge server, K clients around it.
+"""Wireless channel of one cell: one edge server, K clients around it.
 
 Uplink: FDMA, client ``k`` gets a share ``beta_k`` of the band ``B`` and transmits at power ``p`` with
 the Shannon rate ``beta_k B log2(1 + p g_k / (beta_k B N0))``. Downlink: the server either broadcasts
 one message over the whole band ``B_D`` (the worst client limits the rate) or unicasts to every client
-over an equal share ``1/K`` of it. The power gain ``g_k = 10^(-PL(d_k)/10) |h_k|^2`` combines the
-log-distance path loss ``PL = 128.1 + 37.6 log10(d_km)`` dB with Rayleigh fading that may be correlated
-in time (Gauss-Markov) and distances that may drift (slow mobility).
+over an equal share ``1/K`` of it. The power gain ``g_k = 10^(-(PL(d_k) - X_k)/10) |h_k|^2`` combines
+the log-distance path loss ``PL = 128.1 + 37.6 log10(d_km)`` dB, log-normal shadowing ``X_k`` (dB) that
+persists over seconds, and Rayleigh fading that may be correlated in time (Gauss-Markov); distances may
+drift (slow mobility). Measured throughput traces may replace all three (:mod:`sfl_env.link_traces`).
 
 Configs take dB, dBm, MHz, GHz and km at their edges, as papers quote them; everything computed here
 is SI (Hz, W, W/Hz, m, bit/s, cycles/s).
@@ -18,7 +19,7 @@ from numpy.typing import ArrayLike
 
 from solvers import shannon_rate_bps
 
-from .config import ComputeConfig, WirelessConfig
+from .config import WirelessConfig
 from .validation import check_int
 
 
@@ -28,15 +29,22 @@ def path_loss_db(distance_m: ArrayLike, intercept_db: float = 128.1, slope_db: f
     return intercept_db + slope_db * np.log10(np.asarray(distance_m, dtype=np.float64) / 1000.0)
 
 
-def client_cpu_hz(num_clients: int, config: ComputeConfig, rng: np.random.Generator) -> np.ndarray:
-    """Draws each client's CPU frequency (Hz), uniform in the configured range."""
-    check_int("num_clients", num_clients, low=1)
-    low_hz, high_hz = config.client_cpu_hz
-    return rng.uniform(low_hz, high_hz, num_clients)
+def nominal_path_gain(num_clients: int, config: WirelessConfig) -> np.ndarray:
+    """The path gains of ``num_clients`` typical clients, drawn by no generator: client ``k`` at quantile
+    ``(k + 1/2) / K`` of the distance range, without shadowing or fading."""
+    quantiles = (np.arange(num_clients) + 0.5) / num_clients
+    low, high = config.distance_m
+    loss_db = path_loss_db(low + quantiles * (high - low), config.path_loss_intercept_db, config.path_loss_slope_db)
+    return 10.0 ** (-loss_db / 10.0)
 
 
 class Channel:
-    """The clients' distances and fading states, advanced one training round at a time.
+    """The clients' distances, shadowing and fading states, advanced one training round at a time.
+
+    Shadowing ``X_k ~ N(0, sigma^2)`` dB follows Gudmundson's model in time: a client that moves at
+    speed ``v`` for the round's ``dt`` seconds keeps ``a = exp(-v dt / d_corr)`` of its shadowing,
+    ``X' = a X + sqrt(1 - a^2) sigma w`` with ``w ~ N(0, 1)``, so the process is stationary and its
+    autocorrelation over ``tau`` seconds is ``exp(-v tau / d_corr)`` whatever the rounds' lengths.
 
     Rayleigh fading follows the Gauss-Markov process ``h_t = rho h_{t-1} + sqrt(1 - rho^2) w_t`` with
     ``w_t`` circularly-symmetric complex Gaussian of unit power, so ``|h_t|^2 ~ Exp(1)`` in every round
@@ -53,19 +61,28 @@ class Channel:
         self.config = config
         self._rng = rng
         self._distance_m = rng.uniform(*config.distance_m, num_clients)
+        self._shadowing_db = rng.normal(0.0, config.shadowing_db, num_clients) if config.shadowing_db > 0 \
+            else np.zeros(num_clients)
         self._path_gain = self._compute_path_gain()
         self._fading = self._innovation()
         self._power = self._block_power()
         self._gain = self._compute_gain()
 
-    def step(self) -> None:
-        """Advances one round: new fading state, then the mobility step of every distance."""
+    def step(self, elapsed_s: float) -> None:
+        """Advances past a round that lasted ``elapsed_s`` simulated seconds: new fading state, the
+        shadowing's move over ``elapsed_s``, then the mobility step of every distance."""
         rho = self.config.fading_correlation
         if self.config.fading == "rayleigh" and rho == 0:
             self._fading = self._innovation()  # independent redraw
         elif self.config.fading == "rayleigh":
             self._fading = rho * self._fading + np.sqrt(1.0 - rho**2) * self._innovation()
         self._power = self._block_power()
+        moved_m = self.config.speed_m_per_s * elapsed_s
+        if self.config.shadowing_db > 0 and moved_m > 0:
+            kept = np.exp(-moved_m / self.config.shadowing_decorrelation_m)
+            innovation = self._rng.normal(0.0, self.config.shadowing_db, self.num_clients)
+            self._shadowing_db = kept * self._shadowing_db + np.sqrt(1.0 - kept**2) * innovation
+            self._path_gain = self._compute_path_gain()
         if self.config.mobility_m_per_round > 0:
             moved = self._distance_m + self._rng.normal(0.0, self.config.mobility_m_per_round, self.num_clients)
             self._distance_m = _reflect(moved, *self.config.distance_m)
@@ -73,8 +90,9 @@ class Channel:
         self._gain = self._compute_gain()
 
     def sample_gains(self, rng: np.random.Generator, samples: int) -> np.ndarray:
-        """(samples, K) gains of a round drawn from the fading distribution at the current distances,
-        from ``rng``: what a planner may know of the coming rounds. Moves no state of the channel."""
+        """(samples, K) gains of a round drawn from the fading distribution at the current distances and
+        shadowing (which persists over seconds), from ``rng``: what a planner may know of the coming
+        rounds. Moves no state of the channel."""
         blocks, shape = self.config.fading_blocks, (samples, self.num_clients)
         fading = rng.gamma(blocks, 1.0 / blocks, shape) if self.config.fading == "rayleigh" else np.ones(shape)
         return self._path_gain * fading
@@ -85,8 +103,13 @@ class Channel:
 
     @property
     def path_gain(self) -> np.ndarray:
-        """``10^(-PL_k/10)`` of each client's current distance (the gain without fading)."""
+        """``10^(-(PL_k - X_k)/10)``: each client's gain at its current distance and shadowing, without
+        fading (the large-scale gain)."""
         return self._path_gain.copy()
+
+    @property
+    def shadowing_db(self) -> np.ndarray:
+        return self._shadowing_db.copy()
 
     @property
     def fading_power(self) -> np.ndarray:
@@ -109,8 +132,9 @@ class Channel:
         return self._gain
 
     def _compute_path_gain(self) -> np.ndarray:
-        """``10^(-PL_k/10)`` of each client's distance (recomputed only when the distances move)."""
+        """``10^(-(PL_k - X_k)/10)`` of each client (recomputed only when distances or shadowing move)."""
         loss_db = path_loss_db(self._distance_m, self.config.path_loss_intercept_db, self.config.path_loss_slope_db)
+        loss_db = loss_db - self._shadowing_db
         return 10.0 ** (-loss_db / 10.0)
 
     def _compute_gain(self) -> np.ndarray:

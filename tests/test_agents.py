@@ -23,7 +23,7 @@ from sfl_env.errors import ConfigError
 ENV_ID = "SFLEnvAnalytic-v0"
 # Cut 1 is forbidden (min_client_blocks=2), so every test below has a real mask to honour. Agents
 # that do not use masks while learning need privacy="penalty" (learn() refuses "mask" for them).
-MASKED = {"min_client_blocks": 2, "max_rounds": 20}
+MASKED = {"min_client_blocks": 2, "max_rounds": 20, "time_budget_s": None}  # no budget: only the target ends early
 PENALTY = MASKED | {"privacy": "penalty"}
 SMALL = {
     "ddqn": {"learning_starts": 50, "batch_size": 16, "buffer_size": 500, "log_interval": 50},
@@ -92,7 +92,7 @@ def test_replay_buffer_wraps_around_and_round_trips():
     buffer = ReplayBuffer(capacity=4, obs_dim=2, n_actions=3)
     for step in range(6):
         buffer.add(np.full((1, 2), step), [step % 3], [float(step)], np.full((1, 2), step + 1), [0.0],
-                   [[True, step % 2 == 0, True]])
+                   [[True, step % 2 == 0, True]], [0.9])
     assert buffer.size == 4 and buffer.position == 2
     assert sorted(buffer.rewards.tolist()) == [2.0, 3.0, 4.0, 5.0]  # the two oldest were overwritten
     copy = ReplayBuffer(capacity=4, obs_dim=2, n_actions=3)
@@ -100,6 +100,42 @@ def test_replay_buffer_wraps_around_and_round_trips():
     for name in ReplayBuffer.FIELDS:
         np.testing.assert_array_equal(getattr(copy, name), getattr(buffer, name))
     assert (copy.position, copy.size) == (buffer.position, buffer.size)
+
+
+def test_a_replay_buffer_saved_before_discounts_loads_with_one_step_discounts():
+    buffer = ReplayBuffer(capacity=4, obs_dim=2, n_actions=3)
+    buffer.add(np.zeros((2, 2)), [0, 1], [1.0, 2.0], np.ones((2, 2)), [0.0, 1.0], np.ones((2, 3), bool), [0.9, 0.9])
+    old = {name: value for name, value in buffer.state_dict().items() if name != "discounts"}
+    copy = ReplayBuffer(capacity=4, obs_dim=2, n_actions=3)
+    with pytest.raises(ValueError, match="holds no discounts"):
+        copy.load_state_dict(old)
+    copy.load_state_dict(old, gamma=0.9)
+    np.testing.assert_allclose(copy.discounts[:2], [0.9, 0.9])
+
+
+def test_n_step_transitions_sum_the_discounted_rewards_and_bootstrap_with_gamma_to_the_n():
+    agent = DDQNAgent(obs_dim=1, n_actions=2, gamma=0.5, n_step=3)
+    steps = [(np.array([float(t)]), t % 2, float(t + 1)) for t in range(3)]  # rewards 1, 2, 3
+    mask = np.array([True, True])
+    agent._store(list(steps), np.array([3.0]), 0.0, mask, flush=False)
+    assert agent.buffer.size == 1
+    assert agent.buffer.rewards[0] == 1 + 0.5 * 2 + 0.25 * 3 and agent.buffer.discounts[0] == 0.125
+    assert agent.buffer.obs[0, 0] == 0.0 and agent.buffer.next_obs[0, 0] == 3.0
+    # an episode that ends flushes every pending step, each with the rewards left to its end
+    agent._store(list(steps[1:]), np.array([9.0]), 1.0, mask, flush=True)
+    assert agent.buffer.rewards[1:3].tolist() == [2 + 0.5 * 3, 3.0]
+    assert agent.buffer.discounts[1:3].tolist() == [0.25, 0.5] and agent.buffer.terminated[1:3].tolist() == [1, 1]
+
+
+def test_n_step_ddqn_learns_and_its_config_round_trips(tmp_path):
+    env = vec(MASKED)
+    agent = agents.make("ddqn", env, seed=0, **SMALL["ddqn"], n_step=4).learn(env, 200)
+    assert agent.num_steps >= 200 and agent.gradient_steps > 0
+    discounts = agent.buffer.discounts[: agent.buffer.size]
+    powers = 0.99 ** np.arange(1, 5, dtype=np.float32)
+    assert np.isclose(discounts[:, None], powers).any(axis=1).all()  # gamma^k, k <= 4
+    assert np.isclose(discounts, powers[-1]).mean() > 0.5  # most transitions look 4 rounds ahead
+    assert DDQNAgent.load(agent.save(tmp_path / "policy")).config.n_step == 4
 
 
 def test_ddqn_save_load_gives_identical_actions_and_loads_weights_only(tmp_path, monkeypatch):

@@ -10,13 +10,12 @@ import pytest
 from sfl_env.latency import PHASES, allocation_problem, round_latency, transfer_s
 from sfl_env.ledger import RoundCost
 from sfl_env.schemes import SCHEMES
+from sfl_env.availability import ClientDevices
+from sfl_env.config import ComputeConfig, WirelessConfig
 from sfl_env.validation import ConfigError
 from sfl_env.wireless import (
     Channel,
-    ComputeConfig,
-    WirelessConfig,
     broadcast_rate_bps,
-    client_cpu_hz,
     unicast_rate_bps,
     uplink_rate_bps,
 )
@@ -176,9 +175,9 @@ def random_case(seed, scheme):
         migrated_bits_down=0.0 if fl else float(rng.choice([0.0, rng.uniform(0, 1e7)])),
     )
     wireless = WirelessConfig(bandwidth_mhz=float(rng.uniform(1, 20)), downlink_bandwidth_mhz=float(rng.uniform(1, 20)))
-    compute = ComputeConfig()
+    compute = ComputeConfig(client_devices="peak")
     shares = dict(bandwidth_share=rng.dirichlet(np.ones(K)), server_cpu_share=rng.dirichlet(np.ones(K)))
-    state = dict(uplink_gain=Channel(K, wireless, rng).gain, client_cpu_hz=client_cpu_hz(K, compute, rng))
+    state = dict(uplink_gain=Channel(K, wireless, rng).gain, client_cpu_hz=ClientDevices.draw(K, compute, rng).cpu_hz)
     return result, shares, state, wireless, compute
 
 

@@ -16,8 +16,10 @@ import train_agent
 from evaluation.tracking import read_jsonl, rewind_run
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--env-kwargs", "max_rounds=20", "--eval-episodes", "2", "--no-progress",
-        "--hyperparams", "learning_starts=50", "batch_size=16", "log_interval=100"]
+# No time budget: every episode lasts its 20 rounds whatever cuts an untrained agent tries.
+SHORT_EPISODES = ["--env-kwargs", "max_rounds=20", "time_budget_s=None"]
+QUIET = ["--eval-episodes", "2", "--no-progress"]
+FAST = [*SHORT_EPISODES, *QUIET, "--hyperparams", "learning_starts=50", "batch_size=16", "log_interval=100"]
 
 
 @pytest.mark.slow
@@ -28,7 +30,7 @@ def test_run_folder_holds_config_metrics_model_summary_and_offline_wandb(tmp_pat
                              "--track", "--wandb-mode", "offline", "--checkpoint-freq", "200", *FAST])
     assert code == 0
     config = json.loads((run / "config.json").read_text())
-    assert config["agent"] == "ddqn" and config["env_kwargs"] == {"max_rounds": 20}
+    assert config["agent"] == "ddqn" and config["env_kwargs"] == {"max_rounds": 20, "time_budget_s": None}
     assert config["hyperparameters"]["batch_size"] == 16 and config["hyperparameters"]["gamma"] == 0.99
 
     records = read_jsonl(run / "metrics.jsonl")
@@ -71,7 +73,7 @@ def test_an_unreachable_wandb_host_falls_back_to_offline_at_once(tmp_path, monke
     start = time.perf_counter()
     with pytest.warns(RuntimeWarning, match=r"W&B host unreachable \(127.0.0.1:9: Connection refused\)"):
         assert train_agent.main(["--agent", "random", "--total-steps", "20", "--out", str(run), "--track",
-                                 "--wandb-mode", "online", "--no-reference", *FAST[:5]]) == 0
+                                 "--wandb-mode", "online", "--no-reference", *SHORT_EPISODES, *QUIET]) == 0
     assert time.perf_counter() - start < 60
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
 
@@ -138,9 +140,9 @@ def test_bad_arguments_exit_with_a_clear_message(argv, message, capsys, tmp_path
 
 def test_refuses_to_overwrite_an_existing_run(tmp_path, capsys):
     run = tmp_path / "run"
-    assert train_agent.main(["--agent", "random", "--total-steps", "20", "--out", str(run), *FAST[:5]]) == 0
+    assert train_agent.main(["--agent", "random", "--total-steps", "20", "--out", str(run), *SHORT_EPISODES, *QUIET]) == 0
     with pytest.raises(SystemExit):
-        train_agent.main(["--agent", "random", "--total-steps", "20", "--out", str(run), *FAST[:5]])
+        train_agent.main(["--agent", "random", "--total-steps", "20", "--out", str(run), *SHORT_EPISODES, *QUIET])
     assert "already holds a run; pass --resume" in capsys.readouterr().err
 
 
@@ -151,7 +153,8 @@ def test_subprocess_vector_env_trains_with_two_workers(tmp_path, agent):
     hyper = ["--hyperparams", "learning_starts=50", "batch_size=16"] if agent == "ddqn" else \
         ["--hyperparams", "n_steps=32", "batch_size=32", "n_epochs=1"]
     assert train_agent.main(["--agent", agent, "--n-envs", "2", "--total-steps", "128", "--out", str(run),
-                             "--no-reference", *FAST[:5], *hyper]) == 0
+                             "--no-reference", *SHORT_EPISODES, *QUIET,
+                             *hyper]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 128 and "normalised_score" not in summary
     episodes = [r for r in read_jsonl(run / "metrics.jsonl") if r["kind"] == "episode"]
@@ -167,7 +170,7 @@ def test_subprocess_vector_env_trains_with_two_workers(tmp_path, agent):
 def test_every_agent_stops_at_exactly_the_total_steps(tmp_path, agent, hyper):
     # PPO used to finish its rollout: 2500 requested, 3072 done (and 2883 after an interruption)
     run = tmp_path / "run"
-    argv = ["--agent", agent, "--total-steps", "100", "--out", str(run), "--no-reference", *FAST[:5],
+    argv = ["--agent", agent, "--total-steps", "100", "--out", str(run), "--no-reference", *SHORT_EPISODES, *QUIET,
             "--hyperparams", *hyper]
     assert train_agent.main(argv) == 0
     assert json.loads((run / "summary.json").read_text())["steps"] == 100
@@ -225,7 +228,7 @@ def test_a_learner_that_refuses_its_settings_names_the_error_and_leaves_the_fold
     # used to end in "'NoneType' object has no attribute 'save'" and leave config.json behind, so a
     # rerun said the folder "already holds a run" and --resume failed the same way
     run = tmp_path / "run"
-    argv = ["--agent", "ppo", "--total-steps", "64", "--out", str(run), "--no-reference", *FAST[:5]]
+    argv = ["--agent", "ppo", "--total-steps", "64", "--out", str(run), "--no-reference", *SHORT_EPISODES, *QUIET]
     with pytest.raises(SystemExit) as exit_info:
         train_agent.main([*argv, "--hyperparams", "n_steps=0"])
     assert exit_info.value.code == 2

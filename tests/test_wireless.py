@@ -5,13 +5,12 @@ import math
 import numpy as np
 import pytest
 
+from sfl_env.availability import ClientDevices
+from sfl_env.config import ComputeConfig, WirelessConfig
 from sfl_env.validation import ConfigError
 from sfl_env.wireless import (
     Channel,
-    ComputeConfig,
-    WirelessConfig,
     broadcast_rate_bps,
-    client_cpu_hz,
     path_loss_db,
     unicast_rate_bps,
     uplink_rate_bps,
@@ -81,7 +80,7 @@ def gain_sequence(seed, rounds=20, **config):
     sequence = []
     for _ in range(rounds):
         sequence.append(channel.gain)
-        channel.step()
+        channel.step(1.0)
     return np.array(sequence)
 
 
@@ -91,17 +90,18 @@ def test_same_seed_same_gains_and_different_seed_differs():
     assert np.all(gain_sequence(3) != gain_sequence(4))
 
 
-def test_gain_is_path_loss_times_fading_power():
+def test_gain_is_path_loss_less_shadowing_times_fading_power():
     channel = Channel(4, WirelessConfig(), np.random.default_rng(0))
-    expected = 10 ** (-path_loss_db(channel.distance_m) / 10) * channel.fading_power
+    assert np.all(channel.shadowing_db != 0)
+    expected = 10 ** (-(path_loss_db(channel.distance_m) - channel.shadowing_db) / 10) * channel.fading_power
     np.testing.assert_allclose(channel.gain, expected, rtol=1e-12)
     assert np.all((channel.distance_m >= 50) & (channel.distance_m <= 500))
 
 
 def test_no_fading_gives_pure_path_loss_every_round():
-    channel = Channel(3, WirelessConfig(fading="none"), np.random.default_rng(0))
+    channel = Channel(3, WirelessConfig(fading="none", shadowing_db=0.0), np.random.default_rng(0))
     first = channel.gain
-    channel.step()
+    channel.step(1.0)
     np.testing.assert_array_equal(channel.gain, first)
     np.testing.assert_allclose(first, 10 ** (-path_loss_db(channel.distance_m) / 10), rtol=1e-12)
 
@@ -112,7 +112,7 @@ def fading_powers(correlation, num_clients, rounds, seed=0):
     powers = []
     for _ in range(rounds):
         powers.append(channel.fading_power)
-        channel.step()
+        channel.step(1.0)
     return np.array(powers)  # (rounds, clients)
 
 
@@ -137,7 +137,7 @@ def test_mobility_moves_distances_but_keeps_them_in_range():
     channel = Channel(50, config, np.random.default_rng(0))
     start = channel.distance_m
     for _ in range(100):
-        channel.step()
+        channel.step(1.0)
         assert np.all((channel.distance_m >= 100.0) & (channel.distance_m <= 200.0))
     assert not np.allclose(channel.distance_m, start)
     assert np.all(Channel(5, WirelessConfig(), np.random.default_rng(0)).distance_m > 0)
@@ -146,15 +146,15 @@ def test_mobility_moves_distances_but_keeps_them_in_range():
 def test_static_clients_keep_their_distance():
     channel = Channel(5, WirelessConfig(), np.random.default_rng(0))
     start = channel.distance_m
-    channel.step()
+    channel.step(1.0)
     np.testing.assert_array_equal(channel.distance_m, start)
 
 
-def test_client_cpu_frequencies_are_drawn_in_range_from_the_generator():
-    config = ComputeConfig(client_cpu_ghz=(1.0, 3.0))
-    hz = client_cpu_hz(1000, config, np.random.default_rng(0))
+def test_peak_client_frequencies_are_drawn_in_range_from_the_generator():
+    config = ComputeConfig(client_devices="peak", client_cpu_ghz=(1.0, 3.0))
+    hz = ClientDevices.draw(1000, config, np.random.default_rng(0)).cpu_hz
     assert hz.shape == (1000,) and hz.min() >= 1e9 and hz.max() <= 3e9 and hz.std() > 0.4e9
-    np.testing.assert_array_equal(hz, client_cpu_hz(1000, config, np.random.default_rng(0)))
+    np.testing.assert_array_equal(hz, ClientDevices.draw(1000, config, np.random.default_rng(0)).cpu_hz)
 
 
 @pytest.mark.parametrize(
@@ -197,18 +197,19 @@ def test_channel_rejects_no_clients():
 def test_gain_follows_the_distances_after_mobility_steps():
     channel = Channel(4, WirelessConfig(mobility_km_per_round=0.05), np.random.default_rng(1))
     for _ in range(3):
-        channel.step()
-        expected = 10 ** (-path_loss_db(channel.distance_m) / 10) * channel.fading_power
+        channel.step(1.0)
+        expected = 10 ** (-(path_loss_db(channel.distance_m) - channel.shadowing_db) / 10) * channel.fading_power
         np.testing.assert_allclose(channel.gain, expected, rtol=1e-12)
 
 
 def test_uncorrelated_fading_redraws_from_the_generator_alone():
     # rho = 0: each round's fading is a fresh draw, the same numbers a twin generator gives.
-    channel = Channel(6, WirelessConfig(fading_correlation=0.0, fading_blocks=1), np.random.default_rng(5))
+    channel = Channel(6, WirelessConfig(fading_correlation=0.0, fading_blocks=1, shadowing_db=0.0),
+                      np.random.default_rng(5))
     twin = np.random.default_rng(5)
     twin.uniform(size=6)  # the distances
     twin.normal(size=(2, 6))  # the first fading state
-    channel.step()
+    channel.step(1.0)
     real, imag = twin.normal(0.0, np.sqrt(0.5), (2, 6))
     np.testing.assert_array_equal(channel.fading_power, np.abs(real + 1j * imag) ** 2)
 
@@ -220,3 +221,40 @@ def test_uplink_rate_is_the_same_with_and_without_zero_shares():
     with_zero = uplink_rate_bps(np.append(shares, 0.0), np.append(gains, 1e-10), 0.2, 10e6, N0)
     np.testing.assert_array_equal(uplink_rate_bps(shares, gains, 0.2, 10e6, N0), with_zero[:3])
     assert with_zero[3] == 0.0
+
+
+@pytest.mark.parametrize("speed_km_h, seconds", [(3.0, 10.0), (30.0, 1.0), (30.0, 10.0)])
+def test_shadowing_keeps_its_spread_and_decorrelates_over_distance_travelled(speed_km_h, seconds):
+    config = WirelessConfig(fading="none", speed_km_h=speed_km_h)
+    channel = Channel(4000, config, np.random.default_rng(0))
+    before = channel.shadowing_db
+    for _ in range(4):  # four rounds of a quarter each: the same correlation as one step of all of it
+        channel.step(seconds / 4)
+    after = channel.shadowing_db
+    expected = math.exp(-speed_km_h / 3.6 * seconds / 50.0)  # Gudmundson, 50 m decorrelation distance
+    assert np.corrcoef(before, after)[0, 1] == pytest.approx(expected, abs=0.03)
+    assert before.std() == pytest.approx(8.0, rel=0.05) and after.std() == pytest.approx(8.0, rel=0.05)
+
+
+def test_a_client_that_does_not_move_keeps_its_shadowing():
+    channel = Channel(5, WirelessConfig(speed_km_h=0.0), np.random.default_rng(0))
+    before = channel.shadowing_db
+    channel.step(100.0)
+    np.testing.assert_array_equal(channel.shadowing_db, before)
+    moving = Channel(5, WirelessConfig(), np.random.default_rng(0))
+    moving.step(0.0)  # no time, no distance
+    np.testing.assert_array_equal(moving.shadowing_db, before)
+    assert not np.array_equal(Channel(5, WirelessConfig(shadowing_db=0.0), np.random.default_rng(0)).shadowing_db,
+                              before)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"shadowing_db": -1.0}, "shadowing_db=-1.0 is out of range; allowed: [0.0, 30.0]"),
+    ({"shadowing_decorrelation_m": 0.0}, "shadowing_decorrelation_m=0.0 is out of range"),
+    ({"speed_km_h": 1000.0}, "speed_km_h=1000.0 is out of range; allowed: [0.0, 500.0]"),
+    ({"link_trace": ""}, "link_trace='' is invalid; allowed: None or the path of a folder"),
+])
+def test_shadowing_and_trace_options_are_checked_by_name(kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        WirelessConfig(**kwargs)
+    assert message in str(error.value)
