@@ -26,18 +26,23 @@ Each trial is ``train_agent.py`` itself (``train_agent.main``, with the trial's 
 so it writes the same run folder, under ``<out>/<name>/runs/<trial>``, and reports each validation
 return to Tune; ASHA stops the trials that trail. An interrupted sweep (``--resume``) restarts its
 unfinished trials, and each continues its run folder from its last checkpoint. The sweep ends with
-``trials.md`` (every trial, best first) and ``best.json`` (the best trial's configuration).
+``trials.md`` (every trial, best first; a failed trial with its own last error line, whose last stderr
+lines are in ``trial_error.txt`` in its run folder) and ``best.json`` (the best trial's configuration).
+``sweep.py`` exits 1 when any trial failed, naming them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,7 @@ import sfl_env
 from sfl_env.storage import write_json, write_text
 
 METRIC = "validation_return"
+TRIAL_ERROR = "trial_error.txt"  # in a failed trial's run folder: the last lines of what it wrote to stderr
 SPACES = ("loguniform", "uniform", "choice", "grid", "randint")
 SPEC_KEYS = {"agent": None, "env_id": "SFLEnvAnalytic-v0", "env_kwargs": {}, "total_steps": None,
              "eval_freq": None, "eval_episodes": 5, "checkpoint_freq": None, "samples": 1, "seeds": [0],
@@ -140,7 +146,8 @@ def trial_argv(spec: dict[str, Any], config: dict[str, Any], run: Path) -> list[
 
 
 def _text(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
+    """A hyperparameter as train_agent.py's ``key=value`` parser reads it back: a Python literal."""
+    return repr(value) if isinstance(value, (list, tuple, dict, bool)) or value is None else str(value)
 
 
 def make_trainable(spec: dict[str, Any], runs: Path, tracking: list[str]):
@@ -158,11 +165,54 @@ def make_trainable(spec: dict[str, Any], runs: Path, tracking: list[str]):
         def report(step: int, means: dict[str, float]) -> None:
             tune.report({METRIC: means["mean_return"], "step": step})
 
-        code = train_agent.main(argv + tracking, on_validation=report)
-        if code != 0:
-            raise RuntimeError(f"train_agent.py {' '.join(argv)} exited with {code}")
+        run_trial(lambda: train_agent.main(argv + tracking, on_validation=report), run)
 
     return trial
+
+
+class _Tee(io.TextIOBase):
+    """Writes to a stream and keeps a copy."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def run_trial(train: Any, run: Path, lines: int = 20) -> None:
+    """Runs one trial's ``train()`` (train_agent.main); if it fails (an exception, an exit, a non-zero
+    code), writes the last ``lines`` lines of its stderr and the reason to ``run/trial_error.txt``, where
+    trials.md finds them, and raises with the reason."""
+    tee = _Tee(sys.stderr)
+    try:
+        with contextlib.redirect_stderr(tee):
+            code = train()
+        reason = None if code == 0 else f"train_agent.py exited with {code}"
+    except SystemExit as error:  # argparse refusing an option exits 2
+        reason = f"train_agent.py exited with {error.code}"
+    except Exception as error:  # noqa: BLE001 (any failure is the trial's to report)
+        tee.copy.write(traceback.format_exc())
+        reason = f"{type(error).__name__}: {error}"
+    if reason is None:
+        return
+    tail = [line for line in tee.copy.getvalue().splitlines() if line.strip()][-lines:]
+    run.mkdir(parents=True, exist_ok=True)
+    write_text(run / TRIAL_ERROR, "\n".join([*tail, reason]) + "\n")
+    raise RuntimeError(tail[-1] if tail else reason)
+
+
+def trial_error(trial: Path | None) -> str:
+    """A failed trial's own last error line (from its run folder), or '' if it left none."""
+    path = trial / TRIAL_ERROR if trial is not None else None
+    if path is None or not path.is_file():
+        return ""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return lines[-2] if len(lines) > 1 else (lines[0] if lines else "")
 
 
 def trials_table(results: Any, runs: Path) -> tuple[str, dict[str, Any] | None]:
@@ -179,7 +229,8 @@ def trials_table(results: Any, runs: Path) -> tuple[str, dict[str, Any] | None]:
                      "hyperparameters": result.config.get("hyperparameters", {}),
                      METRIC: metrics.get(METRIC, math.nan), "step": metrics.get("step"),
                      "test_return": summary.get("eval_mean_return", math.nan),
-                     "status": "error" if result.error else ("done" if summary else "stopped")})
+                     "status": f"error: {trial_error(trial) or result.error}".replace("|", "/").replace("\n", " ")
+                     if result.error else ("done" if summary else "stopped")})
     rows.sort(key=lambda r: -r[METRIC] if math.isfinite(r[METRIC]) else math.inf)
     lines = [f"| trial | seed | hyperparameters | last {METRIC} | at step | test return | status |",
              "|---|---|---|---|---|---|---|"]
@@ -251,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best: {json.dumps(best, default=str) if best else 'no trial reported a validation'}")
     print(f"trials.md, best.json and the run folders in {root}")
     ray.shutdown()
+    failed = [Path(result.path).name if result.path else "?" for result in results if result.error]
+    if failed:
+        print(f"{len(failed)} trial(s) failed: {', '.join(failed)}; each one's error is in trials.md and "
+              f"{TRIAL_ERROR} in its run folder", file=sys.stderr)
+        return 1
     if interrupted.is_set():
         print(f"interrupted before every trial ended; continue with: python sweep.py {args.spec} --resume"
               + (f" --name {args.name}" if args.name else "") + f" --out {args.out}", file=sys.stderr)

@@ -65,6 +65,33 @@ def test_a_trial_is_train_agent_with_its_seed_and_hyperparameters(tmp_path):
     assert args.agent == "ddqn" and args.eval_freq == 150
 
 
+@pytest.mark.parametrize("value", [None, True, False, [64, 64], {"net_arch": [32]}, 0.001, 7, "MlpPolicy"])
+def test_a_trial_passes_every_kind_of_value_as_train_agent_reads_it_back(tmp_path, value):
+    # None and booleans used to travel as JSON ("null", "true"), which the parser read as strings: a
+    # sweep over learning_rate_final: {choice: [null, 1.0e-5]} crashed every trial that drew null
+    from sfl_env.config import parse_overrides
+
+    spec = sweep.load_spec(write(tmp_path, TINY))
+    argv = sweep.trial_argv(spec, {"seed": 0, "hyperparameters": {"x": value}}, tmp_path / "run")
+    assert parse_overrides([argv[argv.index("--hyperparams") + 1]]) == {"x": value}
+
+
+def test_a_failed_trial_leaves_its_own_error_where_trials_md_reads_it(tmp_path):
+    # a trial used to die with "Worker exits with an exit code 2": its reason was only in Ray's logs
+    import train_agent
+
+    run = tmp_path / "runs" / "trial_0"
+    with pytest.raises(RuntimeError, match="unknown ddqn hyperparameter 'gama'"):
+        sweep.run_trial(lambda: train_agent.main(["--agent", "ddqn", "--out", str(run), "--hyperparams", "gama=0.9",
+                                                  "--no-progress"]), run)
+    assert "unknown ddqn hyperparameter 'gama'" in sweep.trial_error(run)
+    with pytest.raises(RuntimeError, match="invalid int value: 'abc'"):
+        sweep.run_trial(lambda: train_agent.main(["--agent", "ddqn", "--total-steps", "abc"]), tmp_path / "t1")
+    assert "exited with 2" in (tmp_path / "t1" / sweep.TRIAL_ERROR).read_text()
+    sweep.run_trial(lambda: 0, tmp_path / "t2")  # a trial that succeeds leaves nothing
+    assert not (tmp_path / "t2").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_two_trial_sweep_interrupted_and_resumed_finishes_every_run_folder(tmp_path):
