@@ -315,5 +315,5 @@ def test_learning_rate_decays_linearly_when_a_final_rate_is_set():
     env = vec(MASKED)
     agent = agents.make("ddqn", env, learning_rate_final=0.0, **SMALL["ddqn"]).learn(env, 200)
     assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 199 / 200))
-    constant = agents.make("ddqn", env, **SMALL["ddqn"]).learn(env, 200)
+    constant = agents.make("ddqn", env, learning_rate_final=None, **SMALL["ddqn"]).learn(env, 200)
     assert constant.optimizer.param_groups[0]["lr"] == 1e-3
