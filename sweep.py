@@ -183,6 +183,12 @@ class _Tee(io.TextIOBase):
     def flush(self) -> None:
         self.stream.flush()
 
+    def fileno(self) -> int:  # libraries that write to the descriptor itself (W&B's console capture)
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
 
 def run_trial(train: Any, run: Path, lines: int = 20) -> None:
     """Runs one trial's ``train()`` (train_agent.main); if it fails (an exception, an exit, a non-zero
