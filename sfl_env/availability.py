@@ -56,10 +56,7 @@ class ClientDevices:
             low_hz, high_hz = config.client_cpu_hz
             return cls((None,) * num_clients, rng.uniform(low_hz, high_hz, num_clients),
                        np.full(num_clients, config.client_cycles_per_flop))
-        index = rng.choice(len(DEVICE_TIERS), size=num_clients, p=config.device_mix)
-        tiers = [DEVICE_TIERS[i] for i in index]
-        return cls(tuple(t.name for t in tiers), np.array([t.cpu_ghz * 1e9 for t in tiers]),
-                   np.array([t.cycles_per_flop for t in tiers]))
+        return cls._of_tiers(rng.choice(len(DEVICE_TIERS), size=num_clients, p=config.device_mix))
 
     @classmethod
     def nominal(cls, num_clients: int, config: ComputeConfig) -> ClientDevices:
@@ -71,7 +68,12 @@ class ClientDevices:
             low_hz, high_hz = config.client_cpu_hz
             return cls((None,) * num_clients, low_hz + quantiles * (high_hz - low_hz),
                        np.full(num_clients, config.client_cycles_per_flop))
-        index = np.minimum(np.searchsorted(np.cumsum(config.device_mix), quantiles), len(DEVICE_TIERS) - 1)
+        return cls._of_tiers(np.minimum(np.searchsorted(np.cumsum(config.device_mix), quantiles),
+                                        len(DEVICE_TIERS) - 1))
+
+    @classmethod
+    def _of_tiers(cls, index: np.ndarray) -> ClientDevices:
+        """Client ``k`` on tier ``DEVICE_TIERS[index[k]]``."""
         tiers = [DEVICE_TIERS[i] for i in index]
         return cls(tuple(t.name for t in tiers), np.array([t.cpu_ghz * 1e9 for t in tiers]),
                    np.array([t.cycles_per_flop for t in tiers]))

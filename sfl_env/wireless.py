@@ -29,13 +29,18 @@ def path_loss_db(distance_m: ArrayLike, intercept_db: float = 128.1, slope_db: f
     return intercept_db + slope_db * np.log10(np.asarray(distance_m, dtype=np.float64) / 1000.0)
 
 
+def large_scale_gain(distance_m: ArrayLike, config: WirelessConfig, shadowing_db: ArrayLike = 0.0) -> np.ndarray:
+    """``10^(-(PL(d) - X)/10)``: the gain at distance ``d`` with shadowing ``X`` dB, without fading."""
+    loss_db = path_loss_db(distance_m, config.path_loss_intercept_db, config.path_loss_slope_db) - shadowing_db
+    return 10.0 ** (-loss_db / 10.0)
+
+
 def nominal_path_gain(num_clients: int, config: WirelessConfig) -> np.ndarray:
     """The path gains of ``num_clients`` typical clients, drawn by no generator: client ``k`` at quantile
     ``(k + 1/2) / K`` of the distance range, without shadowing or fading."""
     quantiles = (np.arange(num_clients) + 0.5) / num_clients
     low, high = config.distance_m
-    loss_db = path_loss_db(low + quantiles * (high - low), config.path_loss_intercept_db, config.path_loss_slope_db)
-    return 10.0 ** (-loss_db / 10.0)
+    return large_scale_gain(low + quantiles * (high - low), config)
 
 
 class Channel:
@@ -78,14 +83,15 @@ class Channel:
             self._fading = rho * self._fading + np.sqrt(1.0 - rho**2) * self._innovation()
         self._power = self._block_power()
         moved_m = self.config.speed_m_per_s * elapsed_s
-        if self.config.shadowing_db > 0 and moved_m > 0:
+        shadowing_moves = self.config.shadowing_db > 0 and moved_m > 0
+        if shadowing_moves:
             kept = np.exp(-moved_m / self.config.shadowing_decorrelation_m)
             innovation = self._rng.normal(0.0, self.config.shadowing_db, self.num_clients)
             self._shadowing_db = kept * self._shadowing_db + np.sqrt(1.0 - kept**2) * innovation
-            self._path_gain = self._compute_path_gain()
         if self.config.mobility_m_per_round > 0:
             moved = self._distance_m + self._rng.normal(0.0, self.config.mobility_m_per_round, self.num_clients)
             self._distance_m = _reflect(moved, *self.config.distance_m)
+        if shadowing_moves or self.config.mobility_m_per_round > 0:
             self._path_gain = self._compute_path_gain()
         self._gain = self._compute_gain()
 
@@ -133,9 +139,7 @@ class Channel:
 
     def _compute_path_gain(self) -> np.ndarray:
         """``10^(-(PL_k - X_k)/10)`` of each client (recomputed only when distances or shadowing move)."""
-        loss_db = path_loss_db(self._distance_m, self.config.path_loss_intercept_db, self.config.path_loss_slope_db)
-        loss_db = loss_db - self._shadowing_db
-        return 10.0 ** (-loss_db / 10.0)
+        return large_scale_gain(self._distance_m, self.config, self._shadowing_db)
 
     def _compute_gain(self) -> np.ndarray:
         gain = self._path_gain * self.fading_power
