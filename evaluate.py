@@ -24,7 +24,8 @@ mean return with 95 % stratified-bootstrap confidence intervals; the paired diff
 fixed cut and to the planner on the same seeds (95 % paired-bootstrap CI, probability of improvement);
 and the normalised score (R - R_random) / (R_planner - R_random) per seed (the oracle where no planner
 ran; none for a seed where the two ends tie).
-``--resume`` skips every (agent, config, seed, episode) row already in results.csv.
+``--resume`` skips every (agent, config, seed, episode) row already in results.csv. One process writes
+an ``--out`` at a time (a lock held while it runs); a second one is refused, naming the first.
 
 This script only parses the command line; the harness is the ``evaluation`` package (protocol,
 results, leaderboard, claims, figures).
@@ -41,6 +42,7 @@ from evaluation.benchmark import run_benchmark
 from evaluation.protocol import MODES, modes_to_run, plan_mode
 from sfl_env.config import parse_overrides
 from sfl_env.errors import CorruptFileError
+from sfl_env.locking import FolderBusyError, FolderLock
 from sfl_env.storage import WriteError
 
 DEFAULT_OUT = "evaluation-results"
@@ -88,14 +90,28 @@ def main(argv: list[str] | None = None) -> int:
             plan.append((mode, plan_mode(mode, args.agents, args.env_id, env_kwargs, args.model)))
         except (ValueError, TypeError, FileNotFoundError) as error:
             parser.error(f"{mode}: {error}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file; allowed: a folder (new, or an evaluation to --resume)")
+    lock = FolderLock(out, "evaluate.py")  # one writer per --out; the run folders it plays are only read
     try:
-        run_benchmark(plan, args.seeds, args.episodes, Path(args.out), args.resume)
+        lock.acquire()
+        (out / ".write-test").write_text("")
+        (out / ".write-test").unlink()
+    except FolderBusyError as error:
+        parser.error(str(error))
+    except OSError as error:
+        parser.error(f"--out {out} cannot be written: {error.strerror or error}")
+    try:
+        run_benchmark(plan, args.seeds, args.episodes, out, args.resume)
     except (FileExistsError, CorruptFileError) as error:
         parser.error(str(error))
     except WriteError as error:  # a full disk or a read-only folder: the rows written so far are kept
         print(f"error: {error}; the episodes written so far are kept, make room and continue with --resume",
               file=sys.stderr)
         return 1
+    finally:
+        lock.release()
     return 0
 
 

@@ -22,13 +22,25 @@ The YAML file names the agent, the task and the search space, in the style of ag
       batch_size: {grid: [32, 64]}
     asha: {grace_period: 2, reduction_factor: 2}
 
+The file is checked whole before anything starts (``evaluation.sweep_spec``): every key, type and range; each
+distribution's arguments (``loguniform`` and ``uniform``: ``[low, high]``, finite, low < high, loguniform
+low > 0; ``randint``: two integers, high excluded; ``choice`` and ``grid``: a non-empty list); every
+searched name a hyperparameter of the agent, drawn as it takes it; and the env, built once with
+``env_kwargs``. A mistake exits 2 with one line naming the file, the key (``search.gamma.loguniform``)
+and what is allowed, and creates nothing.
+
+One process writes a sweep folder: ``sweep.py`` holds the lock of ``<out>/<name>`` (``.lock``, see
+``sfl_env.locking``) from the moment the file is accepted until it exits, and a second ``sweep.py`` on the
+same name (``--resume`` included) is refused, naming the one at work. A new sweep needs a new or
+empty folder (one holding only ``.lock`` is empty); ``--resume`` one that holds a sweep (``tuner.pkl``).
+
 Each trial is ``train_agent.py`` itself (``train_agent.main``, with the trial's hyperparameters and seed),
 so it writes the same run folder, under ``<out>/<name>/runs/<trial>``, and reports each validation
 return to Tune; ASHA stops the trials that trail. An interrupted sweep (``--resume``) restarts its
 unfinished trials, and each continues its run folder from its last checkpoint. The sweep ends with
 ``trials.md`` (every trial, best first; a failed trial with its own last error line, whose last stderr
 lines are in ``trial_error.txt`` in its run folder) and ``best.json`` (the best trial's configuration).
-``sweep.py`` exits 1 when any trial failed, naming them.
+``sweep.py`` exits 1 when any trial failed, naming each one's run folder and error.
 """
 
 from __future__ import annotations
@@ -46,19 +58,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import agents
-import sfl_env
+from evaluation.sweep_spec import (  # noqa: F401  (SPACES, SPEC, hyperparameter_names, validate_spec: re-exported)
+    SPACES, SPEC, check_env, hyperparameter_names, load_spec, option_text, validate_spec)
+from sfl_env.locking import LOCK_FILE, FolderBusyError, FolderLock
 from sfl_env.storage import write_json, write_text
 
 METRIC = "validation_return"
 TRIAL_ERROR = "trial_error.txt"  # in a failed trial's run folder: the last lines of what it wrote to stderr
-SPACES = ("loguniform", "uniform", "choice", "grid", "randint")
-SPEC_KEYS = {"agent": None, "env_id": "SFLEnvAnalytic-v0", "env_kwargs": {}, "total_steps": None,
-             "eval_freq": None, "eval_episodes": 5, "checkpoint_freq": None, "samples": 1, "seeds": [0],
-             "search": {}, "asha": {}}
-ASHA_KEYS = ("grace_period", "reduction_factor")
+TUNER_STATE = "tuner.pkl"  # what Ray Tune writes first into a sweep's folder, and restores --resume from
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,46 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--track", action="store_true", help="mirror each trial to W&B, grouped by the sweep")
     parser.add_argument("--wandb-project", default="sfl-env")
     return parser
-
-
-def load_spec(path: Path) -> dict[str, Any]:
-    """The sweep of a YAML file, with defaults; an unknown key or a malformed dimension names itself."""
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"{path} is unreadable: {error}") from None
-    if not isinstance(raw, dict) or unknown(raw, SPEC_KEYS):
-        raise ValueError(f"{path}: unknown key(s) {unknown(raw, SPEC_KEYS) if isinstance(raw, dict) else raw!r}; "
-                         f"allowed: {', '.join(SPEC_KEYS)}")
-    spec = dict(SPEC_KEYS) | raw
-    if spec["agent"] not in agents.LEARNERS:
-        raise ValueError(f"{path}: agent {spec['agent']!r} is not a learner; allowed: {', '.join(agents.LEARNERS)}")
-    if spec["env_id"] not in sfl_env.TASK_IDS:
-        raise ValueError(f"{path}: env_id {spec['env_id']!r} is not an SFL-Env task")
-    defaults = agents.hyperparameters(spec["agent"], spec["env_id"])
-    spec["total_steps"] = int(spec["total_steps"] or defaults.get("n_timesteps", 50_000))
-    spec["eval_freq"] = int(spec["eval_freq"] or max(1, spec["total_steps"] // 10))
-    for name, dimension in spec["search"].items():
-        if not isinstance(dimension, dict) or len(dimension) != 1 or next(iter(dimension)) not in SPACES:
-            raise ValueError(f"{path}: search.{name} must be one of {{{': ..., '.join(SPACES)}: ...}}, "
-                             f"got {dimension!r}")
-    if unknown(spec["asha"], dict.fromkeys(ASHA_KEYS)):
-        raise ValueError(f"{path}: unknown asha key(s) {unknown(spec['asha'], dict.fromkeys(ASHA_KEYS))}; "
-                         f"allowed: {', '.join(ASHA_KEYS)}")
-    validations = spec["total_steps"] // spec["eval_freq"]
-    spec["asha"] = {"grace_period": 1, "reduction_factor": 2} | spec["asha"]
-    if not 1 <= spec["asha"]["grace_period"] <= validations:
-        raise ValueError(f"{path}: asha.grace_period={spec['asha']['grace_period']} is out of range; allowed: 1 to "
-                         f"{validations}, the validations of a trial (total_steps // eval_freq)")
-    if not spec["asha"]["reduction_factor"] > 1:
-        raise ValueError(f"{path}: asha.reduction_factor={spec['asha']['reduction_factor']} must be > 1")
-    if not spec["seeds"] or not all(isinstance(s, int) for s in spec["seeds"]):
-        raise ValueError(f"{path}: seeds must be a list of integers, got {spec['seeds']!r}")
-    return spec
-
-
-def unknown(values: dict, allowed: dict) -> list[str]:
-    return sorted(set(values) - set(allowed))
 
 
 def param_space(spec: dict[str, Any]) -> dict[str, Any]:
@@ -139,15 +107,10 @@ def trial_argv(spec: dict[str, Any], config: dict[str, Any], run: Path) -> list[
     if spec["checkpoint_freq"]:
         argv += ["--checkpoint-freq", str(spec["checkpoint_freq"])]
     if spec["env_kwargs"]:
-        argv += ["--env-kwargs", *(f"{k}={_text(v)}" for k, v in spec["env_kwargs"].items())]
+        argv += ["--env-kwargs", *(f"{k}={option_text(v)}" for k, v in spec["env_kwargs"].items())]
     if config["hyperparameters"]:
-        argv += ["--hyperparams", *(f"{k}={_text(v)}" for k, v in config["hyperparameters"].items())]
+        argv += ["--hyperparams", *(f"{k}={option_text(v)}" for k, v in config["hyperparameters"].items())]
     return argv
-
-
-def _text(value: Any) -> str:
-    """A hyperparameter as train_agent.py's ``key=value`` parser reads it back: a Python literal."""
-    return repr(value) if isinstance(value, (list, tuple, dict, bool)) or value is None else str(value)
 
 
 def make_trainable(spec: dict[str, Any], runs: Path, tracking: list[str]):
@@ -221,8 +184,9 @@ def trial_error(trial: Path | None) -> str:
     return lines[-2] if len(lines) > 1 else (lines[0] if lines else "")
 
 
-def trials_table(results: Any, runs: Path) -> tuple[str, dict[str, Any] | None]:
-    """trials.md (every trial, best validation return first) and the best trial's configuration."""
+def trial_rows(results: Any, runs: Path) -> list[dict[str, Any]]:
+    """One row per trial of Tune's ``results``, named by its run folder in ``runs``, best validation
+    return first; a failed trial's status is ``error: `` and its own last error line."""
     rows = []
     for result in results:
         name = Path(result.path).name if result.path else "?"
@@ -238,11 +202,64 @@ def trials_table(results: Any, runs: Path) -> tuple[str, dict[str, Any] | None]:
                      "status": f"error: {trial_error(trial) or result.error}".replace("|", "/").replace("\n", " ")
                      if result.error else ("done" if summary else "stopped")})
     rows.sort(key=lambda r: -r[METRIC] if math.isfinite(r[METRIC]) else math.inf)
+    return rows
+
+
+def trials_table(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
+    """trials.md's table of :func:`trial_rows` and the best trial's row (None if none validated)."""
     lines = [f"| trial | seed | hyperparameters | last {METRIC} | at step | test return | status |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['trial']} | {r['seed']} | `{json.dumps(r['hyperparameters'], sort_keys=True)}` | "
               f"{r[METRIC]:.3f} | {r['step']} | {r['test_return']:.3f} | {r['status']} |" for r in rows]
     return "\n".join(lines) + "\n", (rows[0] if rows and math.isfinite(rows[0][METRIC]) else None)
+
+
+def failure_report(rows: list[dict[str, Any]]) -> str | None:
+    """What sweep.py says when trials failed: each failed trial's run folder and its error; None if none did."""
+    failed = [row for row in rows if row["status"].startswith("error")]
+    if not failed:
+        return None
+    return "\n".join([f"{len(failed)} of {len(rows)} trial(s) failed (each one's error is in trials.md, and the last "
+                      f"lines it wrote in {TRIAL_ERROR} in its run folder):",
+                      *(f"  {row['trial']}: {row['status'].removeprefix('error: ')}" for row in failed)])
+
+
+def folder_leftovers(root: Path) -> list[str]:
+    """What ``root`` holds that a new sweep would mix with: everything but its lock and an empty runs/."""
+    if not root.is_dir():
+        return []
+    return sorted(entry.name for entry in root.iterdir() if entry.name != LOCK_FILE
+                  and not (entry.name == "runs" and entry.is_dir() and not any(entry.iterdir())))
+
+
+def take_folder(root: Path, resume: bool, parser: argparse.ArgumentParser) -> FolderLock:
+    """The lock of the sweep folder ``root``, held until released: the one writer of it. Refuses (through
+    ``parser``) a folder another process writes, naming it; with ``resume``, a folder that holds no
+    sweep; without, one that holds anything but a lock and an empty runs/. The lock is taken before the
+    folder is read, so a live sweep is reported as such; it creates ``root`` only when it is missing and
+    a new sweep starts there (a refused existing folder keeps its lock file)."""
+    if resume and not root.is_dir():
+        parser.error(f"--resume: {root} holds no sweep to resume")
+    lock = FolderLock(root, "sweep.py")
+    try:
+        lock.acquire()
+    except FolderBusyError as error:
+        parser.error(str(error))
+    except OSError as error:
+        parser.error(f"{root} cannot be written: {error.strerror or error}; allowed: a folder this user can create")
+    try:
+        leftovers = folder_leftovers(root)
+        if resume and not (root / TUNER_STATE).is_file():
+            parser.error(f"--resume: {root} holds no sweep to resume (no {TUNER_STATE})")
+        if not resume and TUNER_STATE in leftovers:
+            parser.error(f"{root} already holds a sweep; pass --resume to continue it, or choose another --name")
+        if not resume and leftovers:
+            parser.error(f"{root} holds {leftovers!r} but no sweep to resume (no {TUNER_STATE}); allowed: a "
+                         f"new or empty folder: remove those, or choose another --name")
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def catch_ctrl_c() -> threading.Event:
@@ -263,20 +280,29 @@ def catch_ctrl_c() -> threading.Event:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+    for option, value in (("--concurrent", args.concurrent), ("--num-cpus", args.num_cpus)):
+        if value is not None and value < 1:
+            parser.error(f"{option}={value} is out of range; allowed: an integer >= 1")
+    name = args.name if args.name is not None else Path(args.spec).stem
+    if name in ("", ".", "..") or "/" in name or os.sep in name:
+        parser.error(f"--name {name!r} is invalid; allowed: a folder name (no '/'), the sweep's folder in --out")
+    try:  # the whole spec, and the env it builds, before anything is created
         spec = load_spec(Path(args.spec))
+        check_env(spec, args.spec)
     except ValueError as error:
         parser.error(str(error))
-    for name, value in (("--concurrent", args.concurrent), ("--num-cpus", args.num_cpus)):
-        if value is not None and value < 1:
-            parser.error(f"{name}={value} is out of range; allowed: an integer >= 1")
-    name = args.name or Path(args.spec).stem
     root = Path(args.out).resolve() / name
+    lock = take_folder(root, args.resume, parser)
+    try:
+        return run_sweep(args, spec, name, root)
+    finally:
+        lock.release()
+
+
+def run_sweep(args: argparse.Namespace, spec: dict[str, Any], name: str, root: Path) -> int:
+    """Runs (or with ``args.resume`` continues) the sweep ``spec`` in ``root``, which the caller holds
+    locked; returns the exit code."""
     runs = root / "runs"
-    if args.resume and not (root / "tuner.pkl").is_file():
-        parser.error(f"--resume: {root} holds no sweep to resume")
-    if not args.resume and root.exists():
-        parser.error(f"{root} already holds a sweep; pass --resume to continue it, or choose another --name")
     tracking = ["--track", "--wandb-project", args.wandb_project, "--wandb-group", name] if args.track else []
 
     import ray
@@ -289,18 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         tuner = tune.Tuner.restore(str(root), trainable, resume_unfinished=True, resume_errored=True)
     else:
-        runs.mkdir(parents=True)
         # one report per validation; a trial that survives every rung finishes its run (summary included)
         validations = max(1, spec["total_steps"] // spec["eval_freq"])
         asha = ASHAScheduler(time_attr="training_iteration", max_t=validations + 1, **spec["asha"])
-        tuner = tune.Tuner(
+        tuner = tune.Tuner(  # writes tuner.pkl: from here on the folder is a sweep that --resume continues
             trainable, param_space=param_space(spec),
-            tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=asha, num_samples=int(spec["samples"]),
+            tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=asha, num_samples=spec["samples"],
                                         max_concurrent_trials=args.concurrent),
             run_config=tune.RunConfig(name=name, storage_path=str(root.parent), verbose=1))
+        runs.mkdir(exist_ok=True)
     interrupted = catch_ctrl_c()
     results = tuner.fit()
-    table, best = trials_table(results, runs)
+    rows = trial_rows(results, runs)
+    table, best = trials_table(rows)
     write_text(root / "trials.md", f"# Sweep {name}: {spec['agent']} on {spec['env_id']}\n\n" + table)
     if best is not None:
         write_json(root / "best.json", best | {"spec": spec}, indent=2, default=str)
@@ -308,10 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best: {json.dumps(best, default=str) if best else 'no trial reported a validation'}")
     print(f"trials.md, best.json and the run folders in {root}")
     ray.shutdown()
-    failed = [Path(result.path).name if result.path else "?" for result in results if result.error]
-    if failed:
-        print(f"{len(failed)} trial(s) failed: {', '.join(failed)}; each one's error is in trials.md and "
-              f"{TRIAL_ERROR} in its run folder", file=sys.stderr)
+    failures = failure_report(rows)
+    if failures:
+        print(failures, file=sys.stderr)
         return 1
     if interrupted.is_set():
         print(f"interrupted before every trial ended; continue with: python sweep.py {args.spec} --resume"

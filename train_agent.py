@@ -14,7 +14,9 @@ and planner references on the same test seeds, the normalised scores against the
 where the configuration has no twin), steps, wall time, seed). With ``--track`` W&B mirrors the records (``offline`` when no API key
 is configured; ``wandb sync <run>/wandb/offline-run-*`` uploads it later).
 
-Ctrl-C stops after the current step, saves a checkpoint and the summary so far, and exits with 130; a
+One process writes a run folder at a time: a second ``train_agent.py`` on it (a new run, or ``--resume``
+while the first still runs) is refused, naming the process that holds it (an OS lock on ``.lock`` in
+the folder, which the system releases however that process ends). Ctrl-C stops after the current step, saves a checkpoint and the summary so far, and exits with 130; a
 second Ctrl-C aborts at once. ``--resume`` continues from the checkpoint with the same step count,
 weights, optimiser and replay buffer (the episode in progress at the interruption restarts). After a kill
 it first cuts the logs back to the checkpoint's step, so they hold one timeline. A write that fails (a
@@ -24,26 +26,36 @@ last complete checkpoint; once there is room, ``--resume`` continues from it.
 
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
 import signal
 import sys
-import threading
-import time
-from pathlib import Path
-from typing import Any
 
-import gymnasium as gym
+if __name__ == "__main__":  # Ctrl-C while the libraries below load: a clean exit, not a traceback
+    def _stopped_while_starting(signum: int, frame: object) -> None:
+        print("\nCtrl-C before training started: nothing was trained, exiting", file=sys.stderr)
+        raise SystemExit(130)
 
-import agents
-import sfl_env
-from evaluation.checkpoints import CHECKPOINT, latest_checkpoint, read_state
-from evaluation.summary import run_summary
-from evaluation.tracking import WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, rewind_run, versions
-from evaluation.training import Trainer, ValidationHook, make_vec_env
-from sfl_env.config import parse_overrides
-from sfl_env.storage import WriteError, write_json
+    signal.signal(signal.SIGINT, _stopped_while_starting)
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+
+import agents  # noqa: E402
+import sfl_env  # noqa: E402
+from evaluation.checkpoints import CHECKPOINT, latest_checkpoint, read_state  # noqa: E402
+from evaluation.summary import run_summary  # noqa: E402
+from evaluation.tracking import (  # noqa: E402
+    WANDB_MODES, RunLog, WandbMirror, default_wandb_mode, rewind_run, versions)
+from evaluation.training import Trainer, ValidationHook, make_vec_env  # noqa: E402
+from sfl_env.config import parse_overrides  # noqa: E402
+from sfl_env.errors import CorruptFileError  # noqa: E402
+from sfl_env.locking import FolderBusyError, FolderLock  # noqa: E402
+from sfl_env.storage import WriteError, write_json  # noqa: E402
 
 DEFAULT_ENV_ID = "SFLEnvAnalytic-v0"
 
@@ -130,9 +142,12 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser,
         if not path.is_file():
             parser.error(f"--resume: {path} does not exist; nothing to resume")
         try:
-            config = json.loads(path.read_text())
-        except ValueError as error:
-            parser.error(f"--resume: {path} is corrupt ({error}); it cannot be resumed")
+            config = agents.read_run_config(args.out, resumable=True)
+        except CorruptFileError as error:
+            parser.error(f"--resume: {error}; it cannot be resumed")
+        if config["agent"] not in agents.AGENTS and not config["agent"].startswith("cut-"):
+            parser.error(f"--resume: {path} is a {config['agent']} run; train_agent.py resumes the runs it "
+                         f"trained ({', '.join(agents.AGENTS)})")
         check_resume_options(args, parser, config, given or set())
         if args.total_steps is not None:
             if args.total_steps < 1:
@@ -161,6 +176,8 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser,
     defaults = agents.hyperparameters(args.agent, args.env_id)
     for key, value in overrides.items():
         default = defaults.get(key)
+        if value is None and key in agents.nullable(args.agent):
+            continue
         if isinstance(default, (int, float)) and not isinstance(default, bool) and (
                 isinstance(value, bool) or not isinstance(value, (int, float))):
             parser.error(f"--hyperparams {key}={value!r} is invalid; allowed: a number (the default is {default!r})")
@@ -195,17 +212,20 @@ def main(argv: list[str] | None = None, on_validation: ValidationHook | None = N
     if args.torch_threads is not None and args.torch_threads < 1:
         parser.error(f"--torch-threads={args.torch_threads} is out of range; allowed: an integer >= 1")
     run = Path(args.out or f"runs/{config['run_name']}")
-    if not args.resume and (run / agents.RUN_CONFIG).exists():
-        parser.error(f"--out {run} already holds a run; pass --resume to continue it, or choose another folder")
     if run.exists() and not run.is_dir():
         parser.error(f"--out {run} is a file; allowed: a folder (new, or a run to --resume)")
+    lock = FolderLock(run, "train_agent.py")  # the run's only writer, until this process ends
     try:
-        run.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
         (run / ".write-test").write_text("")
         (run / ".write-test").unlink()
+    except FolderBusyError as error:
+        parser.error(f"--out {error}")
     except OSError as error:
         parser.error(f"--out {run} cannot be written: {error.strerror or error}")
     try:
+        if not args.resume and (run / agents.RUN_CONFIG).exists():
+            parser.error(f"--out {run} already holds a run; pass --resume to continue it, or choose another folder")
         return train(args, parser, config, run, on_validation)
     except WriteError as error:  # a full disk or a read-only folder: what is on disk stays consistent
         checkpoint = latest_checkpoint(run)
@@ -214,6 +234,8 @@ def main(argv: list[str] | None = None, on_validation: ValidationHook | None = N
             "there is no checkpoint yet; make room and run again with --resume"
         print(f"error: {error}; {kept}", file=sys.stderr)
         return 1
+    finally:
+        lock.release()
 
 
 def train(args: argparse.Namespace, parser: argparse.ArgumentParser, config: dict[str, Any], run: Path,

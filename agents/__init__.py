@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from sfl_env.errors import ConfigError, did_you_mean, unknown_name
+from sfl_env.errors import ConfigError, CorruptFileError, did_you_mean, unknown_name
 
 from .base import Agent, Callback
 from .baselines import CutAgent, FixedCutAgent, GreedyLatencyAgent, OracleAgent, RandomAgent
@@ -36,8 +36,14 @@ AGENTS = LEARNERS + BASELINES
 RLLIB = RLLIB_ALGORITHMS  # trained by train_rllib.py; their run folders load like any other
 RUN_CONFIG = "config.json"
 
+# The keys every run folder's config.json holds (train_agent.py and train_rllib.py write them), with
+# their types; train_agent.py's runs also hold RESUME_KEYS, which --resume needs.
+RUN_KEYS = {"agent": str, "env_id": str, "env_kwargs": dict, "seed": int, "n_actions": int}
+RESUME_KEYS = {"hyperparameters": dict, "total_steps": int, "n_envs": int, "eval_freq": int, "eval_episodes": int,
+               "checkpoint_freq": int, "run_name": str}
+
 __all__ = ["AGENTS", "Agent", "Callback", "check_env_id", "check_name", "has_model", "hyperparameters", "load",
-           "make"]
+           "make", "nullable", "read_run_config"]
 
 
 def check_name(name: str) -> str:
@@ -82,6 +88,12 @@ def hyperparameters(name: str, env_id: str | None = None) -> dict[str, Any]:
     return dict(sections.get("default", {})) | dict(sections.get(env_id, {}) if env_id else {})
 
 
+def nullable(name: str) -> set[str]:
+    """The hyperparameters of ``name`` that may be None: those null in its config's ``default`` section
+    (``learning_rate_final: null``, no decay), whatever a task's section sets them to."""
+    return {key for key, value in hyperparameters(name).items() if value is None}
+
+
 def make(name: str, env: Any = None, *, seed: int = 0, env_id: str | None = None, **overrides: Any) -> Agent:
     """Builds agent ``name`` for ``env`` (a Gymnasium env or an SB3 ``VecEnv``; its spaces size the agent).
 
@@ -121,6 +133,57 @@ def make(name: str, env: Any = None, *, seed: int = 0, env_id: str | None = None
     return agent
 
 
+def read_run_config(run_folder: str | Path, resumable: bool = False) -> dict[str, Any]:
+    """A run folder's ``config.json``, checked: every key of :data:`RUN_KEYS` (and of
+    :data:`RESUME_KEYS` when ``resumable``) present with its type, and a known agent. A missing, torn,
+    foreign or incomplete file raises :class:`~sfl_env.errors.CorruptFileError` (one line naming the
+    file and the key), or ``FileNotFoundError`` when there is none."""
+    folder = Path(run_folder)
+    path = folder / RUN_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a train_agent.py or train_rllib.py run folder: {RUN_CONFIG} "
+                                f"is missing")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CorruptFileError(f"{path} is corrupt ({error})") from None
+    if not isinstance(config, dict):
+        raise CorruptFileError(f"{path} is not a run's configuration: it holds a {type(config).__name__}, "
+                               f"not a mapping")
+    def check_keys(keys: dict[str, type], holds: str) -> None:
+        for key, kind in keys.items():
+            if key not in config:
+                raise CorruptFileError(f"{path} is not a run's configuration (another project's, or incomplete): "
+                                       f"key {key!r} is missing; {holds} {', '.join(keys)}")
+            if not isinstance(config[key], kind) or (kind is int and isinstance(config[key], bool)):
+                raise CorruptFileError(f"{path}: {key}={config[key]!r} is not a {kind.__name__}")
+
+    check_keys(RUN_KEYS, "a run's config.json holds")
+    try:
+        check_name(config["agent"])
+    except ConfigError as error:
+        raise CorruptFileError(f"{path}: {error}") from None
+    if resumable:
+        check_keys(RESUME_KEYS, "a train_agent.py run's config.json also holds")
+    return config
+
+
+def check_run_fits(run_folder: str | Path, env: Any) -> None:
+    """Refuses to play a run in an env whose spaces differ from those it was trained on, naming the env
+    options the run was trained with and how to pass them."""
+    config = read_run_config(run_folder)
+    trained = (config["n_actions"], config.get("obs_dim"))
+    here = (int(env.action_space.n), int(env.observation_space.shape[0]))
+    if trained[0] != here[0] or (trained[1] is not None and trained[1] != here[1]):
+        options = " ".join(f"{k}={v}" for k, v in config["env_kwargs"].items())
+        raise ConfigError(
+            f"{run_folder} was trained on {config['env_id']}"
+            + (f" with env options {options}" if options else " with its default options")
+            + f" ({trained[0]} cuts, {trained[1]} observations); this env has {here[0]} cuts and {here[1]} "
+            f"observations: pass --env-id {config['env_id']}"
+            + (f" --env-kwargs {options}" if options else "") + " to play it")
+
+
 def load(run_folder: str | Path, env: Any = None, model: str = "model") -> Agent:
     """The trained agent of a ``train_agent.py`` run folder, ready to ``predict``: its final model, or
     ``model="best_model"`` for the one that scored best on the validation episodes during training.
@@ -128,15 +191,10 @@ def load(run_folder: str | Path, env: Any = None, model: str = "model") -> Agent
     ``env``, when given, is bound to the agent (needed by ``greedy-latency`` and ``oracle``).
     """
     folder = Path(run_folder)
-    config_path = folder / RUN_CONFIG
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{folder} is not a train_agent.py run folder: {RUN_CONFIG} is missing")
-    try:
-        config = json.loads(config_path.read_text())
-        name, seed, n_actions = config["agent"], int(config["seed"]), int(config["n_actions"])
-    except (ValueError, KeyError) as error:
-        raise ValueError(f"{config_path} is corrupt or incomplete: {error}") from error
-    check_name(name)
+    config = read_run_config(folder)
+    name, seed, n_actions = config["agent"], config["seed"], config["n_actions"]
+    if env is not None:
+        check_run_fits(folder, env)
     if name in RLLIB:
         agent: Agent = RLlibAgent.load(folder / MODULE_FOLDER, name, n_actions)
     elif name == "ddqn":

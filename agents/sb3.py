@@ -13,16 +13,24 @@ returns the best, so an SB3 agent never acts on a forbidden cut.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
+import io
+import json
+import pickle
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 
+from sfl_env.errors import CorruptFileError
 from sfl_env.storage import replacing
 
 from .base import Agent, Callback, masked_argmax, vec_action_masks
@@ -73,7 +81,8 @@ class SB3Agent(Agent):
         callback = callback or Callback()
         self._check_masks(env)
         if self.model is None:
-            self.model = self.cls(self.policy, env, seed=self.seed, verbose=0, **self.hyperparameters)
+            # a copy: SB3 writes into what it is given (A2C adds RMSprop to policy_kwargs)
+            self.model = self.cls(self.policy, env, seed=self.seed, verbose=0, **copy.deepcopy(self.hyperparameters))
         else:
             self.model.set_env(env)
         self.model.set_logger(Logger(folder=None, output_formats=[_MetricsWriter(self, callback)]))
@@ -127,25 +136,123 @@ class SB3Agent(Agent):
         return path
 
     def load_model(self, path: str | Path, env: Any = None) -> SB3Agent:
+        """The model saved at ``path`` (``.zip``), rebuilt without unpickling anything (see :func:`read_model_zip`)."""
         path = Path(path).with_suffix(".zip")
         if not path.is_file():
             raise FileNotFoundError(f"no {self.name} model at {path}")
-        self.model = self.cls.load(path, env=env, device="cpu")
-        self.num_steps = self.model.num_timesteps
+        data, params = read_model_zip(path)
+        spaces = env if env is not None else _Spaces(_box_of(data, path), self.n_actions)
+        hyperparameters = copy.deepcopy(self.hyperparameters)  # SB3 writes into what it is given
+        if _plain(data.get("policy_kwargs")):  # the network's shape as saved (a class in it is never decoded)
+            hyperparameters["policy_kwargs"] = data["policy_kwargs"]
+        model = self.cls(self.policy, spaces, seed=self.seed, verbose=0, device="cpu", **hyperparameters)
+        try:
+            model.set_parameters(params, exact_match=True, device="cpu")
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise CorruptFileError(f"{path} does not hold a {self.name} model of this run's configuration "
+                                   f"({type(error).__name__}: {str(error).splitlines()[0]})") from None
+        for key in TRAINING_STATE:
+            value = data.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(model, key, value)
+        self.model = model
+        self.num_steps = int(model.num_timesteps)
         return self
 
     def save_checkpoint(self, folder: str | Path) -> None:
         folder = Path(folder)
         self.save(folder / "model")
-        if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
-            with replacing(folder / "replay.pkl") as tmp:
-                self.model.save_replay_buffer(tmp)
+        buffer = getattr(self.model, "replay_buffer", None)
+        if buffer is not None:
+            arrays = {name: getattr(buffer, name) for name in REPLAY_ARRAYS if getattr(buffer, name, None) is not None}
+            with replacing(folder / REPLAY_FILE) as tmp:
+                with tmp.open("wb") as file:
+                    np.savez(file, pos=buffer.pos, full=buffer.full, **arrays)
 
     def load_checkpoint(self, folder: str | Path, env: Any = None) -> None:
         folder = Path(folder)
         self.load_model(folder / "model", env=env)
-        if (folder / "replay.pkl").is_file() and hasattr(self.model, "load_replay_buffer"):
-            self.model.load_replay_buffer(folder / "replay.pkl")
+        buffer = getattr(self.model, "replay_buffer", None)
+        path = folder / REPLAY_FILE
+        if buffer is not None and not path.is_file() and (folder / "replay.pkl").is_file():
+            warnings.warn(f"{folder / 'replay.pkl'} is a pickle, which is never loaded (it could run code); the "
+                          f"run resumes with an empty replay buffer", RuntimeWarning, stacklevel=2)
+        if buffer is None or not path.is_file():
+            return
+        try:
+            with np.load(path, allow_pickle=False) as replay:
+                for name in REPLAY_ARRAYS:
+                    if name in replay.files and getattr(buffer, name, None) is not None:
+                        saved = replay[name]
+                        if saved.shape != getattr(buffer, name).shape:
+                            raise ValueError(f"{name} has shape {saved.shape}, the buffer "
+                                             f"{getattr(buffer, name).shape}")
+                        setattr(buffer, name, saved.astype(getattr(buffer, name).dtype, copy=False))
+                buffer.pos, buffer.full = int(replay["pos"]), bool(replay["full"])
+        except (OSError, ValueError, KeyError) as error:
+            raise CorruptFileError(f"{path} is not a replay buffer of this run ({error})") from None
+
+
+# What a saved model's plain JSON may restore: its counters and schedules' progress, never an object.
+TRAINING_STATE = ("num_timesteps", "_total_timesteps", "_num_timesteps_at_start", "_episode_num", "_n_updates",
+                  "_n_calls", "_current_progress_remaining", "exploration_rate")
+REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+REPLAY_FILE = "replay.npz"
+
+
+def read_model_zip(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The plain JSON and the tensors of an SB3 ``model.zip``, read without running code from it.
+
+    SB3's own ``load`` unpickles the ``:serialized:`` entries of the zip's ``data`` (classes, schedules,
+    spaces), so a crafted file runs code. Here ``data`` is parsed as JSON and its pickled entries are
+    never decoded; the ``.pth`` state dicts load with ``torch.load(weights_only=True)``. The model is
+    then rebuilt from the run's own configuration (``config.json``'s hyperparameters) and these tensors.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+            params = {}
+            for name in archive.namelist():
+                if name.endswith(".pth") and name != "pytorch_variables.pth":
+                    with archive.open(name) as file:
+                        params[name[: -len(".pth")]] = torch.load(io.BytesIO(file.read()), map_location="cpu",
+                                                                  weights_only=True)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError, RuntimeError) as error:
+        raise CorruptFileError(f"{path} is not a readable SB3 model ({type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else 'no detail'})") from None
+    if not isinstance(data, dict) or "policy" not in params:
+        raise CorruptFileError(f"{path} is not an SB3 model: its data or policy.pth is missing")
+    return data, params
+
+
+def _plain(value: Any) -> bool:
+    """Whether a value of SB3's ``data`` is plain JSON, with no pickled object inside."""
+    if isinstance(value, dict):
+        return ":serialized:" not in value and all(_plain(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (str, int, float, bool)) or value is None
+
+
+def _box_of(data: dict[str, Any], path: Path) -> gym.spaces.Box:
+    shape = data.get("observation_space", {}).get("_shape") if isinstance(data.get("observation_space"), dict) \
+        else None
+    if not (isinstance(shape, list) and shape and all(isinstance(n, int) and n > 0 for n in shape)):
+        raise CorruptFileError(f"{path}: its data does not record the observation shape")
+    return gym.spaces.Box(-np.inf, np.inf, tuple(shape), np.float32)
+
+
+class _Spaces(gym.Env):
+    """Stands in for the env when a model is rebuilt only to predict: SB3 needs its spaces."""
+
+    def __init__(self, observation_space: gym.spaces.Box, n_actions: int) -> None:
+        self.observation_space, self.action_space = observation_space, gym.spaces.Discrete(n_actions)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        raise RuntimeError("a model loaded without its env only predicts; pass the env to train it")
+
+    def step(self, action: int) -> tuple:
+        raise RuntimeError("a model loaded without its env only predicts; pass the env to train it")
 
 
 class _StepCallback(BaseCallback):

@@ -16,10 +16,16 @@ traces (Winstein et al., NSDI 2013): CV 0.42-0.89, autocorrelation 0.40-0.89 at 
 0.86 at 1 s and 0.61 at 10 s. Both were measured in moving vehicles, so the vehicular row is the one
 to hold against them; a pedestrian's shadowing moves ten times slower.
 
+``--abstraction`` and ``--noise-figure-db`` probe a link-level abstraction in the channel rows only (the
+env keeps Shannon's formula): ``truncated-dl`` / ``truncated-ul`` is 3GPP TR 36.942 A.1's attenuated,
+truncated Shannon bound (alpha 0.6, at most 4.4 bit/s/Hz / alpha 0.4, at most 2.0; nothing below -10 dB),
+and the noise figure raises the receiver's noise (5 dB: a base station).
+
 ``--link-trace DIR`` adds a row for the clients replaying the traces in ``DIR`` (sfl_env.link_traces):
 e.g. Mahimahi's ``traces/`` folder (GPL-3.0, not shipped here: github.com/ravinet/mahimahi).
 
     python benchmarks/link_statistics.py [--seeds 5] [--seconds 1200] [--round-s 0.5] [--cut 0]
+    python benchmarks/link_statistics.py --abstraction truncated-dl --noise-figure-db 5
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from sfl_env.link_traces import TraceChannel, load_link_traces
 from sfl_env.wireless import Channel, uplink_rate_bps
 
 MEASURED = {"cv": (0.42, 0.89), "ac_1s": (0.40, 0.89), "ac_10s": (0.12, 0.69)}
+ABSTRACTIONS = {"shannon": None, "truncated-dl": (0.6, -10.0, 4.4), "truncated-ul": (0.4, -10.0, 2.0)}
 MOBILITIES = {"pedestrian (3 km/h)": {"speed_km_h": 3.0}, "vehicular (30 km/h)": {"speed_km_h": 30.0}}
 
 
@@ -56,8 +63,17 @@ def statistics(series: np.ndarray) -> dict[str, float]:
             "ac_1s": autocorrelation(1), "ac_10s": autocorrelation(10)}
 
 
+def spectral_efficiency(snr: np.ndarray, abstraction: str) -> np.ndarray:
+    """Bit/s/Hz at ``snr`` (linear): Shannon's bound, or TR 36.942 A.1's attenuated, truncated one."""
+    if ABSTRACTIONS[abstraction] is None:
+        return np.log2(1 + snr)
+    alpha, floor_db, cap = ABSTRACTIONS[abstraction]
+    return np.where(10 * np.log10(snr) < floor_db, 0.0, np.minimum(alpha * np.log2(1 + snr), cap))
+
+
 def channel_series(options: dict[str, Any], seed: int, seconds: float, round_s: float,
-                   link_trace: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   link_trace: str | None = None, abstraction: str = "shannon",
+                   noise_figure_db: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Per-client equal-share throughput (K, steps) on a 1 s grid and the worst client's (steps,)."""
     config = EnvConfig.from_kwargs(**options)
     wireless, num_clients = config.wireless, config.system.num_clients
@@ -67,8 +83,13 @@ def channel_series(options: dict[str, Any], seed: int, seconds: float, round_s: 
     steps = int(seconds / round_s)
     rates = np.empty((steps, num_clients))
     for i in range(steps):
-        rates[i] = uplink_rate_bps(np.full(num_clients, 1.0 / num_clients), channel.gain, wireless.client_power_w,
-                                   wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
+        if abstraction == "shannon" and noise_figure_db == 0.0:
+            rates[i] = uplink_rate_bps(np.full(num_clients, 1.0 / num_clients), channel.gain,
+                                       wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
+        else:
+            share_hz = wireless.bandwidth_hz / num_clients
+            noise_w = share_hz * wireless.noise_psd_w_per_hz * 10 ** (noise_figure_db / 10)
+            rates[i] = share_hz * spectral_efficiency(wireless.client_power_w * channel.gain / noise_w, abstraction)
         channel.step(round_s)
     times = np.arange(steps) * round_s
     per_client = np.stack([on_grid(times, rates[:, k]) for k in range(num_clients)])
@@ -110,6 +131,9 @@ def main() -> None:
     parser.add_argument("--cut", type=int, default=0, help="the fixed cut index of the round-latency row (0: cut 1)")
     parser.add_argument("--round-seconds", type=float, default=300.0, help="simulated seconds of the twin rows")
     parser.add_argument("--link-trace", default=None, help="a folder of traces to add as a row")
+    parser.add_argument("--abstraction", choices=list(ABSTRACTIONS), default="shannon",
+                        help="link-level abstraction of the channel rows (the env uses shannon)")
+    parser.add_argument("--noise-figure-db", type=float, default=0.0, help="receiver noise figure of the channel rows")
     args = parser.parse_args()
     start = time.perf_counter()
     lo, hi = MEASURED["cv"], MEASURED["ac_1s"]
@@ -125,7 +149,8 @@ def main() -> None:
     for name, options, trace in cases:
         clients, worst, rounds = [], [], []
         for seed in range(args.seeds):
-            per_client, cell_worst = channel_series(options, seed, args.seconds, args.round_s, trace)
+            per_client, cell_worst = channel_series(options, seed, args.seconds, args.round_s, trace,
+                                                    args.abstraction, args.noise_figure_db)
             clients.extend(statistics(series) for series in per_client)
             worst.append(statistics(cell_worst))
             if trace is None:

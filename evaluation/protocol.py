@@ -87,7 +87,7 @@ def parse_agents(spec: str) -> list[tuple[str, list[Path]]]:
             for folder in folders:
                 if not (folder / agents.RUN_CONFIG).is_file():
                     raise ConfigError(f"{folder} is not a train_agent.py run folder ({agents.RUN_CONFIG} missing)")
-                name = json.loads((folder / agents.RUN_CONFIG).read_text())["agent"]
+                name = agents.read_run_config(folder)["agent"]
                 out.setdefault(name, []).append(folder)
         elif "/" in item or Path(item).exists() or any(c in item for c in "*?["):
             raise ConfigError(f"--agents: {item!r} matches no train_agent.py run folder")
@@ -133,13 +133,16 @@ def plan_mode(mode: str, agents_spec: str | None, env_id: str | None, env_kwargs
     probe.reset(seed=0)  # what only a reset can check (data sizes, partitions) fails here, not mid-run
     n_cuts = int(probe.action_space.n)
     calibrated = is_calibrated(probe.unwrapped.config.system)
-    probe.close()
     spec = DEFAULT_AGENTS[mode]
     if mode == "agents" and agents_spec:
         spec = f"{agents_spec},{spec}"
     elif mode == "schemes" and agents_spec:
         spec = agents_spec.split(",")[0]
     specs = parse_agents(spec) if mode != "cuts" else []
+    for _, runs in specs:
+        for run in runs:
+            agents.check_run_fits(run, probe)
+    probe.close()
     if not calibrated:
         if "planner" in [item.strip() for item in (agents_spec or "").split(",")]:
             raise ConfigError("agent 'planner' plans over the calibrated twin, and this configuration has none; "

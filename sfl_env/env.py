@@ -89,6 +89,7 @@ from .energy import round_energy_j
 from .errors import ActionError, ConfigError
 from .latency import LatencyBreakdown, allocation_problem, round_latency
 from .ledger import RoundCost, round_cost
+from .memory import check_training_memory, training_memory
 from .link_traces import TraceChannel, gain_for_rate, load_link_traces, nominal_trace_gain
 from .models import build_model
 from .planning import PlanningInterface
@@ -119,7 +120,6 @@ class SFLEnv(PlanningInterface, gym.Env):
         self._data_shape = (files.input_shape, files.num_classes) if files is not None else dataset_shape(system)
         probe_model = build_model(system.model, *self._data_shape, **system.model_options)
         self.cuts = probe_model.cuts
-        self.profile = profile_model(probe_model)
         self.scheme = get_scheme(system.scheme)
         self.num_clients = system.num_clients
         # The fitted twin is read here, so that a configuration without one fails at construction.
@@ -133,6 +133,11 @@ class SFLEnv(PlanningInterface, gym.Env):
                 raise ConfigError(f"the calibration of {system.dataset}/{system.model} has {len(self._curve.speed)} "
                                   f"cut speeds but the model has {len(self.cuts)} cuts")
         check_fits_data(system, files)
+        if self.config.training == "real":  # a round that cannot fit this machine is refused before any work
+            check_training_memory(training_memory(system, *self._data_shape),
+                                  f"{system.dataset}/{system.model}, {system.num_clients} clients x batch "
+                                  f"{system.batch_size} of shape {tuple(self._data_shape[0])}", system.device)
+        self.profile = profile_model(probe_model)  # after the checks: a large model's profile is work
         self.data_metadata = dataset_metadata(system)  # a text corpus's Python version and SHA-256
         if self._curve is not None and (warning := calibrated.calibration.check_corpus(self.data_metadata)):
             warnings.warn(warning, stacklevel=2)

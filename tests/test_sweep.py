@@ -127,3 +127,22 @@ def test_a_two_trial_sweep_interrupted_and_resumed_finishes_every_run_folder(tmp
     assert all(run.name in table for run in folders) and table.count("| done |") == 2
     best = json.loads((out / "spec" / "best.json").read_text())
     assert best["trial"] in {run.name for run in folders} and "learning_rate" in best["hyperparameters"]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_sweep_whose_trial_fails_exits_1_naming_the_trial_and_its_error(tmp_path):
+    # a batch larger than the replay buffer passes the spec's checks; DDQN refuses it when the trial builds it
+    spec = write(tmp_path, TINY.replace("seeds: [0, 1]", "seeds: [0]").replace(
+        "learning_starts: {choice: [50]}", "batch_size: {choice: [20000]}"))
+    out = tmp_path / "sweeps"
+    done = subprocess.run([sys.executable, str(ROOT / "sweep.py"), str(spec), "--out", str(out), "--num-cpus", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    [run] = (out / "spec" / "runs").iterdir()
+    assert f"1 of 1 trial(s) failed" in done.stderr and f"  {run.name}: " in done.stderr, done.stderr[-2000:]
+    assert "batch_size" in done.stderr.split(f"  {run.name}: ")[1]
+    assert f"| {run.name} |" in (out / "spec" / "trials.md").read_text()
+    from sfl_env.locking import LOCK_FILE, holder_of
+
+    assert (out / "spec" / LOCK_FILE).is_file() and holder_of(out / "spec") is None  # held while it ran, only

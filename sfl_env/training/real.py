@@ -33,6 +33,7 @@ from torch.func import functional_call, vmap
 from ..config import SFLConfig
 from ..errors import ConfigError
 from ..ledger import round_cost
+from ..memory import eval_batch_size, training_memory
 from ..models import SplitModel, build_model
 from ..profiling import ModelProfile, profile_model
 from ..schemes import REGISTERED, Server, get_scheme
@@ -427,7 +428,9 @@ def build_real_trainer(config: SFLConfig, seed: int = 0) -> RealTrainer:
     )
     sampler = ClientSampler(clients, config.batch_size, torch.Generator().manual_seed(sampler_seed))
     model = build_model(config.model, data.input_shape, data.num_classes, **config.model_options, seed=model_seed)
+    memory = training_memory(config, data.input_shape, data.num_classes)
     return RealTrainer(
         config, model, data.x_train, data.y_train, data.x_test, data.y_test,
         np.array([len(c) for c in clients]), sampler, generator=torch.Generator().manual_seed(trainer_seed),
+        eval_batch_size=eval_batch_size(memory),
     )
