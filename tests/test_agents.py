@@ -153,6 +153,28 @@ def test_ddqn_save_load_gives_identical_actions_and_loads_weights_only(tmp_path,
     np.testing.assert_array_equal(agent.q_values(obs), loaded.q_values(obs))
 
 
+def test_a_dueling_ddqn_is_value_plus_centred_advantage_and_saves_its_shape(tmp_path):
+    from agents.ddqn import QNetwork
+
+    network = QNetwork(6, 4, [8], dueling=True)
+    obs = torch.randn(5, 6)
+    features = network.net(obs)
+    advantage = network.advantage(features)
+    torch.testing.assert_close(network(obs), network.value(features) + advantage - advantage.mean(-1, keepdim=True))
+    torch.testing.assert_close(network(obs).mean(-1, keepdim=True), network.value(features))  # V: the mean Q
+    assert [name for name, _ in QNetwork(6, 4, [8]).named_parameters()] == [  # the paper's network: unchanged
+        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]
+
+    env = vec(MASKED)
+    agent = agents.make("ddqn", env, seed=0, dueling=True, **SMALL["ddqn"]).learn(env, 200)
+    loaded = DDQNAgent.load(agent.save(tmp_path / "policy"))
+    assert loaded.config.dueling and loaded.q_network.dueling
+    obs = np.random.default_rng(0).random((20, env.observation_space.shape[0])).astype(np.float32)
+    np.testing.assert_array_equal(agent.q_values(obs), loaded.q_values(obs))
+    with pytest.raises(ValueError, match="ddqn hyperparameter dueling=1 is out of range"):
+        agents.make("ddqn", env, dueling=1)
+
+
 def test_ddqn_checkpoint_restores_weights_optimizer_replay_and_rng(tmp_path):
     env = vec(MASKED)
     agent = agents.make("ddqn", env, seed=1, **SMALL["ddqn"]).learn(env, 200)
