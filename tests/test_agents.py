@@ -129,7 +129,7 @@ def test_n_step_transitions_sum_the_discounted_rewards_and_bootstrap_with_gamma_
 
 def test_n_step_ddqn_learns_and_its_config_round_trips(tmp_path):
     env = vec(MASKED)
-    agent = agents.make("ddqn", env, seed=0, **SMALL["ddqn"], n_step=4).learn(env, 200)
+    agent = agents.make("ddqn", env, seed=0, **SMALL["ddqn"], n_step=4, gamma=0.99).learn(env, 200)
     assert agent.num_steps >= 200 and agent.gradient_steps > 0
     discounts = agent.buffer.discounts[: agent.buffer.size]
     powers = 0.99 ** np.arange(1, 5, dtype=np.float32)
@@ -278,6 +278,8 @@ def test_configs_are_keyed_by_env_id_with_a_default():
     default = agents.hyperparameters("ddqn")
     real = agents.hyperparameters("ddqn", "SFLEnv-v0")
     assert default["gamma"] == real["gamma"] == 0.99
+    vehicular = agents.hyperparameters("ddqn", "SFLEnvVehicularAnalytic-v0")  # a task's section overrides
+    assert vehicular["gamma"] == 1.0 and vehicular["n_step"] == 32 and vehicular["dueling"] is True
     assert default["n_timesteps"] == 50_000 and real["n_timesteps"] < default["n_timesteps"]
     for name in agents.LEARNERS:
         assert agents.hyperparameters(name), f"agents/configs/{name}.yml is missing or empty"
