@@ -12,8 +12,8 @@ process ends, however it ends (an exit, a crash, ``kill -9``), so a killed write
 lock behind, unlike a PID file. The lock file also records who holds it (command, process id, host,
 start time), which is what the refusal quotes. Readers (``evaluate.py`` playing a run) take no lock.
 
-POSIX only (``fcntl``); on a file system without ``flock`` support (some network mounts) taking the lock
-fails with a :class:`FolderBusyError`-free ``OSError`` naming the folder.
+POSIX only (``fcntl``). On a file system without ``flock`` support (some network mounts) taking the lock
+raises the system's ``OSError``, which the scripts report as a folder they cannot write.
 """
 
 from __future__ import annotations

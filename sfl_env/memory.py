@@ -139,8 +139,6 @@ def _saved_bytes(model: nn.Module, batch: int) -> np.ndarray:
     """What each block of ``model`` (a SplitModel) saves for backward on a batch of ``batch`` samples."""
     x = model.example_input(batch)
     sizes = []
-    with torch.no_grad():
-        x = x.clone()
     for i, block in enumerate(model.blocks):
         parameters = {p.untyped_storage().data_ptr() for p in block.parameters()}
         saved: dict[int, int] = {}
