@@ -30,7 +30,7 @@ setup: $(STAMP)
 # training next to a fixed cut, then a short evaluation on the twin (leaderboards, figures, claims.md).
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
-	$(PY) train_agent.py --agent ddqn --total-steps $(DEMO_STEPS) --eval-episodes 20 --out $(DEMO_DIR)/ddqn --no-progress
+	$(PY) train_agent.py --agent ddqn --total-steps $(DEMO_STEPS) --eval-episodes 5 --out $(DEMO_DIR)/ddqn --no-progress
 	$(PY) -m evaluation.compare $(DEMO_DIR)/ddqn fixed-shallowest --env-id SFLEnv-v0
 	$(PY) evaluate.py --mode all --seeds $(DEMO_SEEDS) --agents $(DEMO_DIR)/ddqn --env-id SFLEnvAnalytic-v0 --out $(DEMO_DIR)/evaluation
 
