@@ -42,7 +42,7 @@ from evaluation.benchmark import run_benchmark
 from evaluation.protocol import MODES, modes_to_run, plan_mode
 from sfl_env.config import parse_overrides
 from sfl_env.errors import CorruptFileError
-from sfl_env.locking import FolderBusyError, FolderLock
+from sfl_env.locking import lock_folder
 from sfl_env.storage import WriteError
 
 DEFAULT_OUT = "evaluation-results"
@@ -93,15 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} is a file; allowed: a folder (new, or an evaluation to --resume)")
-    lock = FolderLock(out, "evaluate.py")  # one writer per --out; the run folders it plays are only read
-    try:
-        lock.acquire()
-        (out / ".write-test").write_text("")
-        (out / ".write-test").unlink()
-    except FolderBusyError as error:
-        parser.error(str(error))
-    except OSError as error:
-        parser.error(f"--out {out} cannot be written: {error.strerror or error}")
+    # one writer per --out; the run folders it plays are only read
+    lock = lock_folder(out, "evaluate.py", parser.error, check_write=True)
     try:
         run_benchmark(plan, args.seeds, args.episodes, out, args.resume)
     except (FileExistsError, CorruptFileError) as error:

@@ -61,7 +61,7 @@ from typing import Any
 import agents
 from evaluation.sweep_spec import (  # noqa: F401  (SPACES, SPEC, hyperparameter_names, validate_spec: re-exported)
     SPACES, SPEC, check_env, hyperparameter_names, load_spec, option_text, validate_spec)
-from sfl_env.locking import LOCK_FILE, FolderBusyError, FolderLock
+from sfl_env.locking import LOCK_FILE, FolderLock, lock_folder
 from sfl_env.storage import write_json, write_text
 
 METRIC = "validation_return"
@@ -240,13 +240,7 @@ def take_folder(root: Path, resume: bool, parser: argparse.ArgumentParser) -> Fo
     a new sweep starts there (a refused existing folder keeps its lock file)."""
     if resume and not root.is_dir():
         parser.error(f"--resume: {root} holds no sweep to resume")
-    lock = FolderLock(root, "sweep.py")
-    try:
-        lock.acquire()
-    except FolderBusyError as error:
-        parser.error(str(error))
-    except OSError as error:
-        parser.error(f"{root} cannot be written: {error.strerror or error}; allowed: a folder this user can create")
+    lock = lock_folder(root, "sweep.py", parser.error, option="")
     try:
         leftovers = folder_leftovers(root)
         if resume and not (root / TUNER_STATE).is_file():

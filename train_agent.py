@@ -54,7 +54,7 @@ from evaluation.tracking import (  # noqa: E402
 from evaluation.training import Trainer, ValidationHook, make_vec_env  # noqa: E402
 from sfl_env.config import parse_overrides  # noqa: E402
 from sfl_env.errors import CorruptFileError  # noqa: E402
-from sfl_env.locking import FolderBusyError, FolderLock  # noqa: E402
+from sfl_env.locking import lock_folder  # noqa: E402
 from sfl_env.storage import WriteError, write_json  # noqa: E402
 
 DEFAULT_ENV_ID = "SFLEnvAnalytic-v0"
@@ -214,15 +214,7 @@ def main(argv: list[str] | None = None, on_validation: ValidationHook | None = N
     run = Path(args.out or f"runs/{config['run_name']}")
     if run.exists() and not run.is_dir():
         parser.error(f"--out {run} is a file; allowed: a folder (new, or a run to --resume)")
-    lock = FolderLock(run, "train_agent.py")  # the run's only writer, until this process ends
-    try:
-        lock.acquire()
-        (run / ".write-test").write_text("")
-        (run / ".write-test").unlink()
-    except FolderBusyError as error:
-        parser.error(f"--out {error}")
-    except OSError as error:
-        parser.error(f"--out {run} cannot be written: {error.strerror or error}")
+    lock = lock_folder(run, "train_agent.py", parser.error, check_write=True)  # the run's only writer
     try:
         if not args.resume and (run / agents.RUN_CONFIG).exists():
             parser.error(f"--out {run} already holds a run; pass --resume to continue it, or choose another folder")

@@ -54,7 +54,7 @@ from agents.rllib import (MODULE_FOLDER, RLLIB_ALGORITHMS, algorithm_config, che
 from evaluation.checkpoints import latest_checkpoint, read_state, write_checkpoint
 from evaluation.tracking import RunLog, rewind_run, versions
 from sfl_env.config import parse_overrides
-from sfl_env.locking import FolderBusyError, FolderLock
+from sfl_env.locking import lock_folder
 from sfl_env.storage import WriteError, write_json
 
 DEFAULT_ITERATIONS = 20
@@ -170,13 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         prepared = prepare(settings, parser)
     if run.exists() and not run.is_dir():
         parser.error(f"--out {run} is a file; allowed: a folder (new, or a run to --resume)")
-    lock = FolderLock(run, "train_rllib.py")
-    try:
-        lock.acquire()
-    except FolderBusyError as error:
-        parser.error(str(error))
-    except OSError as error:
-        parser.error(f"--out {run} cannot be written: {error.strerror or error}")
+    lock = lock_folder(run, "train_rllib.py", parser.error)
     try:  # the only writer of run until main returns (or the process ends, however it ends)
         if args.resume:
             settings = resume_settings(args, parser, run, given_options(argv))

@@ -168,10 +168,10 @@ def read_run_config(run_folder: str | Path, resumable: bool = False) -> dict[str
     return config
 
 
-def check_run_fits(run_folder: str | Path, env: Any) -> None:
+def check_run_fits(run_folder: str | Path, env: Any, config: dict[str, Any] | None = None) -> None:
     """Refuses to play a run in an env whose spaces differ from those it was trained on, naming the env
-    options the run was trained with and how to pass them."""
-    config = read_run_config(run_folder)
+    options the run was trained with and how to pass them (``config``: the run's, when already read)."""
+    config = read_run_config(run_folder) if config is None else config
     trained = (config["n_actions"], config.get("obs_dim"))
     here = (int(env.action_space.n), int(env.observation_space.shape[0]))
     if trained[0] != here[0] or (trained[1] is not None and trained[1] != here[1]):
@@ -194,7 +194,7 @@ def load(run_folder: str | Path, env: Any = None, model: str = "model") -> Agent
     config = read_run_config(folder)
     name, seed, n_actions = config["agent"], config["seed"], config["n_actions"]
     if env is not None:
-        check_run_fits(folder, env)
+        check_run_fits(folder, env, config)
     if name in RLLIB:
         agent: Agent = RLlibAgent.load(folder / MODULE_FOLDER, name, n_actions)
     elif name == "ddqn":

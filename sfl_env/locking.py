@@ -24,8 +24,10 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 from .errors import UserError
 
@@ -98,6 +100,30 @@ class FolderLock:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.release()
+
+
+def lock_folder(folder: str | os.PathLike, command: str, refuse: Callable[[str], NoReturn], option: str = "--out",
+                check_write: bool = False) -> FolderLock:
+    """``folder``'s lock for the script ``command``, held until released; or ``refuse`` (a script's
+    ``parser.error``) with one line: the folder is in use (and by whom), or cannot be written.
+
+    ``option`` names where the folder came from in the messages (``"--out"``; ``""`` for none);
+    ``check_write`` also writes and removes a file there, so a read-only folder is named before any work.
+    """
+    lock = FolderLock(folder, command)
+    where = f"{option} {folder}" if option else str(folder)
+    try:
+        lock.acquire()
+        if check_write:
+            probe = Path(folder) / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+    except FolderBusyError as error:
+        refuse(f"{option} {error}" if option else str(error))
+    except OSError as error:
+        lock.release()
+        refuse(f"{where} cannot be written: {error.strerror or error}; allowed: a folder this user can write")
+    return lock
 
 
 def holder_of(folder: str | os.PathLike) -> dict | None:
