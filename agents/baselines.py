@@ -5,7 +5,7 @@ learned agents. Every one honours the privacy mask. ``greedy-latency`` and ``ora
 allowed cut of the coming round with the env's ``cut_preview()`` (the real resource solver on the
 round's channel, no training), so they must be bound to the env they act in (``agent.bind(env)``).
 
-The oracle is the paper's per-round exhaustive search (paper_spec.md 6.2): it takes the cut with
+The oracle is the paper's per-round exhaustive search (SFL-GA, arXiv 2501.01078): it takes the cut with
 the best reward of the coming round. It is the upper reference for the per-round ``paper`` reward;
 a learner that plans across rounds (migration, time to accuracy) may beat it.
 """

@@ -1,7 +1,11 @@
 """Speed of the environment.
 
-1. ``SFLEnvAnalytic-v0``: steps per second of one process, K = 10 (target >= 2000).
-2. ``SFLEnv-v0``: step wall time divided by (round time + solve time) measured inside the same steps,
+1. As a training loop sees it: whole episodes through ``gym.make`` (its wrappers, resets included),
+   random allowed actions, in one process: ``CartPole-v1``'s steps per second, ``SFLEnvAnalytic-v0``'s
+   (K = 10), their ratio, and what one analytic reset costs in steps (issue target: >= 3,000 steps/s
+   and a reset of at most 5 steps).
+2. ``SFLEnvAnalytic-v0`` without resets (``max_rounds=10**9``): steps per second of the step alone.
+3. ``SFLEnv-v0``: step wall time divided by (round time + solve time) measured inside the same steps,
    i.e. how much the env adds around real training and the solver (target <= 1.2).
 
     python benchmarks/env_speed.py [--steps 2000] [--repeats 5] [--real-steps 40]
@@ -14,8 +18,40 @@ import statistics
 import time
 
 import gymnasium as gym
+import numpy as np
 
 import sfl_env  # noqa: F401  (registers the ids)
+
+
+def episodes_steps_per_second(env_id: str, steps: int, repeats: int) -> tuple[list[float], float]:
+    """Steps per second over whole episodes through ``gym.make`` (resets included), of ``repeats``
+    blocks of ``steps`` steps after a warm-up, and the median seconds of one reset."""
+    env = gym.make(env_id)
+    rng = np.random.default_rng(0)
+    resets: list[float] = []
+
+    def run(n: int, seed: int) -> None:
+        start = time.perf_counter()
+        _, info = env.reset(seed=seed)
+        resets.append(time.perf_counter() - start)
+        for _ in range(n):
+            mask = info.get("action_mask")
+            action = int(rng.choice(np.flatnonzero(mask))) if mask is not None else int(env.action_space.sample())
+            _, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                start = time.perf_counter()
+                _, info = env.reset()
+                resets.append(time.perf_counter() - start)
+
+    env.action_space.seed(0)
+    run(200, 0)  # warm-up
+    rates = []
+    for block in range(repeats):
+        start = time.perf_counter()
+        run(steps, block + 1)
+        rates.append(steps / (time.perf_counter() - start))
+    env.close()
+    return rates, statistics.median(resets)
 
 
 def analytic_steps_per_second(steps: int, repeats: int) -> list[float]:
@@ -52,9 +88,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks; the median is the figure")
     parser.add_argument("--real-steps", type=int, default=40)
     args = parser.parse_args()
+    cartpole, _ = episodes_steps_per_second("CartPole-v1", 20 * args.steps, args.repeats)
+    analytic, reset_s = episodes_steps_per_second("SFLEnvAnalytic-v0", args.steps, args.repeats)
+    cartpole_rate, analytic_rate = statistics.median(cartpole), statistics.median(analytic)
+    reset_steps = reset_s * analytic_rate
+    print(f"CartPole-v1 through gym.make, resets included: {cartpole_rate:.0f} steps/s")
+    print(f"SFLEnvAnalytic-v0 through gym.make, resets included: {analytic_rate:.0f} steps/s "
+          f"(1/{cartpole_rate / analytic_rate:.0f} of CartPole-v1; target >= 3000): "
+          f"{'met' if analytic_rate >= 3000 else 'NOT met'}")
+    print(f"one SFLEnvAnalytic-v0 reset: {reset_s * 1e3:.2f} ms = {reset_steps:.1f} steps (target <= 5): "
+          f"{'met' if reset_steps <= 5 else 'NOT met'}")
     rates = analytic_steps_per_second(args.steps, args.repeats)
     rate = statistics.median(rates)
-    print(f"SFLEnvAnalytic-v0: {rate:.0f} steps/s, median of {len(rates)} blocks of {args.steps} steps "
+    print(f"SFLEnvAnalytic-v0 without resets: {rate:.0f} steps/s, median of {len(rates)} blocks of {args.steps} steps "
           f"(range {min(rates):.0f}-{max(rates):.0f}; target >= 2000): {'met' if rate >= 2000 else 'NOT met'}")
     ratio, step, inner = real_overhead(args.real_steps)
     print(f"SFLEnv-v0: median step {step * 1e3:.1f} ms, median round + solve {inner * 1e3:.1f} ms, "

@@ -19,6 +19,7 @@ import torch
 from sfl_env.config import SFLConfig
 from sfl_env.config import parse_overrides
 from sfl_env.models import build_model
+from sfl_env.schemes import get_scheme
 from sfl_env.training import build_trainer
 from sfl_env.training.real import per_sample_loss
 
@@ -72,7 +73,7 @@ def main() -> None:
           f"{torch.get_num_threads()} torch threads")
     print(f"{'cut':>4} {'split round ms':>15} {'plain ms':>9} {'ratio':>6}")
     worst = 0.0
-    cuts = trainer.model.cuts if config.scheme != "fl" else (trainer.model.num_blocks,)
+    cuts = trainer.model.cuts if get_scheme(config.scheme).splits_model else (trainer.model.num_blocks,)
     for cut in cuts:
         split, reference = [], []
         for i in range(args.warmup + args.rounds):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import agents
+from sfl_env.schemes import SCHEMES, get_scheme
 
 from .leaderboard import or_never
 
@@ -36,13 +37,21 @@ def _by_agent(table: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {t["agent"]: t for t in table}
 
 
+def sends_own_gradients(name: str) -> bool:
+    """Whether ``name`` is a scheme whose server returns each client its own smashed-data gradient
+    (the schemes claim 1 compares SFL-GA's broadcast with: SFL-V1, SFL-V2 and PSL, and any scheme
+    registered later that unicasts)."""
+    return name in SCHEMES and get_scheme(name).splits_model and not get_scheme(name).broadcasts_gradient
+
+
 def claim_broadcast(tables: Tables, rows: Rows) -> Verdict:
-    """Claim 1: SFL-GA's downlink per round is below that of SFL-V1, SFL-V2 and PSL (schemes mode)."""
+    """Claim 1: SFL-GA's downlink per round is below that of every scheme that unicasts its gradients
+    (schemes mode)."""
     table = _by_agent(tables.get("schemes", []))
     if "sfl-ga" not in table:
         return "Not measured", "Run `--mode schemes` (or `all`)."
     ga = table["sfl-ga"]["bits_down_per_round"]
-    others = {s: table[s]["bits_down_per_round"] for s in ("sfl-v1", "sfl-v2", "psl") if s in table}
+    others = {s: table[s]["bits_down_per_round"] for s in table if sends_own_gradients(s)}
     ratios = ", ".join(f"{s} {v / 1e6:.2f} Mbit ({v / ga:.1f}x)" for s, v in others.items())
     holds = all(v > ga for v in others.values())
     return ("Holds here" if holds else "Does not hold here"), (

@@ -47,7 +47,7 @@ AGGREGATION_WEIGHTS: tuple[str, ...] = ("data_size", "uniform")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 TRAININGS: tuple[str, ...] = ("real", "analytic")
 REWARDS: tuple[str, ...] = ("paper", "time_to_accuracy")
-CONVERGENCE_FORMS: tuple[str, ...] = ("parameter_fraction", "bound", "calibrated")
+CONVERGENCE_FORMS: tuple[str, ...] = ("parameter_fraction", "calibrated")
 PRIVACY_MODES: tuple[str, ...] = ("mask", "penalty")
 PRIVACY_RULES: tuple[str, ...] = ("min_blocks", "leakage")
 SOLVERS: tuple[str, ...] = ("exact", "cvxpy")
@@ -70,13 +70,21 @@ def tuned_learning_rates() -> dict[tuple[str, str], dict[str, float]]:
 
 
 def default_lr(dataset: str, model: str, scheme: str) -> float:
-    """The learning rate ``lr=None`` stands for: the tuned one, else :data:`DEFAULT_LR`."""
-    return tuned_learning_rates().get((dataset, model), {}).get(scheme, DEFAULT_LR)
+    """The learning rate ``lr=None`` stands for: the scheme's tuned one where its (dataset, model) was
+    tuned, :data:`DEFAULT_LR` where that pair never was. A pair tuned without this scheme is refused: its
+    comparison would pit a default rate against tuned ones."""
+    tuned = tuned_learning_rates().get((dataset, model))
+    if tuned is None:
+        return DEFAULT_LR
+    if scheme not in tuned:
+        raise ConfigError(f"scheme={scheme!r} has no tuned learning rate for {dataset}/{model} (tuned: "
+                          f"{', '.join(sorted(tuned))}); run python benchmarks/tune_lr.py --write for it, or pass lr=")
+    return tuned[scheme]
 
 
 @dataclass(frozen=True)
 class SFLConfig:
-    """The SFL system: data, model, clients and the training scheme (paper_spec.md 1 and 8.2).
+    """The SFL system: data, model, clients and the training scheme (docs/design.md, "Presets and the regime of split learning").
 
     The defaults are the ``shapes`` preset (docs/design.md, "The default preset")."""
 
@@ -130,7 +138,7 @@ class SFLConfig:
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
         if self.image_shape is not None:
-            object.__setattr__(self, "image_shape", _check_image_shape(self.image_shape, self.dataset))
+            object.__setattr__(self, "image_shape", check_image_shape(self.image_shape, self.dataset))
         self._check_language_model()
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ConfigError(f"data_dir={self.data_dir!r} is invalid; allowed: a directory path string or None")
@@ -202,7 +210,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _check_image_shape(value: Any, dataset: str) -> tuple[int, int, int]:
+def check_image_shape(value: Any, dataset: str) -> tuple[int, int, int]:
+    """``value`` as the (C, H, W) of a generated dataset, or a ConfigError naming what is allowed. The one
+    check of an image shape: :class:`SFLConfig` and :func:`~sfl_env.data.load_dataset` both call it."""
     if dataset not in GENERATED_DATASETS:
         raise ConfigError(f"image_shape={value!r} applies to the generated datasets ({', '.join(GENERATED_DATASETS)}) "
                           f"only; dataset={dataset!r} has its own shape, so leave image_shape=None")
@@ -211,7 +221,10 @@ def _check_image_shape(value: Any, dataset: str) -> tuple[int, int, int]:
     # generated sets are held in memory: 20,000 rendered images of 3x64x64 already take about 1 GB
     for i, (v, high) in enumerate(zip(value, (3, 64, 64))):
         check_int(f"image_shape[{i}]", v, low=1, high=high)
-    return tuple(int(v) for v in value)
+    shape = tuple(int(v) for v in value)
+    if dataset == "shapes" and (shape[0] == 2 or min(shape[1:]) < 8):
+        raise ConfigError(f"image_shape={value!r} is invalid for shapes; allowed: (3 or 1, H >= 8, W >= 8)")
+    return shape
 
 
 # Presets: named sets of options, any of ``gym.make``'s keywords. The system parameters they share
@@ -299,9 +312,6 @@ class EnvConfig:
         check_number("privacy_penalty", self.privacy_penalty, low=0.0)
         check_choice("solver", self.solver, SOLVERS)
         check_choice("allocation", self.allocation, ALLOCATIONS)
-        if self.convergence == "bound":
-            raise ConfigError("convergence='bound' needs measured block statistics; in the env use "
-                              "'parameter_fraction' or 'calibrated'")
 
     @classmethod
     def from_kwargs(cls, preset: str | None = None, task: str = DEFAULT_TASK, **kwargs: Any) -> EnvConfig:

@@ -13,6 +13,7 @@ import sys
 import time
 
 from .config import DEFAULT_PRESET, PRESETS, EnvConfig, SFLConfig, parse_overrides
+from .schemes import get_scheme
 from .training import build_trainer
 
 
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.target is None:
             args.target = EnvConfig.from_kwargs(preset=args.preset).target_accuracy
         trainer = build_trainer(config, seed=args.seed)
-        trainer.model.check_cut(args.cut) if config.scheme != "fl" else None
+        if get_scheme(config.scheme).splits_model:
+            trainer.model.check_cut(args.cut)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

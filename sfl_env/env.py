@@ -120,6 +120,7 @@ class SFLEnv(PlanningInterface, gym.Env):
         self._data_shape = (files.input_shape, files.num_classes) if files is not None else dataset_shape(system)
         probe_model = build_model(system.model, *self._data_shape, **system.model_options)
         self.cuts = probe_model.cuts
+        self._probe_model = probe_model  # the twin prices this one model in every episode
         self.scheme = get_scheme(system.scheme)
         self.num_clients = system.num_clients
         # The fitted twin is read here, so that a configuration without one fails at construction.
@@ -176,7 +177,8 @@ class SFLEnv(PlanningInterface, gym.Env):
             else TraceChannel(self.num_clients, cfg.wireless, rng, self._traces)
         self._cpu = CpuAvailability(ClientDevices.draw(self.num_clients, cfg.compute, rng), cfg.compute, rng)
         self._trainer = build_trainer(cfg.system, int(trainer_seed.generate_state(1)[0]), cfg.training,
-                                      data_shape=self._data_shape)
+                                      data_shape=self._data_shape,
+                                      model=self._probe_model if cfg.training == "analytic" else None)
         self._round, self._previous_cut_index = 0, None
         self._mask = self._privacy_mask()
         self._gamma = self._convergence_term()
@@ -346,6 +348,8 @@ class SFLEnv(PlanningInterface, gym.Env):
         """The cost of a round at ``cut`` after ``previous_cut``, priced without training."""
         system = self.config.system
         cut = self.scheme.client_cut(cut, self.profile.num_blocks)
+        if previous_cut is not None:
+            previous_cut = self.scheme.client_cut(previous_cut, self.profile.num_blocks)
         return round_cost(self.profile, self.scheme, cut, previous_cut, num_clients=self.num_clients,
                           local_iters=system.local_iters, batch_size=system.batch_size,
                           gradient_aggregation=system.gradient_aggregation)

@@ -55,8 +55,8 @@ class WirelessConfig:
 
     Sources, per field: [36.814] 3GPP TR 36.814 v9.0.0, "Further advancements for E-UTRA physical layer
     aspects", Annex A.2 (system simulation parameters); [36.101] 3GPP TS 36.101, "E-UTRA UE radio
-    transmission and reception"; [kT] thermal noise kT at 290 K. paper_spec.md 8.2 lists the same values
-    as its suggested defaults; the SFL-GA paper's own table is not available (paper_spec.md 12).
+    transmission and reception"; [kT] thermal noise kT at 290 K. The SFL-GA paper's own parameter table
+    is not available to this project, so the cell is the standard's.
     """
 
     bandwidth_mhz: float = 10.0  # uplink band B, shared by the clients (FDMA): an LTE channel [36.101 5.6]

@@ -5,7 +5,7 @@
 only priced cost exactly the same.
 
 With ``S(l)`` the bits of one client's smashed batch, ``q(l)`` the client-side model bits and ``Q`` the
-whole model, a round of ``I`` local iterations over ``K`` clients moves (paper_spec.md 1.4)
+whole model, a round of ``I`` local iterations over ``K`` clients moves (docs/design.md, "One round ledger")
 
     ============================  ===================  ==========================
     the scheme                    uplink               downlink

@@ -30,6 +30,27 @@ def test_lr_none_is_each_schemes_tuned_rate():
     assert SFLConfig(lr=0.2).lr == 0.2
 
 
+def test_a_scheme_missing_from_a_tuned_pair_is_refused_not_given_the_default_rate(monkeypatch):
+    import sfl_env.config as config_module
+
+    tuned = {("shapes", "vgg11"): {"sfl-ga": 0.1}}
+    monkeypatch.setattr(config_module, "tuned_learning_rates", lambda: tuned)
+    assert default_lr("shapes", "vgg11", "sfl-ga") == 0.1
+    with pytest.raises(ConfigError, match=r"scheme='fl' has no tuned learning rate for shapes/vgg11 \(tuned: sfl-ga\); "
+                                          r"run python benchmarks/tune_lr.py --write"):
+        default_lr("shapes", "vgg11", "fl")
+    assert default_lr("synthetic", "mlp", "fl") == config_module.DEFAULT_LR  # a pair never tuned
+    assert SFLConfig(scheme="fl", lr=0.3).lr == 0.3  # an explicit rate needs no table
+
+
+def test_every_shipped_pair_has_a_rate_for_every_scheme():
+    from sfl_env.config import tuned_learning_rates
+    from sfl_env.schemes import SCHEMES
+
+    for pair, rates in tuned_learning_rates().items():
+        assert set(rates) == set(SCHEMES), pair
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"dataset": "digits", "image_shape": (1, 16, 16)}, "image_shape=.* applies to the generated datasets"),
     ({"image_shape": (3, 16)}, r"image_shape=\(3, 16\) is invalid; allowed: \(channels, height, width\)"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sfl_env.config import SFLConfig
-from sfl_env.convergence import bound_gamma, convergence_term, measure_block_statistics, parameter_fraction
+from sfl_env.convergence import convergence_term, parameter_fraction
 from sfl_env.data import dataset_shape
 from sfl_env.errors import ConfigError
 from sfl_env.models import build_model
@@ -32,18 +32,10 @@ def test_parameter_fraction_grows_with_the_client_model():
     assert np.all(np.diff(gamma) > 0) and 0 < gamma[0] and gamma[-1] < 1
 
 
-def test_bound_form_sums_client_blocks():
-    grad_sq, err_sq = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 0.25, 0.0, 0.0])
-    gamma = bound_gamma(grad_sq, err_sq, (1, 2, 3), c1=2.0, c2=3.0, local_iters=2, lr=0.5, smoothness=1.0)
-    per_block = 2.0 * (2 * 0.5 * 1.0) ** 2 * grad_sq + 3.0 * err_sq
-    np.testing.assert_allclose(gamma, np.cumsum(per_block)[:3])
-
-
 def test_convergence_term_is_normalised_and_checks_its_inputs():
     model = build_model("cnn", (1, 8, 8), 10)
     profile = profile_model(model)
-    for form, kwargs in [("parameter_fraction", {}), ("calibrated", {"curve_model": CURVE}),
-                         ("bound", {"block_grad_sq": np.ones(4), "block_agg_err_sq": np.ones(4)})]:
+    for form, kwargs in [("parameter_fraction", {}), ("calibrated", {"curve_model": CURVE})]:
         gamma = convergence_term(form, profile, model.cuts, **kwargs)
         assert gamma.max() == 1.0 and np.all(np.diff(gamma) > 0), form
     np.testing.assert_allclose(convergence_term("calibrated", profile, model.cuts, curve_model=CURVE), [0.25, 0.5, 1])
@@ -51,23 +43,6 @@ def test_convergence_term_is_normalised_and_checks_its_inputs():
         convergence_term("calibrated", profile, model.cuts)
     with pytest.raises(ConfigError, match="convergence='loss' is unknown; allowed: 'parameter_fraction'"):
         convergence_term("loss", profile, model.cuts)
-
-
-def test_measured_aggregation_error_is_zero_for_one_client_and_positive_otherwise():
-    one = build_trainer(SFLConfig(num_clients=1, num_train=200, **DIGITS), seed=0)
-    grad_sq, err_sq = measure_block_statistics(one, batches=2)
-    assert np.all(grad_sq[:-1] > 0) and np.all(err_sq == 0), "with K=1 the aggregate is the client's own gradient"
-
-    many = build_trainer(SFLConfig(num_clients=5, num_train=300, **DIGITS), seed=0)
-    grad_sq, err_sq = measure_block_statistics(many, batches=2)
-    assert np.all(err_sq[:-1] > 0) and err_sq[-1] == 0, "the server block never sees the aggregation"
-
-
-def test_measuring_trains_nothing():
-    trainer = build_trainer(SFLConfig(num_clients=3, num_train=200, **DIGITS), seed=0)
-    before = [p.detach().clone() for p in trainer.model.parameters()]
-    measure_block_statistics(trainer, batches=1)
-    assert all(np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, trainer.model.parameters()))
 
 
 def test_curve_model_is_monotone_and_invertible():

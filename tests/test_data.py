@@ -196,8 +196,10 @@ def test_synthetic_defaults_are_learnable_by_a_nearest_centroid_classifier():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"image_shape": (8, 8)}, "image_shape must be three positive ints"),
-    ({"image_shape": (1, 0, 8)}, "image_shape must be three positive ints"),
+    ({"image_shape": (8, 8)}, r"image_shape=\(8, 8\) is invalid; allowed: \(channels, height, width\)"),
+    ({"image_shape": (1, 0, 8)}, r"image_shape\[1\]=0 is out of range"),
+    # the loader once accepted any size the configuration refuses (one check now serves both)
+    ({"image_shape": (3, 1024, 1024)}, r"image_shape\[1\]=1024 is out of range; allowed: \[1, 64\]"),
     ({"num_classes": 1}, "num_classes must be an int >= 2"),
     ({"num_train": 0}, "num_train must be a positive int"),
 ])
@@ -730,3 +732,27 @@ def test_image_shape_shapes_the_synthetic_set_and_is_refused_elsewhere():
     assert data.input_shape == (3, 12, 12)
     with pytest.raises(DatasetError, match="image_shape=.* applies to the generated datasets"):
         load_dataset("digits", image_shape=(1, 8, 8))
+
+
+def test_a_dataset_without_a_loader_is_refused_not_read_as_digits(monkeypatch):
+    # Both loaders once ended in "else: digits", so a name added to DATASETS silently became digits.
+    import sfl_env.data.datasets as datasets
+    from sfl_env.config import SFLConfig
+
+    monkeypatch.setattr(datasets, "DATASETS", (*datasets.DATASETS, "svhn"))
+    with pytest.raises(DatasetError, match="dataset 'svhn' is listed in DATASETS but has no loader"):
+        datasets.load_dataset("svhn")
+    config = SFLConfig(dataset="digits", model="cnn")
+    object.__setattr__(config, "dataset", "svhn")
+    with pytest.raises(DatasetError, match="dataset 'svhn' is listed in DATASETS but check_fits_data knows no sizes"):
+        datasets.check_fits_data(config)
+
+
+def test_shapes_refuses_a_shape_it_cannot_render_in_the_config_too():
+    from sfl_env.config import SFLConfig
+    from sfl_env.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"image_shape=\(3, 4, 4\) is invalid for shapes"):
+        SFLConfig(image_shape=(3, 4, 4))
+    with pytest.raises(DatasetError, match=r"image_shape=\(2, 16, 16\) is invalid for shapes"):
+        load_dataset("shapes", image_shape=(2, 16, 16))

@@ -349,3 +349,21 @@ def test_a_bool_is_not_an_action():
 def test_batches_and_clients_must_fit_the_training_set_at_construction(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         gym.make("SFLEnv-v0", preset="digits", **kwargs)
+
+
+def test_fl_prices_no_migration_whatever_the_cut():
+    # The env mapped the cut to the whole model for FL but not the previous cut, so FL's reference
+    # latency and every sampled round cost priced a migration FL never makes.
+    from sfl_env.ledger import round_cost
+
+    env = make(scheme="fl").unwrapped
+    env.reset(seed=0)
+    samples = env.sample_round_costs(samples=4)["latency_s"]
+    np.testing.assert_array_equal(samples, np.repeat(samples[:, :1], samples.shape[1], axis=1))
+    blocks = env.profile.num_blocks
+    for previous in (None, *env.cuts):
+        cost = env._round_cost(env.cuts[0], previous)
+        assert cost.migrated_bits_down == cost.migrated_bits_up == 0, previous
+    no_move = round_cost(env.profile, env.scheme, blocks, blocks, num_clients=env.num_clients,
+                         local_iters=env.config.system.local_iters, batch_size=env.config.system.batch_size)
+    assert env._round_cost(env.cuts[0], env.cuts[0]) == no_move

@@ -282,3 +282,20 @@ def test_cuts_mode_on_real_mnist_images(tmp_path, real_mnist_dir):
     accuracy = {r["agent"]: float(r["final_accuracy"]) for r in rows}
     assert len(accuracy) == 4 and all(0.0 <= a <= 1.0 for a in accuracy.values())
     assert accuracy["cut-1"] > 0.2  # three rounds of LeNet-5 at the shallowest cut beat chance (0.1)
+
+
+def test_claim_one_compares_every_unicasting_scheme_including_one_registered_later(monkeypatch):
+    # The claim once listed ("sfl-v1", "sfl-v2", "psl") by name, so a new scheme silently dropped out.
+    import dataclasses
+
+    from evaluation import claims
+    from sfl_env.schemes import SCHEMES, get_scheme
+
+    new = dataclasses.replace(get_scheme("sfl-v2"), name="sfl-x")
+    monkeypatch.setattr(claims, "SCHEMES", (*SCHEMES, "sfl-x"))
+    monkeypatch.setattr(claims, "get_scheme", lambda name: new if name == "sfl-x" else get_scheme(name))
+    table = [{"agent": s, "bits_down_per_round": bits} for s, bits in
+             [("sfl-ga", 2e6), ("sfl-v1", 9e6), ("fl", 1e6), ("sfl-x", 1.5e6)]]
+    verdict, body = claims.claim_broadcast({"schemes": table}, {})
+    assert verdict == "Does not hold here" and "sfl-x 1.50 Mbit" in body and "sfl-v1 9.00 Mbit" in body
+    assert "fl 1.00 Mbit" not in body  # FL sends no gradients: not part of the claim

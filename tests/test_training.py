@@ -298,7 +298,7 @@ def test_bit_counters_match_the_closed_forms(scheme):
         r = trainer.run_round(cut).cost
         S, q, Q = b * p.smashed_elements[cut] * 32, p.client_model_bits(cut), p.model_bits
         expected = {
-            # uplink, downlink (paper_spec.md 1.4), plus migrated blocks when the cut moved
+            # uplink, downlink (docs/design.md, "One round ledger"), plus migrated blocks when the cut moved
             "sfl-ga": (K * I * S + K * q, I * S + q),
             "sfl-v1": (K * I * S + K * q, K * I * S + q),
             "sfl-v2": (K * I * S + K * q, K * I * S + q),
@@ -375,6 +375,3 @@ def test_runs_on_cuda():
     assert math.isfinite(r.train_loss) and next(trainer.model.parameters()).is_cuda
 
 
-def test_client_gradient_needs_a_shared_server():
-    with pytest.raises(ConfigError, match=r"client_gradient needs a scheme with one shared server \(sfl-ga, psl\)"):
-        make_trainer("sfl-v1").client_gradient(2, RandomSampler(4, 8).next_batch(), ratio=1.0)

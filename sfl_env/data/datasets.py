@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DATASETS, DEFAULT_CONTEXT_LENGTH, FILE_DATASETS, TEXT_DATASETS, SFLConfig
+from ..config import DATASETS, DEFAULT_CONTEXT_LENGTH, FILE_DATASETS, TEXT_DATASETS, SFLConfig, check_image_shape
 from ..errors import ConfigError, DatasetError, unknown_name
 from .formats import (
     locate_cifar_files,
@@ -110,7 +110,10 @@ def dataset_shape(config: SFLConfig) -> tuple[tuple[int, ...], int]:
 def check_fits_data(config: SFLConfig, files: Dataset | None = None) -> None:
     """Refuses, before any data is rendered, subsets larger than the dataset, more clients than training
     samples (a client without data) and a per-client batch larger than the training set (a batch of
-    10**7 images would be allocated at the first step). ``files``: the loaded file dataset, if any."""
+    10**7 images would be allocated at the first step). ``files``: the loaded file dataset, if any (it
+    is loaded here when ``config`` names a file dataset and ``files`` is None)."""
+    if files is None and config.dataset in FILE_DATASETS:
+        files = load_config_dataset(config)
     if files is not None:  # loading it already checked num_train and num_test
         available = {"num_train": len(files.y_train), "num_test": len(files.y_test)}
     elif config.dataset == "synthetic":  # drawn to size: bounded by memory only
@@ -120,9 +123,11 @@ def check_fits_data(config: SFLConfig, files: Dataset | None = None) -> None:
     elif config.dataset in TEXT_DATASETS:
         windows = dataset_metadata(config)["windows"]
         available = {"num_train": windows[0], "num_test": windows[1]}
-    else:
+    elif config.dataset == "digits":
         digits = _digits_arrays()
         available = {"num_train": len(digits.y_train), "num_test": len(digits.y_test)}
+    else:  # a name added to DATASETS without its sizes here
+        raise DatasetError(f"dataset {config.dataset!r} is listed in DATASETS but check_fits_data knows no sizes for it")
     for name in ("num_train", "num_test"):
         value = getattr(config, name)
         if value is not None and value > available[name]:
@@ -189,10 +194,12 @@ def load_dataset(
                              DEFAULT_CONTEXT_LENGTH if context_length is None else _check_count("context_length",
                                                                                                context_length))
         return _text_dataset(name, corpus, seed, num_train, num_test)
-    if image_shape is not None and name not in DEFAULT_IMAGE_SHAPES:
-        raise DatasetError(f"image_shape={image_shape!r} applies to the generated datasets "
-                           f"({', '.join(DEFAULT_IMAGE_SHAPES)}) only; dataset {name!r} has its own")
-    shape = _check_image_shape(image_shape or DEFAULT_IMAGE_SHAPES.get(name, (1, 1, 1)))
+    shape = DEFAULT_IMAGE_SHAPES.get(name)
+    if image_shape is not None:
+        try:
+            shape = check_image_shape(image_shape, name)
+        except ConfigError as error:
+            raise DatasetError(str(error)) from None
     if name == "synthetic":
         arrays = _synthetic_arrays(
             seed,
@@ -203,8 +210,6 @@ def load_dataset(
         )
         return _to_dataset(name, arrays, num_classes, seed, None, None)
     if name == "shapes":
-        if shape[0] not in (1, 3) or min(shape[1:]) < 8:
-            raise DatasetError(f"image_shape={image_shape!r} is invalid for shapes; allowed: (3 or 1, H >= 8, W >= 8)")
         return _to_dataset(name, _shapes_arrays(shape), 10, seed, num_train, num_test)
 
     if name in FILE_DATASETS:
@@ -214,8 +219,10 @@ def load_dataset(
                 "(no downloads are done); pass the folder holding its files"
             )
         arrays = _file_arrays(name, Path(data_dir).expanduser())
-    else:
+    elif name == "digits":
         arrays = _digits_arrays()
+    else:  # a name added to DATASETS without a loader here
+        raise DatasetError(f"dataset {name!r} is listed in DATASETS but has no loader in sfl_env.data.datasets")
     return _to_dataset(name, arrays, 10, seed, num_train, num_test)
 
 
@@ -326,13 +333,6 @@ def _check_count(arg: str, value: int) -> int:
     if not _is_int(value) or value < 1:
         raise DatasetError(f"{arg} must be a positive int or None, got {value!r}")
     return int(value)
-
-
-def _check_image_shape(image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    shape = tuple(image_shape)
-    if len(shape) != 3 or not all(_is_int(d) and d >= 1 for d in shape):
-        raise DatasetError(f"image_shape must be three positive ints (C, H, W), got {image_shape!r}")
-    return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
 def _check_num_classes(num_classes: int) -> int:

@@ -21,17 +21,20 @@ from .protocol import RoundOutcome, RoundResult, RoundTrainer
 
 if TYPE_CHECKING:
     from ..config import SFLConfig
+    from ..models import SplitModel
 
 __all__ = ["TRAININGS", "RoundOutcome", "RoundResult", "RoundTrainer", "build_trainer"]
 
 
 def build_trainer(
     config: SFLConfig, seed: int = 0, training: str = "real",
-    data_shape: tuple[tuple[int, int, int], int] | None = None,
+    data_shape: tuple[tuple[int, int, int], int] | None = None, model: SplitModel | None = None,
 ) -> RoundTrainer:
     """The whole training system of ``config`` from ``seed``: real PyTorch rounds or the analytic twin.
 
-    ``data_shape`` (input shape, classes) spares the analytic twin a dataset load when the caller has it."""
+    ``data_shape`` (input shape, classes) spares the analytic twin a dataset load when the caller has it;
+    ``model`` (the analytic twin only) is the split model it prices, shared rather than built again: the
+    twin never trains it, so one model serves every episode."""
     check_choice("training", training, TRAININGS)
     if training == "real":
         from .real import build_real_trainer
@@ -39,4 +42,4 @@ def build_trainer(
         return build_real_trainer(config, seed)
     from .analytic import build_analytic_trainer
 
-    return build_analytic_trainer(config, seed, data_shape)
+    return build_analytic_trainer(config, seed, data_shape, model=model)

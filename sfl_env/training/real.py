@@ -36,7 +36,7 @@ from ..ledger import round_cost
 from ..memory import eval_batch_size, training_memory
 from ..models import SplitModel, build_model
 from ..profiling import ModelProfile, profile_model
-from ..schemes import REGISTERED, Server, get_scheme
+from ..schemes import Server, get_scheme
 from .protocol import RoundOutcome, RoundResult
 from .gradient_aggregation import AggregateSmashedGradient
 
@@ -237,22 +237,6 @@ class RealTrainer:
         # server from the alpha-weighted sum, whose smashed-data gradient is alpha_k G_k (undone at the cut).
         (client_losses @ self.alpha if shared else client_losses.sum()).backward()
         return client_losses
-
-    def client_gradient(self, cut: int, batch: torch.Tensor, ratio: float) -> Tensors:
-        """The FedAvg'd client-side gradient of one SFL-GA iteration on ``batch`` (K, b), at the current
-        weights, when clients back-propagate ``ratio`` * aggregate + (1 - ratio) * own gradient.
-        Nothing is updated: this measures what gradient aggregation does to the client blocks. Needs a
-        scheme with one shared server model (sfl-ga or psl)."""
-        if self.scheme.server is not Server.SHARED:
-            shared = [s.name for s in REGISTERED if s.server is Server.SHARED]
-            raise ConfigError(f"client_gradient needs a scheme with one shared server ({', '.join(shared)}); "
-                              f"got {self.scheme.name!r}")
-        cut = self.model.check_cut(cut)
-        state = self._begin_round(cut)
-        batch = batch.to(self.device)
-        self._forward_backward(state, cut, self.x_train[batch], self.y_train[batch], ratio, Server.SHARED)
-        client = self._segment(0, cut)
-        return {g: self._fedavg(state.client[local].grad) for g, local in client.params}
 
     def _sequential_server(self, state: _RoundState, cut: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """sfl-v2: the server takes one SGD step per client, in a random order; own gradients go back."""
