@@ -77,22 +77,18 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from solvers import Allocation, equal_split, solve
-
 from .availability import ClientDevices, CpuAvailability, fastest_client_flops
 from .budgets import EpisodeBudget
 from .calibration.leakage import leakage_table
 from .config import FILE_DATASETS, EnvConfig
 from .convergence import convergence_term
 from .data import check_fits_data, dataset_metadata, dataset_shape, load_config_dataset
-from .energy import round_energy_j
 from .errors import ActionError, ConfigError
-from .latency import LatencyBreakdown, allocation_problem, round_latency
-from .ledger import RoundCost, round_cost
 from .memory import check_training_memory, training_memory
 from .link_traces import TraceChannel, gain_for_rate, load_link_traces, nominal_trace_gain
 from .models import build_model
 from .planning import PlanningInterface
+from .pricing import RoundPricer, RoundState
 from .privacy import allowed_cuts
 from .profiling import profile_model
 from .rendering import render_image, render_text
@@ -161,7 +157,10 @@ class SFLEnv(PlanningInterface, gym.Env):
         self._traces = load_link_traces(wireless.link_trace) if wireless.link_trace is not None else None
         self._gain_range_db = self._observed_gain_range_db()
         self._top_flops = fastest_client_flops(self.config.compute)
-        self._reference_s = self._reference_latency()
+        self.pricer = RoundPricer(self.config, self.scheme, self.profile, convergence=self._convergence_term(),
+                                  leakage=self._leakage, reference_cut=self.cuts[0],
+                                  reference_state=self._nominal_state())
+        self._reference_s = self.pricer.reference_s
         self._trainer: RoundTrainer | None = None
         self._last: dict[str, Any] | None = None
 
@@ -181,7 +180,6 @@ class SFLEnv(PlanningInterface, gym.Env):
                                       model=self._probe_model if cfg.training == "analytic" else None)
         self._round, self._previous_cut_index = 0, None
         self._mask = self._privacy_mask()
-        self._gamma = self._convergence_term()
         self._accuracy, self._loss, self._latency_ratio = 0.0, math.log(self._num_classes), 0.0
         self._budget = EpisodeBudget(cfg, self.num_clients)
         self._last = None
@@ -204,15 +202,13 @@ class SFLEnv(PlanningInterface, gym.Env):
         outcome, cost = self._trainer.run_round(cut)
         round_s = time.perf_counter() - round_start
 
+        state = self._round_state()
         solve_start = time.perf_counter()
-        allocation = self._allocate(cost)
+        allocation = self.pricer.allocate(cost, state)
         solve_s = time.perf_counter() - solve_start
-
-        latency, terms, reward = self._price(cost, allocation, cut_index, violated)
-        energy = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share, uplink_gain=self._channel.gain,
-                                client_cpu_hz=self._cpu_hz, wireless=self.config.wireless, compute=self.config.compute,
-                                client_cycles_per_flop=self._cpu.cycles_per_flop)
-        leakage = self._round_leakage(cut_index)
+        priced = self.pricer.price(cost, state, cut_index, violated, allocation=allocation)
+        allocation, latency, terms, reward = priced.allocation, priced.latency, priced.terms, priced.reward
+        energy, leakage = priced.energy_j, priced.leakage
 
         self._round += 1
         self._previous_cut_index = cut_index
@@ -291,13 +287,6 @@ class SFLEnv(PlanningInterface, gym.Env):
     def _cpu_hz(self) -> np.ndarray:
         return self._cpu.cpu_hz
 
-    def _round_leakage(self, cut_index: int) -> float | None:
-        """The leakage a round at ``cut_index`` spends: its cut's distance correlation (0 for a scheme
-        that sends no smashed data; None without a leakage table for this model)."""
-        if not self.scheme.splits_model:
-            return 0.0
-        return float(self._leakage[cut_index]) if self._leakage is not None else None
-
     def _privacy_mask(self) -> np.ndarray:
         cfg = self.config
         probe = None
@@ -325,74 +314,20 @@ class SFLEnv(PlanningInterface, gym.Env):
         allowed = np.flatnonzero(self._mask)
         return int(allowed[np.argmin(np.abs(allowed - cut_index))]), True
 
-    def _price(
-        self, cost: RoundCost, allocation: Allocation, cut_index: int, violated: bool
-    ) -> tuple[LatencyBreakdown, dict[str, float], float]:
-        """The round's latency breakdown, its reward terms and its reward."""
-        latency = self._latency(cost, allocation)
-        reference = self._reference_s
-        latency_term = latency.total_s / reference if reference > 0 else 0.0
-        gamma = float(self._gamma[cut_index])
-        terms = {
-            "convergence": gamma,
-            "latency": latency_term,
-            "privacy_penalty": self.config.privacy_penalty if violated else 0.0,
-        }
-        if self.config.reward == "paper":
-            reward = -(self.config.rho * gamma + (1.0 - self.config.rho) * latency_term)
-        else:
-            reward = -latency_term
-        return latency, terms, reward - terms["privacy_penalty"]
+    def _round_state(self) -> RoundState:
+        """This round's exogenous state, as the pricer reads it."""
+        return RoundState(self._channel.gain, self._cpu.cpu_hz, self._cpu.cycles_per_flop)
 
-    def _round_cost(self, cut: int, previous_cut: int | None) -> RoundCost:
-        """The cost of a round at ``cut`` after ``previous_cut``, priced without training."""
-        system = self.config.system
-        cut = self.scheme.client_cut(cut, self.profile.num_blocks)
-        if previous_cut is not None:
-            previous_cut = self.scheme.client_cut(previous_cut, self.profile.num_blocks)
-        return round_cost(self.profile, self.scheme, cut, previous_cut, num_clients=self.num_clients,
-                          local_iters=system.local_iters, batch_size=system.batch_size,
-                          gradient_aggregation=system.gradient_aggregation)
-
-    def _allocate(self, cost: RoundCost, gain: np.ndarray | None = None, cpu_hz: np.ndarray | None = None) -> Allocation:
-        """The allocation of ``cost``'s round on this round's channel and CPUs (or on ``gain``, ``cpu_hz``)."""
-        gain = self._channel.gain if gain is None else gain
-        cpu_hz = self._cpu_hz if cpu_hz is None else cpu_hz
-        # The env's own arrays are valid by construction; skipping their checks saves ~5 % of a step.
-        problem = allocation_problem(cost, gain, cpu_hz, self.config.wireless, self.config.compute,
-                                     client_cycles_per_flop=self._cpu.cycles_per_flop, check_inputs=False)
-        if self.config.allocation == "equal":
-            return equal_split(problem)
-        return solve(problem, method=self.config.solver)
-
-    def _latency(self, cost: RoundCost, allocation: Allocation, gain: np.ndarray | None = None,
-                 cpu_hz: np.ndarray | None = None) -> LatencyBreakdown:
-        return round_latency(
-            cost, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
-            uplink_gain=self._channel.gain if gain is None else gain,
-            client_cpu_hz=self._cpu_hz if cpu_hz is None else cpu_hz, wireless=self.config.wireless,
-            compute=self.config.compute, client_cycles_per_flop=self._cpu.cycles_per_flop, check_inputs=False,
-        )
-
-    def _reference_latency(self) -> float:
-        """T_ref: one round at the shallowest cut under an equal split in the nominal cell of the config
-        (clients at evenly spaced quantiles of the distance range and of the device mix, without
-        shadowing, at mean fading; with traces, each at its trace's mean rate). A constant of the config,
-        so that a return is minus the episode's seconds in one unit for every episode."""
-        cut = self.cuts[0]
-        reference = self._round_cost(cut, previous_cut=cut)
-        wireless, compute = self.config.wireless, self.config.compute
+    def _nominal_state(self) -> RoundState:
+        """The nominal cell T_ref is priced in: clients at evenly spaced quantiles of the distance range
+        and of the device mix, without shadowing, at mean fading; with traces, each at its trace's mean
+        rate. A constant of the config, so that a return is minus the episode's seconds in one unit for
+        every episode."""
+        wireless = self.config.wireless
         gain = nominal_path_gain(self.num_clients, wireless) if self._traces is None \
             else nominal_trace_gain(self.num_clients, wireless, self._traces)
-        devices = ClientDevices.nominal(self.num_clients, compute)
-        problem = allocation_problem(reference, gain, devices.cpu_hz, wireless, compute,
-                                     client_cycles_per_flop=devices.cycles_per_flop)
-        shares = equal_split(problem)
-        return round_latency(
-            reference, bandwidth_share=shares.bandwidth_share, server_cpu_share=shares.server_cpu_share,
-            uplink_gain=gain, client_cpu_hz=devices.cpu_hz, wireless=wireless, compute=compute,
-            client_cycles_per_flop=devices.cycles_per_flop,
-        ).total_s
+        devices = ClientDevices.nominal(self.num_clients, self.config.compute)
+        return RoundState(gain, devices.cpu_hz, devices.cycles_per_flop)
 
     def _observed_gain_range_db(self) -> tuple[float, float]:
         """The dB range observations scale gains from: the farthest client in a deep fade and 3 standard

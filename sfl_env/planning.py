@@ -3,7 +3,8 @@
 ``cut_preview()`` prices every cut of the coming round; ``sample_round_costs()`` draws what a round at
 each cut may cost from the distributions of the exogenous state; ``episode_state()`` says where the
 episode stands. None of them trains, and none moves the env's random state. The oracle and the planner
-(``agents``) read them.
+(``agents``) read them. Every round is priced by the env's :class:`~sfl_env.pricing.RoundPricer`, the
+same code ``step`` prices with.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from .energy import round_energy_j
+from .pricing import RoundState
 
 
 class PlanningInterface:
-    """Mixed into :class:`~sfl_env.env.SFLEnv`; it reads the env's state through the env's own helpers."""
+    """Mixed into :class:`~sfl_env.env.SFLEnv`: it reads the env's pricer (``pricer``), its current
+    state (``_round_state()``, the channel's and the CPUs' distributions) and its episode's progress."""
 
     def cut_preview(self) -> dict[str, np.ndarray]:
         """What every action would cost in the coming round, priced without taking it.
@@ -31,7 +33,7 @@ class PlanningInterface:
         """
         if self._trainer is None:
             raise RuntimeError("call reset() before cut_preview()")
-        n = len(self.cuts)
+        n, state = len(self.cuts), self._round_state()
         preview = {key: np.full(n, np.nan) for key in ("reward", "latency_s", "convergence")}
         priced: dict[int, tuple[float, float]] = {}
         for action in range(n):
@@ -39,13 +41,13 @@ class PlanningInterface:
                 continue
             cut_index, violated = self._apply_privacy(action)
             if cut_index not in priced:
-                cost = self._round_cost(self.cuts[cut_index], self._trainer.cut)
-                latency, _, reward = self._price(cost, self._allocate(cost), cut_index, False)
-                priced[cut_index] = (reward, latency.total_s)
+                cost = self.pricer.round_cost(self.cuts[cut_index], self._trainer.cut)
+                round_ = self.pricer.price(cost, state, cut_index, False, energy=False)
+                priced[cut_index] = (round_.reward, round_.latency.total_s)
             reward, latency_s = priced[cut_index]
             preview["reward"][action] = reward - (self.config.privacy_penalty if violated else 0.0)
             preview["latency_s"][action] = latency_s
-            preview["convergence"][action] = self._gamma[cut_index]
+            preview["convergence"][action] = self.pricer.convergence[cut_index]
         preview["allowed"] = self._mask.copy()
         return preview
 
@@ -66,16 +68,14 @@ class PlanningInterface:
         n, rng = len(self.cuts), np.random.default_rng(seed)
         gains, cpus = self._channel.sample_gains(rng, samples), self._cpu.sample_hz(rng, samples)
         latency, energy = np.zeros((samples, n)), np.zeros((samples, n, self.num_clients))
-        costs = [self._round_cost(cut, cut) for cut in self.cuts]
+        costs = [self.pricer.round_cost(cut, cut) for cut in self.cuts]
         for draw in range(samples):
+            state = RoundState(gains[draw], cpus[draw], self._cpu.cycles_per_flop)
             for index, cost in enumerate(costs):
-                allocation = self._allocate(cost, gains[draw], cpus[draw])
-                latency[draw, index] = self._latency(cost, allocation, gains[draw], cpus[draw]).total_s
-                energy[draw, index] = round_energy_j(cost, bandwidth_share=allocation.bandwidth_share,
-                                                     uplink_gain=gains[draw], client_cpu_hz=cpus[draw],
-                                                     wireless=self.config.wireless, compute=self.config.compute,
-                                                     client_cycles_per_flop=self._cpu.cycles_per_flop)
-        leakage = np.array([np.nan if (spent := self._round_leakage(i)) is None else spent for i in range(n)])
+                allocation = self.pricer.allocate(cost, state)
+                latency[draw, index] = self.pricer.latency(cost, allocation, state).total_s
+                energy[draw, index] = self.pricer.energy_j(cost, allocation, state)
+        leakage = np.array([np.nan if (spent := self.pricer.round_leakage(i)) is None else spent for i in range(n)])
         return {"latency_s": latency, "energy_j": energy, "leakage": leakage}
 
     def episode_state(self) -> dict[str, Any]:

@@ -193,7 +193,7 @@ def test_privacy_mask_refuses_or_penalises():
 
 
 def test_a_failed_solve_falls_back_and_says_so(monkeypatch):
-    import sfl_env.env as env_module
+    import sfl_env.pricing as pricing
 
     def broken(problem, method="exact"):
         from solvers import equal_split
@@ -201,7 +201,7 @@ def test_a_failed_solve_falls_back_and_says_so(monkeypatch):
 
         return dataclasses.replace(equal_split(problem), status="solver_error", fallback=True)
 
-    monkeypatch.setattr(env_module, "solve", broken)
+    monkeypatch.setattr(pricing, "solve", broken)
     env = make()
     env.reset(seed=0)
     _, reward, _, _, info = env.step(0)
@@ -362,8 +362,8 @@ def test_fl_prices_no_migration_whatever_the_cut():
     np.testing.assert_array_equal(samples, np.repeat(samples[:, :1], samples.shape[1], axis=1))
     blocks = env.profile.num_blocks
     for previous in (None, *env.cuts):
-        cost = env._round_cost(env.cuts[0], previous)
+        cost = env.pricer.round_cost(env.cuts[0], previous)
         assert cost.migrated_bits_down == cost.migrated_bits_up == 0, previous
     no_move = round_cost(env.profile, env.scheme, blocks, blocks, num_clients=env.num_clients,
                          local_iters=env.config.system.local_iters, batch_size=env.config.system.batch_size)
-    assert env._round_cost(env.cuts[0], env.cuts[0]) == no_move
+    assert env.pricer.round_cost(env.cuts[0], env.cuts[0]) == no_move
