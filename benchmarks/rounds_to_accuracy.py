@@ -22,7 +22,7 @@ from sfl_env.training import build_trainer
 
 def run(config: SFLConfig, cut: int, rounds: int, seed: int) -> list[float]:
     trainer = build_trainer(config, seed=seed)
-    return [trainer.run_round(cut).outcome.test_accuracy for _ in range(rounds)]
+    return [trainer.run_round(cut).test_accuracy for _ in range(rounds)]
 
 
 def rounds_to(curve: list[float], target: float) -> int | None:

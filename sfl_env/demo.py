@@ -13,6 +13,7 @@ import sys
 import time
 
 from .config import DEFAULT_PRESET, PRESETS, EnvConfig, SFLConfig, parse_overrides
+from .ledger import round_cost
 from .schemes import get_scheme
 from .training import build_trainer
 
@@ -42,14 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    model = trainer.model
+    model, scheme = trainer.model, get_scheme(config.scheme)
     print(f"{config.scheme} on {config.dataset}: {config.model} ({model.num_blocks} blocks), "
           f"K={config.num_clients} {config.partition}, cut {args.cut} ({model.cut_names[args.cut - 1]})")
     print(f"{'round':>5} {'loss':>8} {'test acc':>9} {'up Mbit':>9} {'down Mbit':>10} {'time s':>7}")
     reached = None
     for _ in range(args.rounds):
         start = time.perf_counter()
-        outcome, cost = trainer.run_round(args.cut)
+        cost = round_cost(trainer.profile, scheme, scheme.client_cut(args.cut, model.num_blocks),
+                          trainer.cut, num_clients=config.num_clients, local_iters=config.local_iters,
+                          batch_size=config.batch_size, gradient_aggregation=config.gradient_aggregation)
+        outcome = trainer.run_round(args.cut)
         acc = f"{outcome.test_accuracy:.3f}" if outcome.evaluated else "-"
         print(f"{outcome.round_index:>5} {outcome.train_loss:>8.4f} {acc:>9} {cost.bits_up / 1e6:>9.2f} "
               f"{cost.bits_down / 1e6:>10.2f} {time.perf_counter() - start:>7.3f}")

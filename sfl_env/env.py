@@ -198,8 +198,9 @@ class SFLEnv(PlanningInterface, gym.Env):
         cut_index, violated = self._apply_privacy(requested)
         cut = self.cuts[cut_index]
 
+        cost = self.pricer.round_cost(cut, self._trainer.cut)
         round_start = time.perf_counter()
-        outcome, cost = self._trainer.run_round(cut)
+        outcome = self._trainer.run_round(cut)
         round_s = time.perf_counter() - round_start
 
         state = self._round_state()

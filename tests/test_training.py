@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sfl_env.config import LANGUAGE_MODELS, MODELS, SFLConfig
+from sfl_env.ledger import round_cost
 from sfl_env.errors import ConfigError
 from sfl_env.models import build_model
 from sfl_env.profiling import profile_model
@@ -250,7 +251,7 @@ def test_resplit_preserves_the_function_both_ways(scheme, model):
 
 def test_training_continues_across_cut_moves_without_reinitialising():
     trainer = make_trainer("sfl-ga", local_iters=4)
-    losses = [trainer.run_round(cut).outcome.train_loss for cut in (1, 3, 2, 1, 3, 2, 1, 3)]
+    losses = [trainer.run_round(cut).train_loss for cut in (1, 3, 2, 1, 3, 2, 1, 3)]
     assert all(math.isfinite(v) for v in losses)
     assert np.mean(losses[-3:]) < losses[0], "training must keep its progress while the cut moves"
 
@@ -289,13 +290,22 @@ def test_one_client_split_training_is_centralised_sgd_whatever_the_cuts(scheme):
 # ---------------------------------------------------------------- bit counters
 
 
+def priced_cost(trainer, cut, previous):
+    """The ledger of a round at ``cut`` after ``previous``, as the env's pricer asks for it (a scheme that
+    does not split the model trains all of it, whatever the cut)."""
+    config, scheme, blocks = trainer.config, get_scheme(trainer.config.scheme), trainer.model.num_blocks
+    return round_cost(profile_model(trainer.model), scheme, scheme.client_cut(cut, blocks),
+                      None if previous is None else scheme.client_cut(previous, blocks),
+                      num_clients=config.num_clients, local_iters=config.local_iters, batch_size=config.batch_size)
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_bit_counters_match_the_closed_forms(scheme):
     K, I, b = 4, 3, 8
     trainer = make_trainer(scheme, num_clients=K, batch_size=b, local_iters=I)
     p = profile_model(trainer.model)
     for previous, cut in ((None, 2), (2, 3), (3, 1)):
-        r = trainer.run_round(cut).cost
+        r = priced_cost(trainer, cut, previous)
         S, q, Q = b * p.smashed_elements[cut] * 32, p.client_model_bits(cut), p.model_bits
         expected = {
             # uplink, downlink (docs/design.md, "One round ledger"), plus migrated blocks when the cut moved
@@ -320,7 +330,7 @@ def test_bit_counters_match_the_closed_forms(scheme):
 def test_work_counters_use_the_profile():
     trainer = make_trainer("sfl-ga", batch_size=8)
     p = profile_model(trainer.model)
-    r = trainer.run_round(2).cost
+    r = priced_cost(trainer, 2, None)
     assert r.client_forward_flops == 8 * (p.forward_flops[0] + p.forward_flops[1])
     assert r.client_backward_flops == 8 * (p.backward_flops[0] + p.backward_flops[1])
     assert r.server_flops == 8 * (p.forward_flops[2:].sum() + p.backward_flops[2:].sum())
@@ -333,7 +343,7 @@ def test_work_counters_use_the_profile():
 def test_divergence_stops_the_round_cleanly(scheme):
     trainer = make_trainer(scheme, lr=1e6, local_iters=3)
     before = weights(trainer)
-    r = trainer.run_round(2).outcome
+    r = trainer.run_round(2)
     assert r.diverged and math.isnan(r.train_loss) and not r.evaluated
     assert_same(weights(trainer), before, exact=True)
 
@@ -344,12 +354,12 @@ def test_same_seed_same_round_results():
     assert ra == rb
     assert_same(weights(a), weights(b), exact=True)
     c = make_trainer("sfl-ga", sampler=RandomSampler(4, 8, seed=1))
-    assert c.run_round(2).outcome.train_loss != ra.outcome.train_loss
+    assert c.run_round(2).train_loss != ra.train_loss
 
 
 def test_evaluation_every_n_rounds():
     trainer = make_trainer("sfl-ga", eval_every=2)
-    results = [trainer.run_round(1).outcome for _ in range(4)]
+    results = [trainer.run_round(1) for _ in range(4)]
     assert [r.evaluated for r in results] == [False, True, False, True]
     assert 0.0 <= results[1].test_accuracy <= 1.0
 
@@ -371,7 +381,7 @@ def test_bad_options_are_named(kwargs, message):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_cuda():
     trainer = make_trainer("sfl-ga", device="cuda")
-    r = trainer.run_round(2).outcome
+    r = trainer.run_round(2)
     assert math.isfinite(r.train_loss) and next(trainer.model.parameters()).is_cuda
 
 

@@ -104,7 +104,7 @@ def run_job(job: Job) -> dict[str, Any]:
     loss: list[float] = []
     stop_at, diverged = job.max_rounds, False
     while len(accuracy) < stop_at:
-        outcome = trainer.run_round(job.cut).outcome
+        outcome = trainer.run_round(job.cut)
         accuracy.append(round(float(outcome.test_accuracy), 5))
         loss.append(round(float(outcome.test_loss), 5) if math.isfinite(outcome.test_loss) else None)
         if outcome.diverged:

@@ -1,8 +1,8 @@
 """Round trainers: what runs one SFL training round, real or analytic, behind one protocol.
 
-A :class:`RoundTrainer` trains (or, for the analytic twin, predicts) one round at a cut and returns a
-:class:`RoundResult`: the learning :class:`RoundOutcome` and the round's :class:`~sfl_env.ledger.RoundCost`
-(priced by :func:`~sfl_env.ledger.round_cost`, the same for both trainers). The env uses nothing else.
+A :class:`RoundTrainer` trains (or, for the analytic twin, predicts) one round at a cut and returns its
+:class:`RoundOutcome`: what the round taught. What the round cost is the pricer's
+(:class:`~sfl_env.pricing.RoundPricer`), the same for both trainers. The env uses nothing else.
 
 ``real``
     :class:`~sfl_env.training.real.RealTrainer`: PyTorch training of one global split model.
@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 from ..config import TRAININGS
 from ..validation import check_choice
-from .protocol import RoundOutcome, RoundResult, RoundTrainer
+from .protocol import RoundOutcome, RoundTrainer
 
 if TYPE_CHECKING:
     from ..config import SFLConfig
     from ..models import SplitModel
 
-__all__ = ["TRAININGS", "RoundOutcome", "RoundResult", "RoundTrainer", "build_trainer"]
+__all__ = ["TRAININGS", "RoundOutcome", "RoundTrainer", "build_trainer"]
 
 
 def build_trainer(

@@ -4,7 +4,7 @@
 accumulated *progress*, where a round at cut l adds ``speed[l]``, plus the fitted round-to-round
 fluctuation of the accuracy. :func:`~sfl_env.training.calibration.calibration_for` finds the curve
 fitted for a configuration, or refuses one that no calibration covers. :class:`AnalyticTrainer`
-implements the :class:`~sfl_env.training.RoundTrainer` protocol with it; its ledger is the real one.
+implements the :class:`~sfl_env.training.RoundTrainer` protocol with it.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import numpy as np
 
 from ..config import SFLConfig
 from ..errors import ConfigError
-from ..ledger import round_cost
 from ..models import SplitModel, build_model
 from ..profiling import profile_model
 from ..schemes import get_scheme
 from .calibration import calibration_for
 from .curve import TrainingCurveModel, ar1_noise
-from .protocol import RoundOutcome, RoundResult
+from .protocol import RoundOutcome
 
 __all__ = ["AnalyticTrainer", "TrainingCurveModel", "ar1_noise", "build_analytic_trainer"]
 
@@ -31,8 +30,8 @@ class AnalyticTrainer:
 
     ``run_round(cut)`` returns the curve model's loss after the accumulated progress and its accuracy
     plus the fitted AR(1) fluctuation drawn from ``rng`` (clipped to [0, 1]), at the run's pace (drawn
-    once from ``rng`` when the calibration has a pace spread); its cost is the real ledger
-    (:func:`~sfl_env.ledger.round_cost`). It costs microseconds per round.
+    once from ``rng`` when the calibration has a pace spread). It costs microseconds per round; the
+    round's cost is priced as real training's is (:class:`~sfl_env.pricing.RoundPricer`).
     """
 
     def __init__(
@@ -65,8 +64,7 @@ class AnalyticTrainer:
         accuracy = min(max(self.curve.accuracy(self.progress) + self._noise, 0.0), 1.0)
         return accuracy, self.curve.loss(self.progress)
 
-    def run_round(self, cut: int) -> RoundResult:
-        previous = self.cut
+    def run_round(self, cut: int) -> RoundOutcome:
         self.resplit(cut)
         speed_cut = self.cut if self.scheme.splits_model else 1
         self.progress += self.pace * self.curve.speed[speed_cut - 1]
@@ -76,13 +74,8 @@ class AnalyticTrainer:
         evaluated = self.round_index % self.config.eval_every == 0
         acc, loss = self.test_metrics() if evaluated else (math.nan, math.nan)
         train_loss = loss if evaluated else self.curve.loss(self.progress)  # the curve's loss either way
-        outcome = RoundOutcome(round_index=self.round_index, train_loss=train_loss, test_accuracy=acc,
-                               test_loss=loss, diverged=False)
-        config = self.config
-        cost = round_cost(self.profile, self.scheme, self.cut, previous, num_clients=config.num_clients,
-                          local_iters=config.local_iters, batch_size=config.batch_size,
-                          gradient_aggregation=config.gradient_aggregation)
-        return RoundResult(outcome, cost)
+        return RoundOutcome(round_index=self.round_index, train_loss=train_loss, test_accuracy=acc,
+                            test_loss=loss, diverged=False)
 
 
 def build_analytic_trainer(

@@ -1,12 +1,14 @@
-"""The round trainer protocol and what one round returns: its learning outcome and its cost."""
+"""The round trainer protocol and what one round returns: what it taught the model.
+
+A round's cost (its work and bits) is not the trainer's to say: it follows from the cut, the previous cut
+and the model's profile alone, and :class:`~sfl_env.pricing.RoundPricer` prices it (with
+:func:`~sfl_env.ledger.round_cost`) for real training and the twin alike."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
-
-from ..ledger import RoundCost
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..models import SplitModel
@@ -28,13 +30,6 @@ class RoundOutcome:
         return not math.isnan(self.test_accuracy)
 
 
-class RoundResult(NamedTuple):
-    """One round: what it taught (``outcome``) and what it cost (``cost``)."""
-
-    outcome: RoundOutcome
-    cost: RoundCost
-
-
 @runtime_checkable
 class RoundTrainer(Protocol):
     """Runs SFL training rounds on one global model; the cut may change every round."""
@@ -43,6 +38,6 @@ class RoundTrainer(Protocol):
     profile: ModelProfile  # per-block FLOPs and bits of its architecture
     cut: int | None  # the cut of the last round (None before the first)
 
-    def run_round(self, cut: int) -> RoundResult:
-        """Trains one round with blocks ``[0, cut)`` on the clients."""
+    def run_round(self, cut: int) -> RoundOutcome:
+        """Trains one round with blocks ``[0, cut)`` on the clients; returns what it taught."""
         ...

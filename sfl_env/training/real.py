@@ -14,7 +14,7 @@ single backward pass whatever K is.
 What a round does is read from the scheme's declaration (:mod:`sfl_env.schemes`): its server topology
 (a shared server, per-client server copies, a sequential server, or none), whether clients
 back-propagate the aggregate of the smashed-data gradients, and whether client blocks are FedAvg'd or
-kept per client. Its cost comes from :func:`~sfl_env.ledger.round_cost`.
+kept per client. Its cost is the pricer's (:class:`~sfl_env.pricing.RoundPricer`), not the trainer's.
 """
 
 from __future__ import annotations
@@ -32,12 +32,11 @@ from torch.func import functional_call, vmap
 
 from ..config import SFLConfig
 from ..errors import ConfigError
-from ..ledger import round_cost
 from ..memory import eval_batch_size, training_memory
 from ..models import SplitModel, build_model
 from ..profiling import ModelProfile, profile_model
 from ..schemes import Server, get_scheme
-from .protocol import RoundOutcome, RoundResult
+from .protocol import RoundOutcome
 from .gradient_aggregation import AggregateSmashedGradient
 
 Tensors = dict[str, torch.Tensor]
@@ -132,9 +131,8 @@ class RealTrainer:
 
     # ------------------------------------------------------------------ public API
 
-    def run_round(self, cut: int) -> RoundResult:
-        """Trains one round at ``cut`` (blocks ``[0, cut)`` on the clients) and returns what it did."""
-        previous = self.cut
+    def run_round(self, cut: int) -> RoundOutcome:
+        """Trains one round at ``cut`` (blocks ``[0, cut)`` on the clients) and returns what it taught."""
         self.resplit(cut)
         cut = self.cut
         self.round_index += 1
@@ -155,18 +153,13 @@ class RealTrainer:
         acc = test_loss = math.nan
         if not diverged and self.round_index % self.config.eval_every == 0:
             acc, test_loss = self.test_metrics()
-        outcome = RoundOutcome(
+        return RoundOutcome(
             round_index=self.round_index,
             train_loss=float(np.mean(losses)) if losses and not diverged else math.nan,
             test_accuracy=acc,
             test_loss=test_loss,
             diverged=diverged,
         )
-        config = self.config
-        cost = round_cost(self.profile, self.scheme, cut, previous, num_clients=self.num_clients,
-                          local_iters=config.local_iters, batch_size=config.batch_size,
-                          gradient_aggregation=config.gradient_aggregation)
-        return RoundResult(outcome, cost)
 
     def resplit(self, cut: int) -> None:
         """Moves the cut to ``cut`` without training (the ledger prices it: ``ledger.migration_bits``).
