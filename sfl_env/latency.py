@@ -40,7 +40,7 @@ from solvers import ResourceProblem
 from .config import ComputeConfig, WirelessConfig
 from .errors import ConfigError
 from .ledger import RoundCost
-from .schemes import Server, get_scheme
+from .schemes import Server
 from .schemes.base import BANDWIDTH_PHASES, ITERATION_PHASES, SERVER_PHASE, Stage
 from .wireless import broadcast_rate_bps, unicast_rate_bps, uplink_rate_bps
 
@@ -98,7 +98,7 @@ def round_latency(
     and range checks of the four arrays, for callers whose arrays are valid by construction (a solver's
     shares, the env's own channel); invalid arrays then give wrong seconds instead of a ConfigError.
     """
-    scheme = get_scheme(cost.scheme)
+    scheme = cost.scheme
     num_clients = cost.num_clients
     if check_inputs:
         beta = _shares("bandwidth_share", bandwidth_share, num_clients)
@@ -160,7 +160,7 @@ def allocation_problem(
     that stage's seconds in :func:`round_latency` (per iteration for a per-iteration stage).
     ``check_inputs=False`` skips the checks of the two arrays, as in :func:`round_latency`.
     """
-    scheme = get_scheme(cost.scheme)
+    scheme = cost.scheme
     num_clients = cost.num_clients
     if check_inputs:
         gain = _per_client("uplink_gain", uplink_gain, num_clients)

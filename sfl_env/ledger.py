@@ -33,7 +33,7 @@ from .schemes import Scheme, get_scheme
 class RoundCost:
     """Work and traffic of one round at one cut (see the module docstring)."""
 
-    scheme: str
+    scheme: Scheme  # the declaration itself, so that pricing never looks a name up again
     cut: int  # blocks on the clients (all of them for a scheme that does not split)
     previous_cut: int | None
     num_clients: int
@@ -86,7 +86,7 @@ def round_cost(
     aggregates = scheme.aggregates_client_models
     migrated_up, migrated_down = migration_bits(profile, scheme, previous_cut, cut, K)
     return RoundCost(
-        scheme=scheme.name,
+        scheme=scheme,
         cut=cut,
         previous_cut=previous_cut,
         num_clients=K,

@@ -12,7 +12,7 @@ def render_text(last: dict[str, Any], num_clients: int) -> str:
     """The round ``last`` (what ``SFLEnv.step`` kept of it) as a text table, one line per client."""
     outcome, cost, allocation, latency = last["outcome"], last["cost"], last["allocation"], last["latency"]
     lines = [
-        f"round {outcome.round_index}  scheme {cost.scheme}  cut {cost.cut}  reward {last['reward']:.4f}",
+        f"round {outcome.round_index}  scheme {cost.scheme.name}  cut {cost.cut}  reward {last['reward']:.4f}",
         f"test accuracy {outcome.test_accuracy:.4f}  train loss {outcome.train_loss:.4f}  "
         f"latency {latency.total_s:.4f} s  up {cost.bits_up / 1e6:.2f} Mbit  down {cost.bits_down / 1e6:.2f} Mbit",
         "phases: " + "  ".join(f"{k} {v:.4f}s" for k, v in latency.phases.items()),

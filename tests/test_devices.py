@@ -10,6 +10,7 @@ from sfl_env.errors import ConfigError
 from sfl_env.hardware import DEVICE_TIERS
 from sfl_env.latency import round_latency
 from sfl_env.ledger import RoundCost
+from sfl_env.schemes import get_scheme
 
 # One FLASH training iteration: LEAF's FEMNIST CNN, 102.0 MFLOP per sample, batch 10.
 FLASH_ITERATION_FLOPS = 102.0e6 * 10
@@ -18,7 +19,7 @@ FLASH_MS = {"high": 179.0, "mid": 588.0, "low": 1642.0}  # Pixel 4, Redmi Note 7
 
 def one_client_round(flops: float) -> RoundCost:
     """A round whose only cost is ``flops`` of client training (forward one third, backward the rest)."""
-    return RoundCost(scheme="sfl-ga", cut=1, previous_cut=1, num_clients=1, local_iters=1, batch_size=10,
+    return RoundCost(scheme=get_scheme("sfl-ga"), cut=1, previous_cut=1, num_clients=1, local_iters=1, batch_size=10,
                      client_forward_flops=flops / 3, client_backward_flops=2 * flops / 3, server_flops=0.0,
                      smashed_bits=0.0, gradient_broadcast=True, client_model_bits=0.0, smashed_bits_up=0.0,
                      gradient_bits_down=0.0, model_bits_up=0.0, model_bits_down=0.0, migrated_bits_up=0.0,

@@ -9,7 +9,7 @@ import pytest
 
 from sfl_env.latency import PHASES, allocation_problem, round_latency, transfer_s
 from sfl_env.ledger import RoundCost
-from sfl_env.schemes import SCHEMES
+from sfl_env.schemes import SCHEMES, get_scheme
 from sfl_env.availability import ClientDevices
 from sfl_env.config import ComputeConfig, WirelessConfig
 from sfl_env.validation import ConfigError
@@ -25,7 +25,7 @@ def make_result(scheme="sfl-ga", **overrides) -> RoundCost:
     """A round's cost with hand-picked work and sizes (the ledger's own numbers are tested in
     test_ledger.py). The latency reads work, sizes and migration, never the traffic totals."""
     values = dict(
-        scheme=scheme, cut=2, previous_cut=1, num_clients=2, local_iters=3, batch_size=32,
+        scheme=get_scheme(scheme), cut=2, previous_cut=1, num_clients=2, local_iters=3, batch_size=32,
         client_forward_flops=1e8, client_backward_flops=2e8, server_flops=1e9,
         smashed_bits=1e5, gradient_broadcast=scheme == "sfl-ga",
         client_model_bits=1e6, migrated_bits_up=0.0, migrated_bits_down=2e6,
@@ -145,17 +145,17 @@ def reference_total(result, beta, phi, gain, cpu_hz, w, c):
         t_b = c.client_cycles_per_flop * result.client_backward_flops / cpu_hz
         cycles = c.server_cycles_per_flop * result.server_flops
         t_s = cycles / (phi * c.server_cpu_hz)
-        if result.scheme == "fl":
+        if result.scheme.name == "fl":
             return np.max(I * (t_f + t_b) + q / r) + q / r_d
-        if result.scheme == "sfl-ga" and result.gradient_broadcast:
+        if result.scheme.name == "sfl-ga" and result.gradient_broadcast:
             t_it = np.max(t_f + S / r + t_s) + S / r_d + np.max(t_b)
-        elif result.scheme in ("sfl-ga", "psl"):  # a shared server: a barrier, then unicasts
+        elif result.scheme.name in ("sfl-ga", "psl"):  # a shared server: a barrier, then unicasts
             t_it = np.max(t_f + S / r + t_s) + np.max(S / r_dk + t_b)
-        elif result.scheme == "sfl-v2":
+        elif result.scheme.name == "sfl-v2":
             t_it = np.max(t_f + S / r) + K * cycles / c.server_cpu_hz + np.max(S / r_dk + t_b)
         else:
             t_it = np.max(t_f + S / r + t_s + S / r_dk + t_b)
-        aggregation = np.max(q / r) + q / r_d if result.scheme != "psl" else 0.0
+        aggregation = np.max(q / r) + q / r_d if result.scheme.name != "psl" else 0.0
         migration = result.migrated_bits_down / r_d
         if result.migrated_bits_up > 0:
             migration += np.max(result.migrated_bits_up / K / r)
@@ -209,11 +209,11 @@ def test_more_bandwidth_never_increases_latency(scheme, seed, band):
 def allocated_stage_s(result, latency, shares, state, wireless):
     """Seconds of the stage each scheme's allocation minimises, written out from the per-client arrays."""
     t = latency
-    if result.scheme in ("sfl-ga", "psl"):
+    if result.scheme.name in ("sfl-ga", "psl"):
         return np.max(t.client_forward_s + t.uplink_s + t.server_s)
-    if result.scheme == "sfl-v1":
+    if result.scheme.name == "sfl-v1":
         return np.max(t.client_forward_s + t.uplink_s + t.server_s + t.gradient_downlink_s + t.client_backward_s)
-    if result.scheme == "sfl-v2":
+    if result.scheme.name == "sfl-v2":
         return np.max(t.client_forward_s + t.uplink_s)
     r = uplink_rate_bps(shares["bandwidth_share"], state["uplink_gain"], wireless.client_power_w,
                         wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
