@@ -42,8 +42,8 @@ class PlanningInterface:
             cut_index, violated = self._apply_privacy(action)
             if cut_index not in priced:
                 cost = self.pricer.round_cost(self.cuts[cut_index], self._trainer.cut)
-                round_ = self.pricer.price(cost, state, cut_index, False, energy=False)
-                priced[cut_index] = (round_.reward, round_.latency.total_s)
+                quote = self.pricer.price(cost, state, cut_index, False, energy=False)
+                priced[cut_index] = (quote.reward, quote.latency.total_s)
             reward, latency_s = priced[cut_index]
             preview["reward"][action] = reward - (self.config.privacy_penalty if violated else 0.0)
             preview["latency_s"][action] = latency_s
