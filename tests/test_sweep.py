@@ -113,7 +113,7 @@ def test_a_two_trial_sweep_interrupted_and_resumed_finishes_every_run_folder(tmp
     assert "--resume" in error
     assert not all((run / "summary.json").is_file() for run in runs.iterdir())
 
-    resumed = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     folders = sorted(runs.iterdir())
     assert len(folders) == 2
