@@ -84,7 +84,8 @@ def default_lr(dataset: str, model: str, scheme: str) -> float:
 
 @dataclass(frozen=True)
 class SFLConfig:
-    """The SFL system: data, model, clients and the training scheme (docs/design.md, "Presets and the regime of split learning").
+    """The SFL system: data, model, clients and the training scheme (docs/design.md, "Presets and the
+    regime of split learning").
 
     The defaults are the ``shapes`` preset (docs/design.md, "The default preset")."""
 

@@ -1,8 +1,9 @@
 """Per-block cost profile of a split model: FLOPs, parameter bits and smashed-data size.
 
 Measured once per architecture (model name, input shape, classes, width) with torch's FLOP counter and
-cached. These are the quantities the paper's latency model is written in (SFL-GA, arXiv 2501.01078): psi(l) (smashed elements per sample),
-q(l) (client-side model bits), Phi_c^F/B(l) and Phi_s^F/B(l) (client and server FLOPs per sample).
+cached. These are the quantities the paper's latency model is written in (SFL-GA, arXiv 2501.01078):
+psi(l) (smashed elements per sample), q(l) (client-side model bits), Phi_c^F/B(l) and Phi_s^F/B(l)
+(client and server FLOPs per sample).
 """
 
 from __future__ import annotations

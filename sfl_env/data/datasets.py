@@ -127,7 +127,8 @@ def check_fits_data(config: SFLConfig, files: Dataset | None = None) -> None:
         digits = _digits_arrays()
         available = {"num_train": len(digits.y_train), "num_test": len(digits.y_test)}
     else:  # a name added to DATASETS without its sizes here
-        raise DatasetError(f"dataset {config.dataset!r} is listed in DATASETS but check_fits_data knows no sizes for it")
+        raise DatasetError(f"dataset {config.dataset!r} is listed in DATASETS but check_fits_data knows no "
+                           "sizes for it")
     for name in ("num_train", "num_test"):
         value = getattr(config, name)
         if value is not None and value > available[name]:
