@@ -160,7 +160,6 @@ class SFLEnv(PlanningInterface, gym.Env):
         self.pricer = RoundPricer(self.config, self.scheme, self.profile, convergence=self._convergence_term(),
                                   leakage=self._leakage, reference_cut=self.cuts[0],
                                   reference_state=self._nominal_state())
-        self._reference_s = self.pricer.reference_s
         self._trainer: RoundTrainer | None = None
         self._last: dict[str, Any] | None = None
 
@@ -222,7 +221,7 @@ class SFLEnv(PlanningInterface, gym.Env):
         end = self._budget.end(self._accuracy, outcome.diverged)
         terminated = end is not None
         truncated = not terminated and self._round >= self.config.max_rounds
-        terminal_cost = self._budget.terminal_cost_s() / self._reference_s if end not in (None, "target") else 0.0
+        terminal_cost = self._budget.terminal_cost_s() / self.pricer.reference_s if end not in (None, "target") else 0.0
         reward -= terminal_cost
         # What this round ran on, kept for render() before the channel moves on to the next round.
         self._last = {"outcome": outcome, "cost": cost, "allocation": allocation, "latency": latency,
@@ -234,7 +233,7 @@ class SFLEnv(PlanningInterface, gym.Env):
             "cut": cut,
             "latency_s": latency.total_s,
             "latency": dict(latency.phases),
-            "reference_latency_s": self._reference_s,
+            "reference_latency_s": self.pricer.reference_s,
             "bits_up": cost.bits_up,
             "bits_down": cost.bits_down,
             "train_loss": outcome.train_loss,

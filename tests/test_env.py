@@ -327,7 +327,7 @@ def test_the_reference_latency_is_one_constant_of_the_config_as_the_card_says():
         env.reset(seed=seed)
         references |= {env.step(i % 3)[4]["reference_latency_s"] for i in range(20)}
     assert len(references) == 1
-    assert make(max_rounds=20, bandwidth_mhz=5.0).unwrapped._reference_s > references.pop()
+    assert make(max_rounds=20, bandwidth_mhz=5.0).unwrapped.pricer.reference_s > references.pop()
 
 
 def test_a_bool_is_not_an_action():

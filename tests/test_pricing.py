@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import sfl_env  # noqa: F401  (registers the ids)
-from sfl_env.pricing import RoundState
 from solvers import equal_split
 
 
@@ -14,7 +13,7 @@ def test_step_is_the_pricer_on_the_state_before_the_round(env_id):
     env = gym.make(env_id).unwrapped
     env.reset(seed=4)
     for action in (0, 1, 1, 0):
-        state = RoundState(env._channel.gain.copy(), env._cpu.cpu_hz.copy(), env._cpu.cycles_per_flop.copy())
+        state = env._round_state()
         cost = env.pricer.round_cost(env.cuts[action], env._trainer.cut)
         priced = env.pricer.price(cost, state, action, False)
         _, reward, terminated, _, info = env.step(action)
