@@ -41,10 +41,16 @@ def _make_env(env_id: str, env_kwargs: dict[str, Any], in_subprocess: bool) -> g
 
 
 def make_vec_env(config: dict[str, Any]):
-    """The SB3 vector env of a run config: ``n_envs`` envs, in spawned subprocesses when more than one."""
+    """The SB3 vector env of a run config: ``n_envs`` episodes of an analytic id in its native vector env
+    (one process, stepped as arrays); of a real-training id, ``n_envs`` envs, in spawned subprocesses
+    when more than one."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+    from .sb3_vector import NativeVecEnv, has_native_vector_env
+
     n_envs = config["n_envs"]
+    if has_native_vector_env(config["env_id"]):
+        return NativeVecEnv(config["env_id"], n_envs, config["env_kwargs"])
     factory = functools.partial(_make_env, config["env_id"], config["env_kwargs"], n_envs > 1)
     if n_envs == 1:
         return DummyVecEnv([factory])

@@ -7,8 +7,9 @@ file formats, partitions, sampler), ``models`` (splittable model zoo, a GPT-styl
 ``profiling`` (per-block FLOPs and bits), ``training`` (the round-trainer protocol; real PyTorch
 rounds and the calibrated analytic twin), ``ledger`` (the cost of a round), ``privacy`` (allowed
 cuts), ``wireless`` and ``latency`` (seconds of a round, and each scheme's allocation problem),
-``convergence`` (the convergence term) and ``env`` (the Gymnasium environment; ``planning`` its
-interface for planners). ``errors`` holds the one family of errors for a user's mistakes. Importing
+``convergence`` (the convergence term), ``pricing`` (one round's price, or a batch's) and ``env``
+(the Gymnasium environment; ``planning`` its interface for planners; ``vector`` the native vectorised
+twin). ``errors`` holds the one family of errors for a user's mistakes. Importing
 the package registers one real and one analytic environment id per task, and a pair for the language
 model (:data:`TASK_IDS`).
 """
@@ -38,7 +39,9 @@ def register_envs() -> None:
 
     for env_id, kwargs in TASK_IDS.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="sfl_env.env:SFLEnv", kwargs=kwargs)
+            # An analytic id also steps many episodes as arrays: gym.make_vec(env_id, num_envs=E).
+            vector = "sfl_env.vector:SFLVectorEnv" if kwargs.get("training") == "analytic" else None
+            gym.register(id=env_id, entry_point="sfl_env.env:SFLEnv", vector_entry_point=vector, kwargs=kwargs)
 
 
 register_envs()

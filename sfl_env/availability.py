@@ -20,6 +20,7 @@ model's clock. Round by round, its clock then moves twice over:
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -93,19 +94,55 @@ def fastest_client_flops(config: ComputeConfig) -> float:
 
 
 class CpuAvailability:
-    """Each client's device, busy state and the clock it gives training this round."""
+    """Each client's device, busy state and the clock it gives training this round.
 
-    def __init__(self, devices: ClientDevices, config: ComputeConfig, rng: np.random.Generator) -> None:
-        self.devices = devices
-        self.base_hz = np.asarray(devices.cpu_hz, dtype=np.float64)
-        self.cycles_per_flop = np.asarray(devices.cycles_per_flop, dtype=np.float64)
-        self.cycles_per_flop.setflags(write=False)
-        self.config, self._rng = config, rng
-        self.busy = np.zeros(len(self.base_hz), dtype=bool)
-        if config.busy_probability > 0:
-            self.busy = rng.random(len(self.base_hz)) < config.busy_probability
-        self._governor = self._draw_governor(rng, (len(self.base_hz),))
+    ``devices`` and ``rng`` are one episode's (arrays of shape (K,)) or sequences of E episodes' (arrays
+    of shape (E, K), row e drawn from ``rng[e]`` alone, in the order one episode draws; :meth:`restart`
+    begins new episodes in some rows), as for :class:`~sfl_env.wireless.Channel`.
+    """
+
+    def __init__(self, devices: ClientDevices | Sequence[ClientDevices], config: ComputeConfig,
+                 rng: np.random.Generator | Sequence[np.random.Generator]) -> None:
+        self.config = config
+        self._single = isinstance(rng, np.random.Generator)
+        devices = [devices] if self._single else list(devices)
+        rngs = [rng] if self._single else list(rng)
+        shape = (len(rngs), len(devices[0].cpu_hz))
+        self._rngs: list[np.random.Generator] = [None] * len(rngs)  # type: ignore[list-item]
+        self._devices: list[ClientDevices] = [None] * len(rngs)  # type: ignore[list-item]
+        self._base_hz, self._cycles_per_flop = np.zeros(shape), np.zeros(shape)
+        self._busy, self._governor = np.zeros(shape, dtype=bool), np.ones(shape)
+        self._sample = np.zeros(shape, dtype=np.int64)  # the governor's sample index of each client
+        self.restart(np.arange(len(rngs)), devices, rngs)
+
+    def restart(self, rows: np.ndarray, devices: Sequence[ClientDevices], rngs: Sequence[np.random.Generator]) -> None:
+        """Begins a new episode in each of ``rows``, on the matching ``devices``, drawn from ``rngs``."""
+        config, k = self.config, self._busy.shape[1]
+        for row, device, rng in zip(rows, devices, rngs):
+            self._rngs[row], self._devices[row] = rng, device
+            self._base_hz[row], self._cycles_per_flop[row] = device.cpu_hz, device.cycles_per_flop
+            self._busy[row] = rng.random(k) < config.busy_probability if config.busy_probability > 0 else False
+            if config.governor == "measured":
+                self._governor[row] = rng.choice(governor_multipliers(), size=k)
+        self._cycles_view = self._read_only_view(self._cycles_per_flop)
         self._hz = self._compute_hz()
+
+    @property
+    def devices(self) -> ClientDevices | list[ClientDevices]:
+        return self._devices[0] if self._single else list(self._devices)
+
+    @property
+    def base_hz(self) -> np.ndarray:
+        return self._view(self._base_hz)
+
+    @property
+    def cycles_per_flop(self) -> np.ndarray:
+        """Each client's device's cycles per FLOP, read-only."""
+        return self._cycles_view
+
+    @property
+    def busy(self) -> np.ndarray:
+        return self._view(self._busy)
 
     @property
     def transitions(self) -> tuple[float, float]:
@@ -114,37 +151,53 @@ class CpuAvailability:
         return min(1.0, leave * p / (1.0 - p)), leave
 
     def step(self) -> None:
-        if self.config.busy_probability > 0:
+        """Moves every episode's clients to the next round: busy spells, then the governor's clock."""
+        config = self.config
+        k = self._busy.shape[1]
+        draws = np.empty(self._busy.shape) if config.busy_probability > 0 else None
+        measured = config.governor == "measured"
+        samples = len(governor_multipliers())
+        for row, rng in enumerate(self._rngs):  # each episode draws from its own generator, in this order
+            if draws is not None:
+                rng.random(out=draws[row])
+            if measured:  # rng.choice(multipliers, k), without its overhead: the same draws
+                self._sample[row] = rng.integers(0, samples, k)
+        if measured:
+            self._governor = governor_multipliers()[self._sample]
+        if draws is not None:
             start, leave = self.transitions
-            u = self._rng.random(len(self.busy))
-            self.busy = np.where(self.busy, u >= leave, u < start)
-        if self.config.governor == "measured":
-            self._governor = self._draw_governor(self._rng, (len(self.base_hz),))
+            self._busy = np.where(self._busy, draws >= leave, draws < start)
         self._hz = self._compute_hz()
 
     def sample_hz(self, rng: np.random.Generator, samples: int) -> np.ndarray:
         """(samples, K) clocks drawn from the stationary distributions, from ``rng`` (each client busy
-        with probability ``busy_probability``, its governor at a measured sample). Moves no state."""
-        shape = (samples, len(self.base_hz))
+        with probability ``busy_probability``, its governor at a measured sample). Moves no state.
+        One episode only."""
+        shape = (samples, self._busy.shape[1])
         busy = rng.random(shape) < self.config.busy_probability
-        return np.where(busy, self.config.busy_cpu_share, 1.0) * self._draw_governor(rng, shape) * self.base_hz
+        governor = rng.choice(governor_multipliers(), size=shape) if self.config.governor == "measured" \
+            else np.ones(shape)
+        return np.where(busy, self.config.busy_cpu_share, 1.0) * governor * self.base_hz
 
     @property
     def cpu_hz(self) -> np.ndarray:
         """Each client's clock available to training this round (Hz), read-only."""
-        return self._hz
+        return self._view(self._hz)
 
     @property
     def flops_per_s(self) -> np.ndarray:
         """Each client's training FLOP/s this round."""
-        return self._hz / self.cycles_per_flop
+        return self._view(self._hz / self._cycles_per_flop)
 
-    def _draw_governor(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        if self.config.governor == "none":
-            return np.ones(shape)
-        return rng.choice(governor_multipliers(), size=shape)
+    def _view(self, array: np.ndarray) -> np.ndarray:
+        return array[0] if self._single else array
+
+    def _read_only_view(self, array: np.ndarray) -> np.ndarray:
+        view = self._view(array.copy())
+        view.setflags(write=False)
+        return view
 
     def _compute_hz(self) -> np.ndarray:
-        hz = np.where(self.busy, self.config.busy_cpu_share, 1.0) * self._governor * self.base_hz
+        hz = np.where(self._busy, self.config.busy_cpu_share, 1.0) * self._governor * self._base_hz
         hz.setflags(write=False)
         return hz

@@ -19,49 +19,79 @@ ENDS = ("target", "time_budget", "leakage_budget", "energy_budget", "diverged")
 
 
 class EpisodeBudget:
-    """The spending of one episode against the budgets of ``config``."""
+    """The spending of one episode against the budgets of ``config``; with ``episodes=E``, of E episodes
+    as arrays (``elapsed_s`` and ``leakage`` of shape (E,), ``energy_j`` (E, K)), each row on its own."""
 
-    def __init__(self, config: EnvConfig, num_clients: int) -> None:
+    def __init__(self, config: EnvConfig, num_clients: int, episodes: int | None = None) -> None:
         self.config = config
-        self.elapsed_s, self.leakage = 0.0, 0.0
-        self.energy_j = np.zeros(num_clients)
+        self._single = episodes is None
+        rows = 1 if episodes is None else episodes
+        self._elapsed_s, self._leakage = np.zeros(rows), np.zeros(rows)
+        self._energy_j = np.zeros((rows, num_clients))
 
-    def charge(self, seconds: float, leakage: float | None, energy_j: np.ndarray) -> None:
-        """Adds one round's spending (``leakage`` None: not measured for this model)."""
-        self.elapsed_s += seconds
-        self.energy_j += energy_j
+    def restart(self, rows: np.ndarray) -> None:
+        """Begins new episodes in ``rows``: nothing spent."""
+        self._elapsed_s[rows], self._leakage[rows], self._energy_j[rows] = 0.0, 0.0, 0.0
+
+    @property
+    def elapsed_s(self):
+        return float(self._elapsed_s[0]) if self._single else self._elapsed_s
+
+    @property
+    def leakage(self):
+        return float(self._leakage[0]) if self._single else self._leakage
+
+    @property
+    def energy_j(self) -> np.ndarray:
+        return self._energy_j[0] if self._single else self._energy_j
+
+    def charge(self, seconds, leakage, energy_j: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Adds one round's spending (``leakage`` None: not measured for this model), to ``rows`` only
+        when given (the others spend nothing)."""
+        where = slice(None) if rows is None else rows
+        self._elapsed_s[where] = self._elapsed_s[where] + np.asarray(seconds)
+        self._energy_j[where] = self._energy_j[where] + energy_j
         if leakage is not None:
-            self.leakage += leakage
+            self._leakage[where] = self._leakage[where] + np.asarray(leakage)
+
+    def end_codes(self, accuracy: np.ndarray, diverged: np.ndarray) -> np.ndarray:
+        """Why each episode ends after this round, as an index into :data:`ENDS` (-1: it goes on)."""
+        cfg = self.config
+        code = np.where(accuracy >= cfg.target_accuracy, ENDS.index("target"), -1)
+        if cfg.energy_budget_j is not None:
+            code = np.where(self._energy_j.max(axis=-1) > cfg.energy_budget_j, ENDS.index("energy_budget"), code)
+        if cfg.leakage_budget is not None:
+            code = np.where(self._leakage > cfg.leakage_budget, ENDS.index("leakage_budget"), code)
+        if cfg.time_budget_s is not None:
+            code = np.where(self._elapsed_s > cfg.time_budget_s, ENDS.index("time_budget"), code)
+        return np.where(diverged, ENDS.index("diverged"), code)
 
     def end(self, accuracy: float, diverged: bool) -> str | None:
-        """Why the episode ends after this round (one of :data:`ENDS`), or None while it goes on."""
-        cfg = self.config
-        if diverged:
-            return "diverged"
-        if cfg.time_budget_s is not None and self.elapsed_s > cfg.time_budget_s:
-            return "time_budget"
-        if cfg.leakage_budget is not None and self.leakage > cfg.leakage_budget:
-            return "leakage_budget"
-        if cfg.energy_budget_j is not None and self.energy_j.max() > cfg.energy_budget_j:
-            return "energy_budget"
-        if accuracy >= cfg.target_accuracy:
-            return "target"
-        return None
+        """Why the one episode ends after this round (one of :data:`ENDS`), or None while it goes on."""
+        code = int(self.end_codes(np.array([accuracy]), np.array([diverged]))[0])
+        return None if code < 0 else ENDS[code]
 
-    def terminal_cost_s(self) -> float:
+    def terminal_cost_s(self):
         """The seconds a failed episode pays on top of its rounds (0 without a time budget, and for the
         paper's per-round reward, which has no terminal term)."""
         budget = self.config.time_budget_s
         if self.config.reward != "time_to_accuracy" or budget is None:
-            return 0.0
-        return budget + max(budget - self.elapsed_s, 0.0)
+            cost = np.zeros_like(self._elapsed_s)
+        else:
+            cost = budget + np.maximum(budget - self._elapsed_s, 0.0)
+        return float(cost[0]) if self._single else cost
 
-    def left(self) -> dict[str, float]:
-        """The share of each budget left (1.0 for a budget the task does not have)."""
+    def left_shares(self) -> np.ndarray:
+        """(E, 3): the share of the time, leakage and energy budgets left (1.0 for one the task does not have)."""
         cfg = self.config
 
-        def share(spent: float, budget: float | None) -> float:
-            return 1.0 if budget is None else max(0.0, 1.0 - spent / budget)
+        def share(spent: np.ndarray, budget: float | None) -> np.ndarray:
+            return np.ones_like(spent) if budget is None else np.maximum(0.0, 1.0 - spent / budget)
 
-        return {"time": share(self.elapsed_s, cfg.time_budget_s), "leakage": share(self.leakage, cfg.leakage_budget),
-                "energy": share(float(self.energy_j.max()), cfg.energy_budget_j)}
+        return np.stack([share(self._elapsed_s, cfg.time_budget_s), share(self._leakage, cfg.leakage_budget),
+                         share(self._energy_j.max(axis=-1), cfg.energy_budget_j)], axis=-1)
+
+    def left(self) -> dict[str, float]:
+        """The share of each budget left in the one episode (1.0 for a budget the task does not have)."""
+        time, leakage, energy = self.left_shares()[0].tolist()
+        return {"time": time, "leakage": leakage, "energy": energy}

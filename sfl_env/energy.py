@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .config import ComputeConfig, WirelessConfig
-from .latency import transfer_s
+from .latency import CostBatch, transfer_s
 from .ledger import RoundCost
 from .wireless import uplink_rate_bps
 
@@ -31,11 +31,28 @@ def round_energy_j(
     client_cycles_per_flop: ArrayLike | None = None,
 ) -> np.ndarray:
     """Joules each client spends in the round ``cost`` describes, shape (K,); ``client_cycles_per_flop``
-    is each client's (None: ``compute``'s for every client)."""
-    cpu_hz = np.asarray(client_cpu_hz, dtype=np.float64)
-    per_flop = compute.client_cycles_per_flop if client_cycles_per_flop is None else np.asarray(client_cycles_per_flop)
-    cycles = per_flop * cost.local_iters * (cost.client_forward_flops + cost.client_backward_flops)
+    is each client's (None: ``compute``'s for every client). This is :func:`round_energy_j_batch` for one
+    round."""
+    arrays = (bandwidth_share, uplink_gain, client_cpu_hz)
+    beta, gain, cpu_hz = (np.asarray(array, dtype=np.float64) for array in arrays)
+    per_flop = np.full(cost.num_clients, compute.client_cycles_per_flop) if client_cycles_per_flop is None \
+        else np.asarray(client_cycles_per_flop, dtype=np.float64)
+    return round_energy_j_batch(CostBatch.of([cost]), beta[None], gain[None], cpu_hz[None], per_flop[None],
+                                wireless, compute)[0]
+
+
+def round_energy_j_batch(
+    costs: CostBatch,
+    beta: np.ndarray,
+    gain: np.ndarray,
+    cpu_hz: np.ndarray,
+    cycles_per_flop: np.ndarray,
+    wireless: WirelessConfig,
+    compute: ComputeConfig,
+) -> np.ndarray:
+    """Joules each client spends in each of N rounds, (N, K), from (N, K) shares, gains, clocks and
+    cycles per FLOP, each round from its own row only."""
+    cycles = cycles_per_flop * costs.local_iters * (costs.client_forward_flops + costs.client_backward_flops)[:, None]
     compute_j = compute.effective_capacitance * cycles * cpu_hz**2
-    rate = uplink_rate_bps(bandwidth_share, uplink_gain, wireless.client_power_w, wireless.bandwidth_hz,
-                           wireless.noise_psd_w_per_hz)
-    return compute_j + wireless.client_power_w * transfer_s(cost.bits_up / cost.num_clients, rate)
+    rate = uplink_rate_bps(beta, gain, wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
+    return compute_j + wireless.client_power_w * transfer_s((costs.bits_up / costs.num_clients)[:, None], rate)

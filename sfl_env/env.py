@@ -157,8 +157,8 @@ class SFLEnv(PlanningInterface, gym.Env):
         self._traces = load_link_traces(wireless.link_trace) if wireless.link_trace is not None else None
         self._gain_range_db = self._observed_gain_range_db()
         self._top_flops = fastest_client_flops(self.config.compute)
-        self.pricer = RoundPricer(self.config, self.scheme, self.profile, convergence=self._convergence_term(),
-                                  leakage=self._leakage, reference_cut=self.cuts[0],
+        self.pricer = RoundPricer(self.config, self.scheme, self.profile, cuts=self.cuts,
+                                  convergence=self._convergence_term(), leakage=self._leakage,
                                   reference_state=self._nominal_state())
         self._trainer: RoundTrainer | None = None
         self._last: dict[str, Any] | None = None
@@ -343,16 +343,27 @@ class SFLEnv(PlanningInterface, gym.Env):
                 -float(path_loss_db(wireless.distance_m[0], *pl)) + 10.0 + spread)
 
     def _observation(self) -> np.ndarray:
-        low_db, high_db = self._gain_range_db
-        gain_db = 10 * np.log10(np.maximum(self._channel.gain, 1e-300))
-        index = self._previous_cut_index
-        previous = 0.0 if index is None else (index + 1) / len(self.cuts)
-        left = self._budget.left()
-        obs = np.concatenate([
-            (gain_db - low_db) / (high_db - low_db),
-            self._cpu.flops_per_s / self._top_flops,
-            [previous, self._round / self.config.max_rounds, self._accuracy,
-             self._loss / math.log(self._num_classes), self._latency_ratio / 4.0,
-             left["time"], left["leakage"], left["energy"]],
-        ])
-        return np.clip(obs, 0.0, 1.0).astype(np.float32)
+        index = -1 if self._previous_cut_index is None else self._previous_cut_index
+        return observations(self, gain=self._channel.gain[None], flops_per_s=self._cpu.flops_per_s[None],
+                            previous_index=np.array([index]), rounds=np.array([self._round]),
+                            accuracy=np.array([self._accuracy]), loss=np.array([self._loss]),
+                            latency_ratio=np.array([self._latency_ratio]), left=self._budget.left_shares())[0]
+
+
+def observations(env: SFLEnv, *, gain: np.ndarray, flops_per_s: np.ndarray, previous_index: np.ndarray,
+                 rounds: np.ndarray, accuracy: np.ndarray, loss: np.ndarray, latency_ratio: np.ndarray,
+                 left: np.ndarray) -> np.ndarray:
+    """The observations (E, 2K + 8) of E episodes of ``env``'s configuration (the card's layout), from
+    each episode's gains and FLOP/s (E, K), previous cut index (-1 before the first round), rounds done,
+    last accuracy, loss and latency ratio (E,) and budget shares left (E, 3)."""
+    low_db, high_db = env._gain_range_db
+    gain_db = 10 * np.log10(np.maximum(gain, 1e-300))
+    previous = np.where(previous_index < 0, 0.0, (previous_index + 1) / len(env.cuts))
+    obs = np.concatenate([
+        (gain_db - low_db) / (high_db - low_db),
+        flops_per_s / env._top_flops,
+        np.stack([previous, rounds / env.config.max_rounds, accuracy, loss / math.log(env._num_classes),
+                  latency_ratio / 4.0], axis=-1),
+        left,
+    ], axis=-1)
+    return np.clip(obs, 0.0, 1.0).astype(np.float32)

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .pricing import RoundState
+from .latency import CostBatch
+from .pricing import StateBatch
 
 
 class PlanningInterface:
@@ -68,13 +69,14 @@ class PlanningInterface:
         n, rng = len(self.cuts), np.random.default_rng(seed)
         gains, cpus = self._channel.sample_gains(rng, samples), self._cpu.sample_hz(rng, samples)
         latency, energy = np.zeros((samples, n)), np.zeros((samples, n, self.num_clients))
-        costs = [self.pricer.round_cost(cut, cut) for cut in self.cuts]
-        for draw in range(samples):
-            state = RoundState(gains[draw], cpus[draw], self._cpu.cycles_per_flop)
-            for index, cost in enumerate(costs):
-                allocation = self.pricer.allocate(cost, state)
-                latency[draw, index] = self.pricer.latency(cost, allocation, state).total_s
-                energy[draw, index] = self.pricer.energy_j(cost, allocation, state)
+        cycles = np.ascontiguousarray(np.broadcast_to(self._cpu.cycles_per_flop, gains.shape))
+        states = StateBatch(gains, cpus, cycles)
+        for index, cut in enumerate(self.cuts):  # every draw of a cut's round, priced as one batch
+            costs = CostBatch.of([self.pricer.round_cost(cut, cut)] * samples)
+            allocation = self.pricer.allocate_batch(costs, states)
+            latency[:, index] = self.pricer.latency_batch(costs, allocation.bandwidth_share,
+                                                          allocation.server_cpu_share, states).total_s
+            energy[:, index] = self.pricer.energy_batch(costs, allocation.bandwidth_share, states)
         leakage = np.array([np.nan if (spent := self.pricer.round_leakage(i)) is None else spent for i in range(n)])
         return {"latency_s": latency, "energy_j": energy, "leakage": leakage}
 

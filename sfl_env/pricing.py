@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers import Allocation, equal_split, solve
+from solvers import Allocation, AllocationBatch, equal_split, equal_split_batch, solve_batch
 
 from .config import EnvConfig
-from .energy import round_energy_j
-from .latency import LatencyBreakdown, allocation_problem, round_latency
+from .energy import round_energy_j_batch
+from .latency import (CostBatch, LatencyBatch, LatencyBreakdown, allocation_problem, allocation_problem_batch,
+                      round_latency_batch)
 from .ledger import RoundCost, round_cost
 from .profiling import ModelProfile
 from .schemes import Scheme
@@ -29,6 +30,19 @@ from .schemes import Scheme
 class RoundState:
     """The exogenous state one round is priced on: each client's uplink gain, CPU clock (Hz) and
     cycles per FLOP, arrays of shape (K,)."""
+
+    uplink_gain: np.ndarray
+    client_cpu_hz: np.ndarray
+    client_cycles_per_flop: np.ndarray
+
+    def batch(self) -> StateBatch:
+        """This state as a batch of one."""
+        return StateBatch(self.uplink_gain[None], self.client_cpu_hz[None], self.client_cycles_per_flop[None])
+
+
+@dataclass(frozen=True)
+class StateBatch:
+    """The exogenous states of N rounds, each field of :class:`RoundState` of shape (N, K)."""
 
     uplink_gain: np.ndarray
     client_cpu_hz: np.ndarray
@@ -50,23 +64,55 @@ class PricedRound:
     leakage: float | None
 
 
+@dataclass(frozen=True)
+class PricedBatch:
+    """N rounds priced, as :class:`PricedRound` field by field: ``terms`` and ``reward`` (N,),
+    ``energy_j`` (N, K) or None, ``leakage`` (N,) or None."""
+
+    allocation: AllocationBatch
+    latency: LatencyBatch
+    terms: dict[str, np.ndarray]
+    reward: np.ndarray
+    energy_j: np.ndarray | None
+    leakage: np.ndarray | None
+
+    def row(self, i: int) -> PricedRound:
+        """Round ``i`` as a :class:`PricedRound`."""
+        return PricedRound(self.allocation.row(i), self.latency.row(i),
+                           {name: float(value[i]) for name, value in self.terms.items()}, float(self.reward[i]),
+                           None if self.energy_j is None else self.energy_j[i],
+                           None if self.leakage is None else float(self.leakage[i]))
+
+
 class RoundPricer:
     """Prices rounds of one env configuration (see the module docstring).
 
-    ``convergence``: Gamma per cut index; ``leakage``: the distance correlation per cut index (None
-    without a table). ``reference_s`` (``T_ref``, the reward's unit) is one round at ``reference_cut``
-    (after itself) under an equal split in ``reference_state``: the env passes its shallowest cut and
-    the nominal cell, so that T_ref is a constant of the configuration."""
+    ``cuts``: the model's candidate cuts (cut index i is ``cuts[i]``); ``convergence``: Gamma per cut
+    index; ``leakage``: the distance correlation per cut index (None without a table).
+    ``reference_s`` (``T_ref``, the reward's unit) is one round at ``cuts[0]`` (after itself) under an
+    equal split in ``reference_state``: the env passes the nominal cell, so that T_ref is a constant of
+    the configuration.
 
-    def __init__(self, config: EnvConfig, scheme: Scheme, profile: ModelProfile, *, convergence: np.ndarray,
-                 leakage: np.ndarray | None, reference_cut: int, reference_state: RoundState) -> None:
-        self.config, self.scheme, self.profile = config, scheme, profile
-        self.convergence, self.leakage = convergence, leakage
-        reference = self.round_cost(reference_cut, reference_cut)
+    Every method prices a batch of rounds as arrays (``*_batch``), each round from its own row only;
+    the one-round methods are the batch of one, so a round priced alone equals the same round priced
+    in a batch, bit for bit."""
+
+    def __init__(self, config: EnvConfig, scheme: Scheme, profile: ModelProfile, *, cuts: tuple[int, ...],
+                 convergence: np.ndarray, leakage: np.ndarray | None, reference_state: RoundState) -> None:
+        self.config, self.scheme, self.profile, self.cuts = config, scheme, profile, tuple(cuts)
+        self.convergence, self.leakage = np.asarray(convergence, dtype=np.float64), leakage
+        # Every (cut, previous cut) pair's ledger, so that a batch gathers its rounds' costs by index.
+        previous = (None, *self.cuts)
+        self._costs = CostBatch.of([self.round_cost(cut, before) for cut in self.cuts for before in previous])
+        leakage_per_cut = np.full(len(self.cuts), np.nan) if leakage is None else np.asarray(leakage, np.float64)
+        self._leakage = np.zeros(len(self.cuts)) if not scheme.splits_model else leakage_per_cut
+        reference = self.round_cost(self.cuts[0], self.cuts[0])
         problem = allocation_problem(reference, reference_state.uplink_gain, reference_state.client_cpu_hz,
                                      config.wireless, config.compute,
                                      client_cycles_per_flop=reference_state.client_cycles_per_flop)
         self.reference_s = self.latency(reference, equal_split(problem), reference_state).total_s
+
+    # ------------------------------------------------------------------ one round
 
     def round_cost(self, cut: int, previous_cut: int | None) -> RoundCost:
         """The ledger of a round at ``cut`` after ``previous_cut`` (None: the first round). A scheme that
@@ -81,34 +127,22 @@ class RoundPricer:
 
     def allocate(self, cost: RoundCost, state: RoundState) -> Allocation:
         """The configured allocation of ``cost``'s round in ``state``: the solver's, or the equal split."""
-        # The env's own arrays are valid by construction; skipping their checks saves ~5 % of a step.
-        problem = allocation_problem(cost, state.uplink_gain, state.client_cpu_hz, self.config.wireless,
-                                     self.config.compute, client_cycles_per_flop=state.client_cycles_per_flop,
-                                     check_inputs=False)
-        if self.config.allocation == "equal":
-            return equal_split(problem)
-        return solve(problem, method=self.config.solver)
+        return self.allocate_batch(CostBatch.of([cost]), state.batch()).row(0)
 
     def latency(self, cost: RoundCost, allocation: Allocation, state: RoundState) -> LatencyBreakdown:
         """Seconds of ``cost``'s round by phase under ``allocation`` in ``state``."""
-        return round_latency(
-            cost, bandwidth_share=allocation.bandwidth_share, server_cpu_share=allocation.server_cpu_share,
-            uplink_gain=state.uplink_gain, client_cpu_hz=state.client_cpu_hz, wireless=self.config.wireless,
-            compute=self.config.compute, client_cycles_per_flop=state.client_cycles_per_flop, check_inputs=False,
-        )
+        return self.latency_batch(CostBatch.of([cost]), allocation.bandwidth_share[None],
+                                  allocation.server_cpu_share[None], state.batch()).row(0)
 
     def energy_j(self, cost: RoundCost, allocation: Allocation, state: RoundState) -> np.ndarray:
         """Joules each client spends in ``cost``'s round under ``allocation`` in ``state``, shape (K,)."""
-        return round_energy_j(cost, bandwidth_share=allocation.bandwidth_share, uplink_gain=state.uplink_gain,
-                              client_cpu_hz=state.client_cpu_hz, wireless=self.config.wireless,
-                              compute=self.config.compute, client_cycles_per_flop=state.client_cycles_per_flop)
+        return self.energy_batch(CostBatch.of([cost]), allocation.bandwidth_share[None], state.batch())[0]
 
     def round_leakage(self, cut_index: int) -> float | None:
         """The leakage a round at ``cut_index`` spends: its cut's distance correlation (0 for a scheme
         that sends no smashed data; None without a leakage table for this model)."""
-        if not self.scheme.splits_model:
-            return 0.0
-        return float(self.leakage[cut_index]) if self.leakage is not None else None
+        spent = self._leakage[cut_index]
+        return None if np.isnan(spent) else float(spent)
 
     def price(self, cost: RoundCost, state: RoundState, cut_index: int, violated: bool, *,
               energy: bool = True, allocation: Allocation | None = None) -> PricedRound:
@@ -116,18 +150,59 @@ class RoundPricer:
         ``violated``: the action broke the privacy constraint (its penalty is subtracted). ``energy``:
         also charge each client's joules (previews that only rank cuts skip it). ``allocation``: the
         round's allocation when the caller has already solved it (:meth:`allocate`)."""
+        solved = None
+        if allocation is not None:
+            solved = AllocationBatch(allocation.bandwidth_share[None], allocation.server_cpu_share[None],
+                                     np.array([allocation.latency_s]), (allocation.status,),
+                                     np.array([allocation.fallback]), allocation.method, allocation.solve_time_s)
+        priced = self.price_batch(CostBatch.of([cost]), state.batch(), np.array([cut_index]), np.array([violated]),
+                                  energy=energy, allocation=solved)
+        return priced.row(0)
+
+    # ------------------------------------------------------------------ a batch of rounds
+
+    def cost_batch(self, cut_index: np.ndarray, previous_index: np.ndarray) -> CostBatch:
+        """The ledgers of N rounds at cut indices ``cut_index`` after ``previous_index`` (-1: the first
+        round of its episode), both integer arrays of shape (N,)."""
+        return self._costs.take(cut_index * (len(self.cuts) + 1) + previous_index + 1)
+
+    def allocate_batch(self, costs: CostBatch, states: StateBatch) -> AllocationBatch:
+        """The configured allocation of each of N rounds (see :meth:`allocate`)."""
+        config = self.config
+        problems = allocation_problem_batch(costs, states.uplink_gain, states.client_cpu_hz,
+                                            states.client_cycles_per_flop, config.wireless, config.compute)
+        if config.allocation == "equal":
+            return equal_split_batch(problems)
+        return solve_batch(problems, method=config.solver)
+
+    def latency_batch(self, costs: CostBatch, bandwidth_share: np.ndarray, server_cpu_share: np.ndarray,
+                      states: StateBatch) -> LatencyBatch:
+        """Seconds of N rounds by phase under (N, K) shares (see :meth:`latency`)."""
+        return round_latency_batch(costs, bandwidth_share, server_cpu_share, states.uplink_gain,
+                                   states.client_cpu_hz, states.client_cycles_per_flop, self.config.wireless,
+                                   self.config.compute)
+
+    def energy_batch(self, costs: CostBatch, bandwidth_share: np.ndarray, states: StateBatch) -> np.ndarray:
+        """Joules each client spends in each of N rounds, (N, K) (see :meth:`energy_j`)."""
+        return round_energy_j_batch(costs, bandwidth_share, states.uplink_gain, states.client_cpu_hz,
+                                    states.client_cycles_per_flop, self.config.wireless, self.config.compute)
+
+    def price_batch(self, costs: CostBatch, states: StateBatch, cut_index: np.ndarray, violated: np.ndarray, *,
+                    energy: bool = True, allocation: AllocationBatch | None = None) -> PricedBatch:
+        """N rounds at cut indices ``cut_index`` (N,) priced at once (see :meth:`price`)."""
         if allocation is None:
-            allocation = self.allocate(cost, state)
-        latency = self.latency(cost, allocation, state)
+            allocation = self.allocate_batch(costs, states)
+        latency = self.latency_batch(costs, allocation.bandwidth_share, allocation.server_cpu_share, states)
         config, reference = self.config, self.reference_s
-        latency_term = latency.total_s / reference if reference > 0 else 0.0
-        gamma = float(self.convergence[cut_index])
-        terms = {"convergence": gamma, "latency": latency_term,
-                 "privacy_penalty": config.privacy_penalty if violated else 0.0}
+        latency_term = latency.total_s / reference if reference > 0 else np.zeros_like(latency.total_s)
+        gamma = self.convergence[cut_index]
+        penalty = np.where(violated, config.privacy_penalty, 0.0)
+        terms = {"convergence": gamma, "latency": latency_term, "privacy_penalty": penalty}
         if config.reward == "paper":
             reward = -(config.rho * gamma + (1.0 - config.rho) * latency_term)
         else:
             reward = -latency_term
-        return PricedRound(allocation, latency, terms, reward - terms["privacy_penalty"],
-                           self.energy_j(cost, allocation, state) if energy else None,
-                           self.round_leakage(cut_index))
+        leakage = self._leakage[cut_index]
+        return PricedBatch(allocation, latency, terms, reward - penalty,
+                           self.energy_batch(costs, allocation.bandwidth_share, states) if energy else None,
+                           None if np.isnan(leakage).any() else leakage)

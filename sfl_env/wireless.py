@@ -14,6 +14,8 @@ is SI (Hz, W, W/Hz, m, bit/s, cycles/s).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -56,101 +58,135 @@ class Channel:
     and ``rho = 0`` redraws it independently. A round that spans ``N = fading_blocks`` coherence
     intervals sees N independent fades (block fading); its fading power is their mean, ``|h|^2 ~
     Gamma(N, 1/N)`` (mean 1), the power the round's transfers average over. Slow mobility moves each
-    distance by a Gaussian step per round, reflected back into the configured range. All randomness
-    comes from ``rng``.
+    distance by a Gaussian step per round, reflected back into the configured range.
+
+    ``rng`` is one generator (one episode: the arrays have shape (K,)) or a sequence of E generators,
+    one per episode of a vectorised env (the arrays have shape (E, K), row e drawn from ``rng[e]``
+    alone, in the order one episode draws; :meth:`restart` begins new episodes in some rows). The one
+    episode is the batch of one, so an episode's channel is the same alone and in a batch.
     """
 
-    def __init__(self, num_clients: int, config: WirelessConfig, rng: np.random.Generator) -> None:
+    def __init__(self, num_clients: int, config: WirelessConfig,
+                 rng: np.random.Generator | Sequence[np.random.Generator]) -> None:
         check_int("num_clients", num_clients, low=1)
         self.num_clients = num_clients
         self.config = config
-        self._rng = rng
-        self._distance_m = rng.uniform(*config.distance_m, num_clients)
-        self._shadowing_db = rng.normal(0.0, config.shadowing_db, num_clients) if config.shadowing_db > 0 \
-            else np.zeros(num_clients)
-        self._path_gain = self._compute_path_gain()
-        self._fading = self._innovation()
-        self._power = self._block_power()
+        self._single = isinstance(rng, np.random.Generator)
+        rngs = [rng] if self._single else list(rng)
+        shape = (len(rngs), num_clients)
+        self._rngs: list[np.random.Generator] = [None] * len(rngs)  # type: ignore[list-item]
+        self._distance_m, self._shadowing_db = np.zeros(shape), np.zeros(shape)
+        self._fading, self._power = np.ones(shape, dtype=np.complex128), np.ones(shape)
+        self._path_gain = np.zeros(shape)
+        self.restart(np.arange(len(rngs)), rngs)
+
+    def restart(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        """Begins a new episode in each of ``rows``, drawn from the matching generator of ``rngs``."""
+        config, k = self.config, self.num_clients
+        low, high = config.distance_m
+        rayleigh = config.fading == "rayleigh"
+        for row, rng in zip(rows, rngs):
+            self._rngs[row] = rng
+            self._distance_m[row] = rng.uniform(low, high, k)
+            self._shadowing_db[row] = rng.normal(0.0, config.shadowing_db, k) if config.shadowing_db > 0 else 0.0
+            if config.fading != "none":
+                real, imag = rng.normal(0.0, np.sqrt(0.5), (2, k))
+                self._fading[row] = real + 1j * imag
+            if rayleigh and config.fading_blocks > 1:
+                others = rng.exponential(1.0, (1, config.fading_blocks - 1, k))
+                self._power[row] = _block_power(self._fading[row][None], others, config.fading_blocks)[0]
+            else:
+                self._power[row] = np.abs(self._fading[row]) ** 2
+        self._path_gain[rows] = large_scale_gain(self._distance_m[rows], config, self._shadowing_db[rows])
         self._gain = self._compute_gain()
 
-    def step(self, elapsed_s: float) -> None:
-        """Advances past a round that lasted ``elapsed_s`` simulated seconds: new fading state, the
-        shadowing's move over ``elapsed_s``, then the mobility step of every distance."""
-        rho = self.config.fading_correlation
-        if self.config.fading == "rayleigh" and rho == 0:
-            self._fading = self._innovation()  # independent redraw
-        elif self.config.fading == "rayleigh":
-            self._fading = rho * self._fading + np.sqrt(1.0 - rho**2) * self._innovation()
-        self._power = self._block_power()
-        moved_m = self.config.speed_m_per_s * elapsed_s
-        shadowing_moves = self.config.shadowing_db > 0 and moved_m > 0
-        if shadowing_moves:
-            kept = np.exp(-moved_m / self.config.shadowing_decorrelation_m)
-            innovation = self._rng.normal(0.0, self.config.shadowing_db, self.num_clients)
-            self._shadowing_db = kept * self._shadowing_db + np.sqrt(1.0 - kept**2) * innovation
-        if self.config.mobility_m_per_round > 0:
-            moved = self._distance_m + self._rng.normal(0.0, self.config.mobility_m_per_round, self.num_clients)
-            self._distance_m = _reflect(moved, *self.config.distance_m)
-        if shadowing_moves or self.config.mobility_m_per_round > 0:
-            self._path_gain = self._compute_path_gain()
+    def step(self, elapsed_s: float | np.ndarray) -> None:
+        """Advances every episode past a round that lasted ``elapsed_s`` simulated seconds (one value, or
+        one per episode): new fading state, the shadowing's move over ``elapsed_s``, then the mobility
+        step of every distance."""
+        config, k = self.config, self.num_clients
+        rho, blocks = config.fading_correlation, config.fading_blocks
+        rayleigh = config.fading == "rayleigh"
+        moved_m = config.speed_m_per_s * np.broadcast_to(np.asarray(elapsed_s, dtype=np.float64), (len(self._rngs),))
+        moves = (moved_m > 0) if config.shadowing_db > 0 else np.zeros(len(self._rngs), dtype=bool)
+        episodes = len(self._rngs)
+        # Each episode draws from its own generator, in this order; N(0, s) is s times a standard draw.
+        innovation = np.empty((episodes, 2, k)) if rayleigh else None
+        others = np.empty((episodes, blocks - 1, k)) if rayleigh and blocks > 1 else None
+        shadowing_draw = np.zeros((episodes, k)) if moves.any() else None
+        mobility_draw = np.empty((episodes, k)) if config.mobility_m_per_round > 0 else None
+        for row, rng in enumerate(self._rngs):
+            if innovation is not None:
+                rng.standard_normal(out=innovation[row])
+            if others is not None:
+                rng.standard_exponential(out=others[row])
+            if moves[row]:
+                rng.standard_normal(out=shadowing_draw[row])
+            if mobility_draw is not None:
+                rng.standard_normal(out=mobility_draw[row])
+        if innovation is not None:
+            fresh = np.sqrt(0.5) * innovation[:, 0] + 1j * (np.sqrt(0.5) * innovation[:, 1])
+            self._fading = fresh if rho == 0 else rho * self._fading + np.sqrt(1.0 - rho**2) * fresh
+        self._power = _block_power(self._fading, others, blocks) if others is not None else np.abs(self._fading) ** 2
+        if shadowing_draw is not None:
+            shadowing_draw = config.shadowing_db * shadowing_draw
+        if mobility_draw is not None:
+            mobility_draw = config.mobility_m_per_round * mobility_draw
+        if shadowing_draw is not None:
+            kept = np.exp(-moved_m / config.shadowing_decorrelation_m)[:, None]
+            moved = kept * self._shadowing_db + np.sqrt(1.0 - kept**2) * shadowing_draw
+            self._shadowing_db = np.where(moves[:, None], moved, self._shadowing_db)
+        if mobility_draw is not None:
+            self._distance_m = _reflect(self._distance_m + mobility_draw, *config.distance_m)
+        if shadowing_draw is not None or mobility_draw is not None:
+            self._path_gain = large_scale_gain(self._distance_m, config, self._shadowing_db)
         self._gain = self._compute_gain()
 
     def sample_gains(self, rng: np.random.Generator, samples: int) -> np.ndarray:
         """(samples, K) gains of a round drawn from the fading distribution at the current distances and
         shadowing (which persists over seconds), from ``rng``: what a planner may know of the coming
-        rounds. Moves no state of the channel."""
+        rounds. Moves no state of the channel. One episode only."""
         blocks, shape = self.config.fading_blocks, (samples, self.num_clients)
         fading = rng.gamma(blocks, 1.0 / blocks, shape) if self.config.fading == "rayleigh" else np.ones(shape)
-        return self._path_gain * fading
+        return self.path_gain * fading
+
+    def _view(self, array: np.ndarray) -> np.ndarray:
+        return array[0] if self._single else array
 
     @property
     def distance_m(self) -> np.ndarray:
-        return self._distance_m.copy()
+        return self._view(self._distance_m).copy()
 
     @property
     def path_gain(self) -> np.ndarray:
         """``10^(-(PL_k - X_k)/10)``: each client's gain at its current distance and shadowing, without
         fading (the large-scale gain)."""
-        return self._path_gain.copy()
+        return self._view(self._path_gain).copy()
 
     @property
     def shadowing_db(self) -> np.ndarray:
-        return self._shadowing_db.copy()
+        return self._view(self._shadowing_db).copy()
 
     @property
     def fading_power(self) -> np.ndarray:
         """``|h_k|^2`` of this round (1 without fading)."""
-        return self._power
-
-    def _block_power(self) -> np.ndarray:
-        """``|h|^2`` of the round: its first block's fade (the Gauss-Markov state) averaged with the
-        ``fading_blocks - 1`` independent fades of the round's other coherence intervals."""
-        power = np.abs(self._fading) ** 2
-        blocks = self.config.fading_blocks
-        if blocks > 1 and self.config.fading == "rayleigh":
-            others = self._rng.exponential(1.0, (blocks - 1, self.num_clients))
-            power = (power + others.sum(0)) / blocks
-        return power
+        return self._view(self._power)
 
     @property
     def gain(self) -> np.ndarray:
-        """Linear power gain ``g_k = 10^(-PL_k/10) |h_k|^2`` of each client, shape (K,), read-only."""
-        return self._gain
-
-    def _compute_path_gain(self) -> np.ndarray:
-        """``10^(-(PL_k - X_k)/10)`` of each client (recomputed only when distances or shadowing move)."""
-        return large_scale_gain(self._distance_m, self.config, self._shadowing_db)
+        """Linear power gain ``g_k = 10^(-PL_k/10) |h_k|^2`` of each client, shape (K,) (or (E, K)), read-only."""
+        return self._view(self._gain)
 
     def _compute_gain(self) -> np.ndarray:
-        gain = self._path_gain * self.fading_power
+        gain = self._path_gain * self._power
         gain.setflags(write=False)
         return gain
 
-    def _innovation(self) -> np.ndarray:
-        if self.config.fading == "none":
-            return np.ones(self.num_clients, dtype=np.complex128)
-        real, imag = self._rng.normal(0.0, np.sqrt(0.5), (2, self.num_clients))
-        return real + 1j * imag
+
+def _block_power(fading: np.ndarray, others: np.ndarray, blocks: int) -> np.ndarray:
+    """``|h|^2`` of a round: its first block's fade (the Gauss-Markov state, (E, K)) averaged with the
+    ``blocks - 1`` independent fades ``others`` (E, blocks - 1, K) of the round's other coherence intervals."""
+    return (np.abs(fading) ** 2 + others.sum(axis=1)) / blocks
 
 
 def _reflect(x: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -5,6 +5,9 @@
 ``"cvxpy"`` (the same problem as a compiled cvxpy program solved by Clarabel, the reference).
 A failed solve never raises: it returns the equal split with ``fallback=True`` and a status
 that says what failed.
+
+``solve_batch(batch, method)`` does the same for the N problems of a :class:`ProblemBatch` at once
+(:mod:`solvers.batch`): row i of its :class:`AllocationBatch` is ``solve(batch.problem(i), method)``'s.
 """
 
 from __future__ import annotations
@@ -14,17 +17,24 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import batch as batched
 from . import exact
+from .batch import AllocationBatch, ProblemBatch, equal_split_batch, iteration_latency_batch
 from .problem import Allocation, ResourceProblem, iteration_latency, shannon_rate_bps, uplink_rate
 
 __all__ = [
     "SOLVER_METHODS",
     "Allocation",
+    "AllocationBatch",
+    "ProblemBatch",
     "ResourceProblem",
     "equal_split",
+    "equal_split_batch",
     "iteration_latency",
+    "iteration_latency_batch",
     "shannon_rate_bps",
     "solve",
+    "solve_batch",
     "uplink_rate",
 ]
 
@@ -84,6 +94,15 @@ def solve(problem: ResourceProblem, method: str = "exact") -> Allocation:
         status = failure
     beta, phi, latency = _equal_shares(problem)
     return Allocation(beta, phi, latency, status, time.perf_counter() - start, method, True)
+
+
+def solve_batch(batch: ProblemBatch, method: str = "exact") -> AllocationBatch:
+    """:func:`solve` of every problem of ``batch``, as one :class:`AllocationBatch`.
+
+    With ``method="exact"`` the rows it can are solved together (see :mod:`solvers.batch`), each
+    row's result bitwise independent of the other rows; the rest go to :func:`solve` one by one.
+    """
+    return batched.solve_batch(batch, method, solve_row=solve, round_off=_ROUND_OFF)
 
 
 def _equal_shares(problem: ResourceProblem) -> tuple[np.ndarray, np.ndarray, float]:

@@ -193,19 +193,22 @@ def test_privacy_mask_refuses_or_penalises():
 
 
 def test_a_failed_solve_falls_back_and_says_so(monkeypatch):
-    import sfl_env.pricing as pricing
+    from solvers import batch, exact
 
-    def broken(problem, method="exact"):
-        from solvers import equal_split
-        import dataclasses
+    def unsolved(problems):  # the batched iteration gives every row to the one-problem solver
+        n, k = problems.num_problems, problems.num_clients
+        return np.zeros(n, dtype=bool), np.full((n, k), np.nan), np.full((n, k), np.nan)
 
-        return dataclasses.replace(equal_split(problem), status="solver_error", fallback=True)
+    def broken(problem):
+        raise exact.ExactSolverError("no convergence")
 
-    monkeypatch.setattr(pricing, "solve", broken)
+    monkeypatch.setattr(batch, "_solve_exact_rows", unsolved)
+    monkeypatch.setattr(exact, "solve_exact", broken)
     env = make()
     env.reset(seed=0)
     _, reward, _, _, info = env.step(0)
-    assert info["solver"]["fallback"] and info["solver"]["status"] == "solver_error" and np.isfinite(reward)
+    assert info["solver"]["fallback"] and info["solver"]["status"].startswith("solver_error") and np.isfinite(reward)
+    np.testing.assert_allclose(info["allocation"]["bandwidth_share"], 1.0 / env.unwrapped.num_clients)
 
 
 def test_a_diverged_round_ends_the_episode():

@@ -10,6 +10,7 @@ implements the :class:`~sfl_env.training.RoundTrainer` protocol with it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,7 +23,58 @@ from .calibration import calibration_for
 from .curve import TrainingCurveModel, ar1_noise
 from .protocol import RoundOutcome
 
-__all__ = ["AnalyticTrainer", "TrainingCurveModel", "ar1_noise", "build_analytic_trainer"]
+__all__ = ["AnalyticRuns", "AnalyticTrainer", "TrainingCurveModel", "ar1_noise", "build_analytic_trainer"]
+
+
+class AnalyticRuns:
+    """E runs of the analytic twin as arrays, one per episode of a vectorised env (E = 1 for one).
+
+    Each run follows the fitted curve at its own pace (drawn once from its generator when the
+    calibration has a pace spread) with its own AR(1) fluctuation (one draw per round from its
+    generator). Row e draws from ``rngs[e]`` alone, so a run is the same alone and in a batch;
+    :meth:`restart` begins new runs in some rows.
+    """
+
+    def __init__(self, config: SFLConfig, model: SplitModel, curve: TrainingCurveModel,
+                 rngs: Sequence[np.random.Generator]) -> None:
+        if len(curve.speed) != len(model.cuts):
+            raise ConfigError(
+                f"the curve model has {len(curve.speed)} cut speeds but model {model.name!r} has {len(model.cuts)} cuts"
+            )
+        self.config, self.model, self.curve = config, model, curve
+        self.scheme = get_scheme(config.scheme)
+        # The speed of a round at each cut index (a scheme that does not split trains at the speed of cut 1).
+        cuts = model.cuts if self.scheme.splits_model else (1,) * len(model.cuts)
+        self.speed_per_index = np.array([curve.speed[cut - 1] for cut in cuts])
+        self._innovation_std = curve.acc_noise_std * math.sqrt(1.0 - curve.acc_noise_corr**2)
+        runs = len(rngs)
+        self.rngs: list[np.random.Generator] = [None] * runs  # type: ignore[list-item]
+        self.progress, self.noise, self.pace = np.zeros(runs), np.zeros(runs), np.ones(runs)
+        self.round_index = np.zeros(runs, dtype=np.int64)
+        self.restart(np.arange(runs), rngs)
+
+    def restart(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        """Begins a new run in each of ``rows``, drawn from the matching generator of ``rngs``."""
+        curve = self.curve
+        for row, rng in zip(rows, rngs):
+            self.rngs[row] = rng
+            self.noise[row] = rng.normal(0.0, curve.acc_noise_std)
+            # This run's pace; drawn only when the calibration has one, so older fits replay unchanged.
+            self.pace[row] = np.exp(rng.normal(0.0, curve.pace_log_std)) if curve.pace_log_std > 0 else 1.0
+        self.progress[rows], self.round_index[rows] = 0.0, 0
+
+    def run_round(self, cut_index: np.ndarray) -> dict[str, np.ndarray]:
+        """One round of every run at its cut index (E,): ``train_loss``, ``test_accuracy`` and
+        ``test_loss`` (NaN where the round is not evaluated), arrays of shape (E,)."""
+        self.progress = self.progress + self.pace * self.speed_per_index[cut_index]
+        self.round_index = self.round_index + 1
+        draws = np.array([rng.normal(0.0, self._innovation_std) for rng in self.rngs])
+        self.noise = self.curve.acc_noise_corr * self.noise + draws
+        loss = self.curve.loss(self.progress)
+        evaluated = self.round_index % self.config.eval_every == 0
+        accuracy = np.minimum(np.maximum(self.curve.accuracy(self.progress) + self.noise, 0.0), 1.0)
+        return {"train_loss": loss, "test_accuracy": np.where(evaluated, accuracy, np.nan),
+                "test_loss": np.where(evaluated, loss, np.nan)}
 
 
 class AnalyticTrainer:
@@ -31,7 +83,8 @@ class AnalyticTrainer:
     ``run_round(cut)`` returns the curve model's loss after the accumulated progress and its accuracy
     plus the fitted AR(1) fluctuation drawn from ``rng`` (clipped to [0, 1]), at the run's pace (drawn
     once from ``rng`` when the calibration has a pace spread). It costs microseconds per round; the
-    round's cost is priced as real training's is (:class:`~sfl_env.pricing.RoundPricer`).
+    round's cost is priced as real training's is (:class:`~sfl_env.pricing.RoundPricer`). It is one
+    run of :class:`AnalyticRuns`.
     """
 
     def __init__(
@@ -43,39 +96,39 @@ class AnalyticTrainer:
         bits_per_value: int = 32,
         rng: np.random.Generator | None = None,
     ) -> None:
-        if len(curve.speed) != len(model.cuts):
-            raise ConfigError(
-                f"the curve model has {len(curve.speed)} cut speeds but model {model.name!r} has {len(model.cuts)} cuts"
-            )
-        self.config, self.model, self.curve = config, model, curve
-        self.scheme = get_scheme(config.scheme)
-        self.profile = profile_model(model, bits_per_value)
-        self.progress, self.round_index, self.cut = 0.0, 0, None
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        self._noise = self.rng.normal(0.0, curve.acc_noise_std)
-        # This run's pace; drawn only when the calibration has one, so older fits replay unchanged.
-        self.pace = math.exp(self.rng.normal(0.0, curve.pace_log_std)) if curve.pace_log_std > 0 else 1.0
+        self.runs = AnalyticRuns(config, model, curve, [self.rng])
+        self.config, self.model, self.curve, self.scheme = config, model, curve, self.runs.scheme
+        self.profile = profile_model(model, bits_per_value)
+        self.cut: int | None = None
+
+    @property
+    def progress(self) -> float:
+        return float(self.runs.progress[0])
+
+    @property
+    def round_index(self) -> int:
+        return int(self.runs.round_index[0])
+
+    @property
+    def pace(self) -> float:
+        return float(self.runs.pace[0])
 
     def resplit(self, cut: int) -> None:
         self.cut = self.model.check_cut(cut) if self.scheme.splits_model else self.model.num_blocks
 
     def test_metrics(self) -> tuple[float, float]:
         """Test accuracy (with its fluctuation) and test loss after the progress so far."""
-        accuracy = min(max(self.curve.accuracy(self.progress) + self._noise, 0.0), 1.0)
-        return accuracy, self.curve.loss(self.progress)
+        runs = self.runs
+        accuracy = min(max(float(self.curve.accuracy(runs.progress)[0] + runs.noise[0]), 0.0), 1.0)
+        return accuracy, float(self.curve.loss(runs.progress)[0])
 
     def run_round(self, cut: int) -> RoundOutcome:
         self.resplit(cut)
-        speed_cut = self.cut if self.scheme.splits_model else 1
-        self.progress += self.pace * self.curve.speed[speed_cut - 1]
-        self.round_index += 1
-        corr, std = self.curve.acc_noise_corr, self.curve.acc_noise_std
-        self._noise = corr * self._noise + self.rng.normal(0.0, std * math.sqrt(1.0 - corr**2))
-        evaluated = self.round_index % self.config.eval_every == 0
-        acc, loss = self.test_metrics() if evaluated else (math.nan, math.nan)
-        train_loss = loss if evaluated else self.curve.loss(self.progress)  # the curve's loss either way
-        return RoundOutcome(round_index=self.round_index, train_loss=train_loss, test_accuracy=acc,
-                            test_loss=loss, diverged=False)
+        metrics = self.runs.run_round(np.array([self.model.cuts.index(cut)]))
+        return RoundOutcome(round_index=self.round_index, train_loss=float(metrics["train_loss"][0]),
+                            test_accuracy=float(metrics["test_accuracy"][0]),
+                            test_loss=float(metrics["test_loss"][0]), diverged=False)
 
 
 def build_analytic_trainer(
