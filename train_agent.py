@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "stops at exactly this step (with --n-envs N at the first multiple of N at or past "
                              "it), so PPO and A2C leave the rollout they were collecting untrained")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-envs", type=int, default=1, help="parallel envs; > 1 runs them in subprocesses")
+    parser.add_argument("--n-envs", type=int, default=1,
+                        help="episodes stepped at once: an analytic id steps them as arrays in its native vector env, "
+                             "in this process; a real-training id runs them in subprocesses when > 1")
     parser.add_argument("--out", default=None, help="run folder (default runs/<agent>__<env-id>__<seed>)")
     parser.add_argument("--eval-freq", type=int, default=None, help="env steps between evaluations (default total/10)")
     parser.add_argument("--eval-episodes", type=int, default=5)
