@@ -62,7 +62,8 @@ DEFAULT_CHECKPOINT_FREQ = 5
 ALGORITHM_STATE = "algorithm"  # RLlib's save_to_path folder inside checkpoint/
 # options that define a run: a --resume keeps the run's own values and refuses different ones
 RUN_DEFINING = {"algorithm": "agent", "env_id": "env_id", "env_kwargs": "env_kwargs", "training": "training",
-                "seed": "seed", "env_runners": "env_runners", "checkpoint_freq": "checkpoint_freq"}
+                "seed": "seed", "env_runners": "env_runners", "envs_per_runner": "envs_per_runner",
+                "checkpoint_freq": "checkpoint_freq"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"written at the end")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--env-runners", type=int, default=0, help="remote env runners (0: sample in the driver)")
+    parser.add_argument("--envs-per-runner", type=int, default=None,
+                        help="episodes each runner steps at once (default 1); an analytic id's in its native vector "
+                             "env, as arrays")
     parser.add_argument("--address", default=None, help="Ray cluster to join ('auto'); default: a local Ray")
     parser.add_argument("--out", default=None, help="run folder (default runs/<algorithm>__<env-id>__<seed>)")
     parser.add_argument("--resume", action="store_true",
@@ -106,6 +110,7 @@ def new_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> d
     out = Path(args.out or f"runs/{args.algorithm}__{args.env_id}__{args.seed}")
     return {"agent": args.algorithm, "env_id": args.env_id, "env_kwargs": env_kwargs, "training": training,
             "seed": args.seed, "iterations": args.iterations or DEFAULT_ITERATIONS, "env_runners": args.env_runners,
+            "envs_per_runner": args.envs_per_runner or 1,
             "checkpoint_freq": args.checkpoint_freq or DEFAULT_CHECKPOINT_FREQ, "run_name": out.name}
 
 
@@ -128,6 +133,7 @@ def resume_settings(args: argparse.Namespace, parser: argparse.ArgumentParser, r
         parser.error(f"--resume: {path} is corrupt or foreign ({error}); it cannot be resumed")
     config.setdefault("env_kwargs", {})
     config.setdefault("training", {})
+    config.setdefault("envs_per_runner", 1)  # runs from before the option stepped one episode per runner
     config.setdefault("checkpoint_freq", args.checkpoint_freq or DEFAULT_CHECKPOINT_FREQ)
     for dest in sorted(given & set(RUN_DEFINING)):
         key, value = RUN_DEFINING[dest], getattr(args, dest)
@@ -154,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for name, value, low in (("--iterations", args.iterations, 1), ("--env-runners", args.env_runners, 0),
-                             ("--checkpoint-freq", args.checkpoint_freq, 1)):
+                             ("--envs-per-runner", args.envs_per_runner, 1), ("--checkpoint-freq", args.checkpoint_freq, 1)):
         if value is not None and value < low:
             parser.error(f"{name}={value} is out of range; allowed: an integer >= {low}")
     if args.resume:
@@ -188,7 +194,8 @@ def prepare(settings: dict[str, Any], parser: argparse.ArgumentParser) -> tuple[
         probe = gym.make(settings["env_id"], **settings["env_kwargs"])  # env options are checked here
         probe.reset(seed=0)
         config = algorithm_config(settings["agent"], settings["env_id"], settings["env_kwargs"], seed=settings["seed"],
-                                  num_env_runners=settings["env_runners"], **settings["training"])
+                                  num_env_runners=settings["env_runners"],
+                                  num_envs_per_env_runner=settings["envs_per_runner"], **settings["training"])
     except (ValueError, TypeError) as error:
         parser.error(str(error))
     except ImportError as error:

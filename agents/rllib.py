@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sfl_env.errors import ConfigError, CorruptFileError, did_you_mean
-from sfl_env.rllib import make_env, register, uses_masks
+from sfl_env.rllib import has_native_vector_env, make_env, register, uses_masks
 from sfl_env.storage import WriteError, sync_folder, sync_tree
 
 from .base import Agent, masked_argmax
@@ -234,13 +234,15 @@ def check_training(algorithm: str, training: Mapping[str, Any]) -> dict[str, Any
 
 
 def algorithm_config(algorithm: str, env_id: str, env_kwargs: dict[str, Any], seed: int = 0,
-                     num_env_runners: int = 0, **training: Any) -> Any:
+                     num_env_runners: int = 0, num_envs_per_env_runner: int = 1, **training: Any) -> Any:
     """The RLlib ``AlgorithmConfig`` of ``algorithm`` (one of :data:`RLLIB_ALGORITHMS`) on task ``env_id``.
 
     ``env_kwargs`` become RLlib's ``env_config`` (the ``gym.make`` keywords); ``training`` are
     ``AlgorithmConfig.training`` options (``lr``, ``train_batch_size_per_learner``, ...; passed as given:
     ``train_rllib.py`` checks them first with :func:`parse_training`). With ``num_env_runners=0`` the
-    driver samples; with more, each runner builds the env by name.
+    driver samples; with more, each runner builds the env by name. Each runner steps
+    ``num_envs_per_env_runner`` episodes: an analytic id's in its native vector env (as arrays, in the
+    runner's process), a real id's in a Gymnasium ``SyncVectorEnv`` of single envs.
     """
     if algorithm not in RLLIB_ALGORITHMS:
         raise ConfigError(f"unknown RLlib algorithm {algorithm!r}; allowed: {', '.join(RLLIB_ALGORITHMS)}")
@@ -254,7 +256,8 @@ def algorithm_config(algorithm: str, env_id: str, env_kwargs: dict[str, Any], se
     else:
         from ray.rllib.algorithms.dqn import DQNConfig as Config
     config = (Config().environment(env_id, env_config=dict(env_kwargs))
-              .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=1)
+              .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs_per_env_runner,
+                           gym_env_vectorize_mode="vector_entry_point" if has_native_vector_env(env_id) else "sync")
               .debugging(seed=seed).training(**training))
     if masks:
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec

@@ -60,14 +60,28 @@ def test_the_masked_env_passes_gymnasium_and_sb3_checks_and_carries_the_mask():
     assert isinstance(plain.observation_space, gym.spaces.Box)  # no mask in play: the plain observation
 
 
+def test_an_env_runner_asking_for_several_episodes_gets_the_native_vector_env_masked_alike():
+    vector = sfl_env.rllib.make_env("SFLEnvAnalytic-v0", MASKED | {"num_envs": 3})
+    obs, _ = vector.reset(seed=0)
+    assert vector.single_observation_space == sfl_env.rllib.make_env("SFLEnvAnalytic-v0", MASKED).observation_space
+    assert obs["observations"].shape == (3, vector.single_observation_space["observations"].shape[0])
+    np.testing.assert_array_equal(obs["action_mask"], [[0.0, 1.0, 1.0]] * 3)
+    assert vector.observation_space.contains(obs)
+    obs, *_ = vector.step(np.array([1, 2, 1]))
+    assert vector.observation_space.contains(obs)
+    with pytest.raises(ConfigError, match="no native vector env"):
+        sfl_env.rllib.make_env("SFLEnv-v0", {"num_envs": 2})
+
+
 def test_masked_ppo_trains_in_a_remote_env_runner_and_never_sends_a_masked_cut(local_ray):
-    algorithm = algorithm_config("rllib-ppo", "SFLEnvAnalytic-v0", MASKED, num_env_runners=1, **SMALL).build_algo()
+    algorithm = algorithm_config("rllib-ppo", "SFLEnvAnalytic-v0", MASKED, num_env_runners=1,
+                                 num_envs_per_env_runner=4, **SMALL).build_algo()
     try:
-        # the env lives in the remote runner, built there from the registered name
+        # the env lives in the remote runner, built there from the registered name: the native vector env
         built = algorithm.env_runner_group.foreach_env_runner(
-            lambda runner: (runner.config.env, type(runner.env.unwrapped.envs[0].unwrapped).__name__),
+            lambda runner: (runner.config.env, type(runner.env.unwrapped).__name__, runner.env.unwrapped.num_envs),
             local_env_runner=False)
-        assert built == [("SFLEnvAnalytic-v0", "SFLEnv")]
+        assert built == [("SFLEnvAnalytic-v0", "SFLVectorEnv", 4)]
         # with privacy="mask" a forbidden cut raises inside the env, so sampling would fail on the first one
         result = algorithm.train()
         assert result["env_runners"]["num_env_steps_sampled_lifetime"] >= SMALL["train_batch_size_per_learner"]
