@@ -68,8 +68,8 @@ class AnalyticRuns:
         ``test_loss`` (NaN where the round is not evaluated), arrays of shape (E,)."""
         self.progress = self.progress + self.pace * self.speed_per_index[cut_index]
         self.round_index = self.round_index + 1
-        draws = np.array([rng.normal(0.0, self._innovation_std) for rng in self.rngs])
-        self.noise = self.curve.acc_noise_corr * self.noise + draws
+        draws = np.array([rng.standard_normal() for rng in self.rngs])  # N(0, s) is s times a standard draw
+        self.noise = self.curve.acc_noise_corr * self.noise + self._innovation_std * draws
         loss = self.curve.loss(self.progress)
         evaluated = self.round_index % self.config.eval_every == 0
         accuracy = np.minimum(np.maximum(self.curve.accuracy(self.progress) + self.noise, 0.0), 1.0)
