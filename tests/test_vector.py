@@ -69,6 +69,31 @@ def test_privacy_penalty_and_budgets_match_too():
         pending = terminated | truncated
 
 
+def test_failures_and_their_terminal_costs_match_too():
+    # budgets tight enough that episodes fail on time, leakage or energy and pay the terminal cost
+    kwargs = dict(time_budget_s=6.0, leakage_budget=8.0, energy_budget_j=1.5, max_rounds=40)
+    vector = gym.make_vec("SFLEnvAnalytic-v0", num_envs=4, **kwargs)
+    singles = [gym.make("SFLEnvAnalytic-v0", **kwargs) for _ in range(4)]
+    rng, pending, ends = np.random.default_rng(3), np.zeros(4, dtype=bool), set()
+    obs, infos = vector.reset(seed=40)
+    for e, env in enumerate(singles):
+        np.testing.assert_array_equal(obs[e], env.reset(seed=40 + e)[0])
+    for _ in range(60):
+        actions = rng.integers(0, vector.single_action_space.n, 4)
+        obs, rewards, terminated, truncated, infos = vector.step(actions)
+        for e, env in enumerate(singles):
+            if pending[e]:
+                expected = env.reset()[0]
+            else:
+                expected, reward, done, cut_short, info = env.step(int(actions[e]))
+                assert (rewards[e], terminated[e], truncated[e]) == (reward, done, cut_short)
+                assert (infos["terminal_cost"][e], infos["episode_end"][e]) == (info["terminal_cost"], info["episode_end"])
+                ends.add(info["episode_end"])
+            np.testing.assert_array_equal(obs[e], expected)
+        pending = terminated | truncated
+    assert {"time_budget", "energy_budget"} <= ends  # failures happened and were compared
+
+
 def test_a_batch_of_one_is_the_single_env():
     vector = gym.make_vec("SFLEnvDynamicAnalytic-v0", num_envs=1, max_rounds=20)
     _play(vector, [gym.make("SFLEnvDynamicAnalytic-v0", max_rounds=20)], seed=5, steps=30,
