@@ -86,7 +86,7 @@ from .data import check_fits_data, dataset_metadata, dataset_shape, load_config_
 from .errors import ActionError, ConfigError
 from .memory import check_training_memory, training_memory
 from .link_traces import TraceChannel, gain_for_rate, load_link_traces, nominal_trace_gain
-from .models import build_model
+from .models import SplitModel, build_model
 from .planning import PlanningInterface
 from .pricing import RoundPricer, RoundState
 from .privacy import allowed_cuts
@@ -278,6 +278,17 @@ class SFLEnv(PlanningInterface, gym.Env):
         self._trainer = None
 
     # ------------------------------------------------------------------ one step, piece by piece
+
+    @property
+    def model(self) -> SplitModel:
+        """The split model of this configuration (the twin prices it in every episode; real training
+        builds its own from each episode's seed)."""
+        return self._probe_model
+
+    @property
+    def curve(self) -> TrainingCurveModel | None:
+        """The twin's fitted training curve (None for real training with the profiled convergence term)."""
+        return self._curve
 
     @property
     def _num_classes(self) -> int:

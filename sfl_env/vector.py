@@ -49,6 +49,9 @@ from .training.analytic import AnalyticRuns
 from .wireless import Channel
 
 
+_END_NAMES = np.array([*ENDS, "max_rounds", None], dtype=object)  # an end code's name; -1 is None
+
+
 class SFLVectorEnv(VectorEnv):
     """``num_envs`` episodes of one analytic env configuration, stepped as arrays (module docstring)."""
 
@@ -88,7 +91,7 @@ class SFLVectorEnv(VectorEnv):
         self._mask = env.action_masks()
         allowed = np.flatnonzero(self._mask)
         self._nearest_allowed = np.array([allowed[np.argmin(np.abs(allowed - i))] for i in range(len(self.cuts))])
-        self._model, self._curve = env._probe_model, env._curve
+        self._model, self._curve = env.model, env.curve
         self._np_randoms: list[np.random.Generator | None] = [None] * self.num_envs
         self._channel: Channel | None = None
 
@@ -124,7 +127,7 @@ class SFLVectorEnv(VectorEnv):
         cfg = self.config
         costs = self.pricer.cost_batch(cut_index, self._previous_index)
         outcome = self._runs.run_round(cut_index)
-        states = StateBatch(self._channel._gain, self._cpu._hz, self._cpu._cycles_per_flop)
+        states = StateBatch(self._channel.gain, self._cpu.cpu_hz, self._cpu.cycles_per_flop)
         priced = self.pricer.price_batch(costs, states, cut_index, violated)
         latency_s = priced.latency.total_s
 
@@ -142,8 +145,7 @@ class SFLVectorEnv(VectorEnv):
         failed = terminated & (end != ENDS.index("target"))
         terminal_cost = np.where(failed, self._budget.terminal_cost_s() / self.pricer.reference_s, 0.0)
         reward = priced.reward - terminal_cost
-        episode_end = np.array([ENDS[code] if code >= 0 else None for code in end], dtype=object)
-        episode_end[truncated] = "max_rounds"
+        episode_end = _END_NAMES[np.where(truncated, len(ENDS), end)]  # -1: None
         info = {"cut": np.asarray(self.cuts)[cut_index], "latency_s": latency_s,
                 "elapsed_s": self._budget.elapsed_s.copy(), "test_accuracy": accuracy, "train_loss": train_loss,
                 "terminal_cost": terminal_cost, "episode_end": episode_end}
@@ -241,6 +243,6 @@ class SFLVectorEnv(VectorEnv):
 
     def _observations(self) -> np.ndarray:
         env = self._env
-        return observations(env, gain=self._channel._gain, flops_per_s=self._cpu._hz / self._cpu._cycles_per_flop,
+        return observations(env, gain=self._channel.gain, flops_per_s=self._cpu.flops_per_s,
                             previous_index=self._previous_index, rounds=self._round, accuracy=self._accuracy,
                             loss=self._loss, latency_ratio=self._latency_ratio, left=self._budget.left_shares())
