@@ -226,22 +226,16 @@ class _Rows:
     def __init__(self, **values: object) -> None:
         self.__dict__.update(values)
 
-    def take(self, rows: np.ndarray) -> _Rows:
-        """The rows of a boolean mask, or of sorted distinct indices (np.flatnonzero's)."""
-        if (rows.all() if rows.dtype == bool else rows.size == self._size()):
+    def take(self, rows: np.ndarray) -> _Rows:  # rows: a mask, or sorted distinct indices (flatnonzero's)
+        if rows.all() if rows.dtype == bool else rows.size == len(self.s if isinstance(self, _Point) else self.c):
             return self
         return type(self)(**{name: v[rows] if isinstance(v, np.ndarray) else v for name, v in vars(self).items()})
 
-    def put(self, rows: np.ndarray, other: _Rows) -> None:
-        """Writes ``other``'s rows into these at ``rows`` (sorted distinct indices)."""
-        if rows.size == self._size():  # every row: take other's arrays as they are
-            vars(self).update(vars(other))
-            return
+    def put(self, rows: np.ndarray, other: _Rows) -> None:  # every row: take other's arrays as they are
+        if rows.size == len(self.s):
+            return vars(self).update(vars(other))
         for name, values in vars(self).items():
             values[rows] = getattr(other, name)
-
-    def _size(self) -> int:
-        return next(len(v) for v in vars(self).values() if isinstance(v, np.ndarray))
 
 
 class _Clients(_Rows):
