@@ -64,6 +64,9 @@ Planning interface
     ``cut_preview()`` prices every cut of the coming round; ``sample_round_costs()`` draws what a round
     at each cut may cost from the distributions of the exogenous state; ``episode_state()`` says where
     the episode stands. The oracle and the planner (``agents``) read them.
+Many episodes
+    ``gym.make_vec(id, num_envs=E)`` on an analytic id steps E episodes as arrays
+    (:class:`~sfl_env.vector.SFLVectorEnv`); episode e equals this env reset with ``seed + e``.
 """
 
 from __future__ import annotations
