@@ -11,15 +11,20 @@ from sfl_env.errors import ActionError, ConfigError
 ANALYTIC_IDS = [env_id for env_id, kwargs in sfl_env.TASK_IDS.items() if kwargs.get("training") == "analytic"]
 
 
-def _play(vector: VectorEnv, singles: list[gym.Env], seed: int, steps: int, rng: np.random.Generator) -> int:
-    """Steps the vector env and the single envs side by side on random allowed actions, checking every
-    observation, reward, end and info exactly; returns how many episodes ended."""
+def _play(vector: VectorEnv, singles: list[gym.Env], seed: int, steps: int, rng: np.random.Generator,
+          any_cut: bool = False) -> list[str]:
+    """Steps the vector env and the single envs side by side on random allowed actions (``any_cut``: over
+    every cut, forbidden ones included), checking every observation, reward, end and info exactly;
+    returns how each episode that ended, ended."""
     obs, infos = vector.reset(seed=seed)
     single_obs = [env.reset(seed=seed + e)[0] for e, env in enumerate(singles)]
     np.testing.assert_array_equal(obs, np.stack(single_obs))
-    ended, pending = 0, np.zeros(len(singles), dtype=bool)
+    ends, pending = [], np.zeros(len(singles), dtype=bool)
     for _ in range(steps):
-        actions = np.array([rng.choice(np.flatnonzero(mask)) for mask in infos["action_mask"]])
+        if any_cut:
+            actions = rng.integers(0, vector.single_action_space.n, len(singles))
+        else:
+            actions = np.array([rng.choice(np.flatnonzero(mask)) for mask in infos["action_mask"]])
         obs, rewards, terminated, truncated, infos = vector.step(actions)
         for e, env in enumerate(singles):
             if pending[e]:  # next-step autoreset: this step reset the episode
@@ -31,11 +36,12 @@ def _play(vector: VectorEnv, singles: list[gym.Env], seed: int, steps: int, rng:
                 for key in ("cut", "latency_s", "elapsed_s", "terminal_cost", "episode_end"):
                     assert infos[key][e] == info[key], key
                 np.testing.assert_equal(infos["test_accuracy"][e], info["test_accuracy"])
-                ended += done or cut_short
+                if done or cut_short:
+                    ends.append(info["episode_end"])
             np.testing.assert_array_equal(obs[e], expected_obs)
             np.testing.assert_array_equal(infos["action_mask"][e], info["action_mask"])
         pending = terminated | truncated
-    return ended
+    return ends
 
 
 @pytest.mark.parametrize("env_id", ANALYTIC_IDS)
@@ -44,7 +50,7 @@ def test_each_episode_equals_the_single_env_on_its_seed_through_autoresets(env_i
     vector = gym.make_vec(env_id, num_envs=num_envs, max_rounds=25)  # short episodes: several autoresets
     assert isinstance(vector.unwrapped, sfl_env.vector.SFLVectorEnv)
     singles = [gym.make(env_id, max_rounds=25) for _ in range(num_envs)]
-    assert _play(vector, singles, seed=11, steps=60, rng=np.random.default_rng(0)) >= num_envs
+    assert len(_play(vector, singles, seed=11, steps=60, rng=np.random.default_rng(0))) >= num_envs
 
 
 def test_privacy_penalty_and_budgets_match_too():
@@ -52,21 +58,7 @@ def test_privacy_penalty_and_budgets_match_too():
     vector = gym.make_vec("SFLEnvBudgetAnalytic-v0", num_envs=2, **kwargs)
     singles = [gym.make("SFLEnvBudgetAnalytic-v0", **kwargs) for _ in range(2)]
     # Random actions over every cut: the disallowed ones are replaced and pay the penalty in both.
-    obs, _ = vector.reset(seed=3)
-    single_obs = [env.reset(seed=3 + e)[0] for e, env in enumerate(singles)]
-    np.testing.assert_array_equal(obs, np.stack(single_obs))
-    rng, pending = np.random.default_rng(1), np.zeros(2, dtype=bool)
-    for _ in range(40):
-        actions = rng.integers(0, vector.single_action_space.n, 2)
-        obs, rewards, terminated, truncated, _ = vector.step(actions)
-        for e, env in enumerate(singles):
-            if pending[e]:
-                expected = env.reset()[0]
-            else:
-                expected, reward, done, cut_short, _ = env.step(int(actions[e]))
-                assert (rewards[e], terminated[e], truncated[e]) == (reward, done, cut_short)
-            np.testing.assert_array_equal(obs[e], expected)
-        pending = terminated | truncated
+    _play(vector, singles, seed=3, steps=40, rng=np.random.default_rng(1), any_cut=True)
 
 
 def test_failures_and_their_terminal_costs_match_too():
@@ -74,24 +66,8 @@ def test_failures_and_their_terminal_costs_match_too():
     kwargs = dict(time_budget_s=6.0, leakage_budget=8.0, energy_budget_j=1.5, max_rounds=40)
     vector = gym.make_vec("SFLEnvAnalytic-v0", num_envs=4, **kwargs)
     singles = [gym.make("SFLEnvAnalytic-v0", **kwargs) for _ in range(4)]
-    rng, pending, ends = np.random.default_rng(3), np.zeros(4, dtype=bool), set()
-    obs, infos = vector.reset(seed=40)
-    for e, env in enumerate(singles):
-        np.testing.assert_array_equal(obs[e], env.reset(seed=40 + e)[0])
-    for _ in range(60):
-        actions = rng.integers(0, vector.single_action_space.n, 4)
-        obs, rewards, terminated, truncated, infos = vector.step(actions)
-        for e, env in enumerate(singles):
-            if pending[e]:
-                expected = env.reset()[0]
-            else:
-                expected, reward, done, cut_short, info = env.step(int(actions[e]))
-                assert (rewards[e], terminated[e], truncated[e]) == (reward, done, cut_short)
-                assert (infos["terminal_cost"][e], infos["episode_end"][e]) == (info["terminal_cost"], info["episode_end"])
-                ends.add(info["episode_end"])
-            np.testing.assert_array_equal(obs[e], expected)
-        pending = terminated | truncated
-    assert {"time_budget", "energy_budget"} <= ends  # failures happened and were compared
+    ends = _play(vector, singles, seed=40, steps=60, rng=np.random.default_rng(3), any_cut=True)
+    assert {"time_budget", "energy_budget"} <= set(ends)  # failures happened and were compared
 
 
 def test_a_batch_of_one_is_the_single_env():
