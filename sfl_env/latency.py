@@ -37,14 +37,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from solvers import ProblemBatch, ResourceProblem, shannon_rate_bps
+from solvers import ProblemBatch, ResourceProblem
 
 from .config import ComputeConfig, WirelessConfig
 from .errors import ConfigError
 from .ledger import RoundCost
 from .schemes import Server
 from .schemes.base import BANDWIDTH_PHASES, ITERATION_PHASES, SERVER_PHASE, Stage
-from .wireless import unicast_rate_bps, uplink_rate_bps
+from .wireless import broadcast_rate_bps, unicast_rate_bps, uplink_rate_bps
 
 PHASES: tuple[str, ...] = (
     "client_forward",
@@ -188,7 +188,7 @@ def round_latency_batch(
     scheme, num_clients = costs.scheme, costs.num_clients
     uplink = (wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
     uplink_bps = uplink_rate_bps(beta, gain, *uplink)
-    broadcast_bps = _broadcast_rate_bps(gain, wireless)
+    broadcast_bps = broadcast_rate_bps(gain, *_downlink(wireless))
     seconds = _iteration_seconds(costs, gain, cycles_per_flop / cpu_hz, wireless, broadcast_bps)
     seconds["uplink"] = transfer_s(costs.smashed_bits[:, None], uplink_bps)
     server_cycles = compute.server_cycles_per_flop * costs.server_flops
@@ -295,12 +295,6 @@ def _downlink(wireless: WirelessConfig) -> tuple[float, float, float]:
     return wireless.server_power_w, wireless.downlink_bandwidth_hz, wireless.noise_psd_w_per_hz
 
 
-def _broadcast_rate_bps(gain: np.ndarray, wireless: WirelessConfig) -> np.ndarray:
-    """Each round's broadcast rate, limited by its worst client: (N, K) gains -> (N,)."""
-    power, bandwidth, noise = _downlink(wireless)
-    return shannon_rate_bps(1.0, power * gain.min(axis=-1) / (bandwidth * noise), bandwidth)
-
-
 def _cycles_per_flop(value: ArrayLike | None, compute: ComputeConfig, num_clients: int) -> np.ndarray:
     """Each client's cycles per FLOP: its own, or ``compute``'s for every client."""
     if value is None:
@@ -328,7 +322,7 @@ def _iteration_seconds(
         elif name == "gradient_downlink":
             smashed = costs.smashed_bits[:, None]
             if costs.gradient_broadcast:
-                rate = broadcast_bps if broadcast_bps is not None else _broadcast_rate_bps(gain, wireless)
+                rate = broadcast_bps if broadcast_bps is not None else broadcast_rate_bps(gain, *_downlink(wireless))
                 seconds[name] = np.repeat(transfer_s(smashed, rate[:, None]), costs.num_clients, axis=1)
             else:
                 seconds[name] = transfer_s(smashed, unicast_rate_bps(gain, *_downlink(wireless), costs.num_clients))

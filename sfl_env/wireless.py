@@ -208,10 +208,12 @@ def uplink_rate_bps(
     return shannon_rate_bps(share, snr_full_band, bandwidth_hz)
 
 
-def broadcast_rate_bps(gain: ArrayLike, power_w: float, bandwidth_hz: float, noise_psd_w_per_hz: float) -> float:
-    """Rate of one transmission that every client must decode: ``B_D log2(1 + P g_min / (B_D N0))``."""
-    worst_gain = float(np.min(gain))
-    return float(shannon_rate_bps(1.0, power_w * worst_gain / (bandwidth_hz * noise_psd_w_per_hz), bandwidth_hz))
+def broadcast_rate_bps(gain: ArrayLike, power_w: float, bandwidth_hz: float, noise_psd_w_per_hz: float):
+    """Rate of one transmission that every client must decode: ``B_D log2(1 + P g_min / (B_D N0))``, the
+    minimum over the last axis of ``gain``: a float for (K,) gains, an array (N,) for (N, K)."""
+    worst_gain = np.min(np.asarray(gain, dtype=np.float64), axis=-1)
+    rate = shannon_rate_bps(1.0, power_w * worst_gain / (bandwidth_hz * noise_psd_w_per_hz), bandwidth_hz)
+    return float(rate) if rate.ndim == 0 else rate
 
 
 def unicast_rate_bps(
