@@ -181,32 +181,26 @@ def test_the_batch_a_row_of_three_problems_is_the_batch_of_it_alone() -> None:
 # --- rows the batched iteration leaves to the one-problem solve ---------------------------------
 
 
-def _spoil_row(how: str, row: int):
-    """A stand-in for the batched Newton iteration that spoils one row of each group's result."""
-    real_newton = batch_module._newton
+def _unsolve_row(row: int):
+    """A stand-in for the compiled solver that leaves one row unsolved."""
+    real_solve_rows = batch_module.solve_rows
 
-    def newton(clients, start):
-        beta, phi, converged = real_newton(clients, start)
-        if row < len(converged):
-            if how == "unconverged":
-                converged[row] = False
-            elif how == "nonfinite":
-                beta[row, 0] = np.nan
-            elif how == "negative":
-                beta[row, 0] = -1e-3  # more below 0 than round-off: infeasible
-        return beta, phi, converged
+    def solve_rows(*args: object):
+        solved, beta, phi = real_solve_rows(*args)
+        if row < len(solved):
+            solved[row] = False
+        return solved, beta, phi
 
-    return newton
+    return solve_rows
 
 
-@pytest.mark.parametrize("how", ["unconverged", "nonfinite", "negative"])
-def test_a_row_that_fails_in_the_batch_gets_the_one_problem_result(
-    monkeypatch: pytest.MonkeyPatch, one_problem_calls: Calls, how: str
+def test_a_row_the_compiled_solver_leaves_unsolved_gets_the_one_problem_result(
+    monkeypatch: pytest.MonkeyPatch, one_problem_calls: Calls
 ) -> None:
     batch = random_batch(np.random.default_rng(12), 4, 10, kinds=("coupled",))
     unspoiled = solve_batch(batch)
     assert not one_problem_calls
-    monkeypatch.setattr(batch_module, "_newton", _spoil_row(how, 2))
+    monkeypatch.setattr(batch_module, "solve_rows", _unsolve_row(2))
     result = solve_batch(batch)
     assert list(handed_over(batch, one_problem_calls)) == [2]
     assert_is_allocation(result, 2, solve(batch.problem(2), "exact"))
@@ -215,9 +209,32 @@ def test_a_row_that_fails_in_the_batch_gets_the_one_problem_result(
         assert_rows_equal(result, i, unspoiled, i)
 
 
+@pytest.mark.parametrize(
+    "share, expected",
+    [
+        ([0.5, 0.25, 0.25], [0.5, 0.25, 0.25]),
+        ([2.0, 1.0, 1.0], [0.5, 0.25, 0.25]),  # scaled to its total
+        ([0.5, 0.5 + 1e-12, -1e-12], [0.5, 0.5 + 1e-12, 0.0]),  # round-off below 0 clipped
+        ([0.0, 0.0], [0.0, 0.0]),  # no work for this resource: nothing handed out
+        ([0.6, 0.4 + 1e-3, -1e-3], None),  # more below 0 than round-off: infeasible
+        ([0.5, np.nan, 0.5], None),
+        ([0.5, np.inf, 0.5], None),
+    ],
+)
+def test_the_compiled_solver_finishes_shares_as_solve_does(share: list[float], expected: list[float] | None) -> None:
+    values = np.array(share)
+    usable = solvers.newton._finished(values, solvers._ROUND_OFF)
+    if expected is None:
+        assert not usable
+    else:
+        assert usable
+        np.testing.assert_allclose(values, expected, rtol=0, atol=1e-15)
+        assert values.min() >= 0
+
+
 def test_a_failing_one_problem_solve_puts_its_fallback_into_the_row(monkeypatch: pytest.MonkeyPatch) -> None:
     batch = random_batch(np.random.default_rng(13), 3, 4, kinds=("coupled", "mixed", "coupled"))
-    monkeypatch.setattr(batch_module, "_newton", _spoil_row("unconverged", 0))
+    monkeypatch.setattr(batch_module, "solve_rows", _unsolve_row(0))
 
     def diverge(*args: object) -> None:
         raise solvers.exact.ExactSolverError("did not converge")

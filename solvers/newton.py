@@ -1,0 +1,375 @@
+"""The Newton iteration of :mod:`solvers.exact` for N problems, compiled with numba, one problem per row.
+
+:func:`newton_rows` solves the rows :mod:`solvers.batch` hands it: every client uploads, and every
+client has server work (``coupled``) or none has. It follows ``exact.py`` step for step: the
+closed-form model's start, the pull-back onto the client equations, the Newton step with its 2x2
+solve, the halving line search and the stall test. It does not take the safeguarded fallback: a row
+on which ``exact.py`` would fall back or raise (a division by zero, an overflowing ``exp``, a
+singular step, no convergence) comes back unconverged, for the one-problem ``solve`` to handle.
+
+A row is computed by the same scalar code whatever the other rows and however many, so its result
+is bitwise independent of the batch. Sums run client by client, so they may differ from numpy's in
+the last bits; agreement with the one-problem solve is to round-off, not bitwise.
+
+Python's ``max(x, y)`` keeps ``x`` unless ``y > x``, and numpy's reductions propagate NaN; both are
+written out here, so that a NaN ends a row where it ends the one-problem iteration.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from . import exact
+from .conditions import _LOG_MINUS_FRACTION, _MAX_PULL_BACK_STEPS, _PULL_BACK_TOLERANCE, _SERIES_BELOW
+from .conditions import _Z_MINUS_LOG, MAX_LOG_STEP
+from .problem import LN2
+
+__all__ = ["solve_rows"]
+
+_COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf, not a raise
+
+_TOLERANCE, _STALL_TOLERANCE = exact._TOLERANCE, exact._STALL_TOLERANCE
+_MAX_ITERATIONS, _MAX_HALVINGS, _FLOOR_FRACTION = exact._MAX_ITERATIONS, exact._MAX_HALVINGS, exact._FLOOR_FRACTION
+_MODEL_ROUNDS, _MIN_ELASTICITY = exact._MODEL_ROUNDS, exact._MIN_ELASTICITY
+_MODEL_FLOOR_FRACTION = exact._MODEL_FLOOR_FRACTION
+_Z_MINUS_LOG_COEFFICIENTS = np.ascontiguousarray(_Z_MINUS_LOG, dtype=np.float64)
+_LOG_MINUS_FRACTION_COEFFICIENTS = np.ascontiguousarray(_LOG_MINUS_FRACTION, dtype=np.float64)
+
+# The rows of a point's (8, K) array and the entries of its (9,) scalars.
+S, R, DR_DS, DR_DGAP, DR_DTAU, DLOGQ, BETA, PHI = range(8)
+GAP, TAU, SUM_BETA, SUM_PHI, CLIENT_ERROR, BANDWIDTH_ERROR, CPU_ERROR, ERROR, RAISED = range(9)
+
+
+@njit(**_COMPILE)
+def _py_max(x: float, y: float) -> float:
+    return y if y > x else x
+
+
+@njit(**_COMPILE)
+def _py_min(x: float, y: float) -> float:
+    return y if y < x else x
+
+
+@njit(**_COMPILE)
+def _nan_max(x: float, y: float) -> float:
+    """A step of numpy's max: NaN, once seen, wins."""
+    return y if (y > x or math.isnan(y)) else x
+
+
+@njit(**_COMPILE)
+def _horner(coefficients: np.ndarray, x: float) -> float:
+    y = 0.0
+    for c in coefficients:
+        y = y * x + c
+    return y
+
+
+@njit(**_COMPILE)
+def _h_minus_1(z: float, z_minus_log_coefficients: np.ndarray) -> float:
+    log1p = math.log1p(z)
+    z_minus_log = z - log1p
+    if z < _SERIES_BELOW:
+        z_minus_log = _horner(z_minus_log_coefficients, z) * z * z
+    return z_minus_log * (1.0 / log1p)
+
+
+@njit(**_COMPILE)
+def _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, series_a, series_b) -> None:
+    """conditions.evaluate_system at (gap, tau, p[S]): fills the rest of p and the scalars."""
+    sigma = math.exp(tau)
+    sum_beta = sum_phi = 0.0
+    client_error = 0.0
+    for k in range(c.size):
+        z = math.exp(p[S, k])
+        log1p = math.log1p(z)
+        u = z / (1.0 + z)
+        f = log1p - u
+        z_minus_log = z - log1p
+        small = z < _SERIES_BELOW
+        if small:
+            z_minus_log = _horner(series_a, z) * z * z
+            f = _horner(series_b, z) * z * z
+        inv_log = 1.0 / log1p
+        if small:
+            dlogq = 1.0 + z * (-1.0 / 6.0 + z * (7.0 / 36.0 - z * 227.0 / 1080.0))
+        else:
+            dlogq = 1.0 + u * (u / (2.0 * f) - inv_log)
+        h_minus_1 = z_minus_log * inv_log
+        dh = f * inv_log * inv_log
+        q = z * np.sqrt(f) * inv_log
+        sigma_mq = (sigma * m[k]) * q
+        excess = kappa[k] * h_minus_1 + sigma_mq
+        inv_excess = 1.0 / excess
+        slack = gap + d[k]
+        r = np.log(excess / slack)
+        p[R, k] = r
+        p[DR_DS, k] = (kappa[k] * z * dh + sigma_mq * dlogq) * inv_excess
+        p[DR_DGAP, k] = -1.0 / slack
+        p[DR_DTAU, k] = sigma_mq * inv_excess
+        p[DLOGQ, k] = dlogq
+        p[BETA, k] = c[k] / z
+        p[PHI, k] = gamma_over_m[k] / (sigma * q) if coupled else 0.0
+        sum_beta += p[BETA, k]
+        sum_phi += p[PHI, k]
+        client_error = _nan_max(client_error, abs(r))
+    bandwidth_error = abs(1.0 / sum_beta - 1.0)
+    cpu_error = abs(1.0 / sum_phi - 1.0) if coupled else 0.0
+    error = _py_max(_py_max(client_error, bandwidth_error), cpu_error)
+    scalars[GAP], scalars[TAU] = gap, tau
+    scalars[SUM_BETA], scalars[SUM_PHI] = sum_beta, sum_phi
+    scalars[CLIENT_ERROR], scalars[BANDWIDTH_ERROR], scalars[CPU_ERROR] = client_error, bandwidth_error, cpu_error
+    scalars[ERROR] = error if math.isfinite(error) else math.inf
+    # where exact.py raises: a float division by zero, math.exp overflowing
+    scalars[RAISED] = 1.0 if (sum_beta == 0.0 or sigma == math.inf or (coupled and sum_phi == 0.0)) else 0.0
+
+
+@njit(**_COMPILE)
+def _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, series_a, series_b) -> None:
+    """conditions.pulled_back from (gap, tau, p[S]), in place."""
+    _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, series_a, series_b)
+    for _ in range(_MAX_PULL_BACK_STEPS - 1):
+        if not scalars[CLIENT_ERROR] >= _PULL_BACK_TOLERANCE or scalars[RAISED]:  # NaN stops too
+            return
+        for k in range(c.size):
+            step = p[R, k] / p[DR_DS, k]
+            step = -MAX_LOG_STEP if step < -MAX_LOG_STEP else (MAX_LOG_STEP if step > MAX_LOG_STEP else step)
+            p[S, k] -= step
+        _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, series_a, series_b)
+
+
+@njit(**_COMPILE)
+def _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, p, scalars, series_a, series_b):
+    """exact._initial_point: the closed-form model's optimum, pulled back."""
+    n = c.size
+    equal_gap = -math.inf
+    for k in range(n):
+        gap_k = kappa[k] * _h_minus_1(c[k] * n, series_a) + gamma[k] * (n if coupled else 0) - d[k]
+        equal_gap = gap_k if k == 0 else _nan_max(equal_gap, gap_k)
+    T = floor + equal_gap
+    beta = np.full(n, 1.0 / n)
+    work, mixed, elasticity, weight = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    sigma = 1.0
+    for _ in range(_MODEL_ROUNDS):  # exact._model_solution
+        upload_total = m1 = m2 = cpu_total = 0.0
+        for k in range(n):
+            z = c[k] / beta[k]
+            log1p = np.log1p(z)
+            work[k] = kappa[k] * c[k] / log1p
+            e = 1.0 - z / ((1.0 + z) * log1p)
+            elasticity[k] = e if (e > _MIN_ELASTICITY or math.isnan(e)) else _MIN_ELASTICITY
+            mixed[k] = np.sqrt(work[k] * gamma[k] * elasticity[k])
+            slack = T - (a_kappa[k] - kappa[k])
+            weight[k] = T / (slack if (slack > 1e-3 * T or math.isnan(slack)) else 1e-3 * T)
+            upload_total += weight[k] * work[k]
+            m1 += weight[k] * mixed[k]
+            m2 += weight[k] * (mixed[k] / elasticity[k])
+            cpu_total += weight[k] * gamma[k]
+        if m1 > 0:
+            b = upload_total - cpu_total
+            root = np.sqrt(b * b - 4.0 * m1 * -m2)
+            sigma = (root - b) / (2.0 * m1) if b < 0 else -2.0 * -m2 / (root + b)
+        T = upload_total + sigma * m1
+        for k in range(n):
+            beta[k] = weight[k] * (work[k] + sigma * mixed[k]) / T
+    gap = T - floor
+    usable = math.isfinite(gap) and 0 < sigma < math.inf
+    for k in range(n):
+        usable = usable and 0 < beta[k] < math.inf
+    if not usable:
+        gap, sigma = equal_gap, 1.0
+        beta[:] = 1.0 / n
+    gap = _py_min(_py_max(gap, _MODEL_FLOOR_FRACTION * equal_gap), equal_gap)
+    for k in range(n):
+        p[S, k] = np.log(c[k] / beta[k])
+    _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, np.log(sigma), p, scalars, series_a, series_b)
+
+
+@njit(**_COMPILE)
+def _newton_step(d, coupled, p, scalars, ds):
+    """exact._newton_step: fills ds, returns (dgap, dtau, singular)."""
+    n = d.size
+    sum_beta, sum_phi = scalars[SUM_BETA], scalars[SUM_PHI]
+    j11 = j12 = w_r = 0.0
+    for k in range(n):
+        w = p[BETA, k] * (1.0 / p[DR_DS, k]) / sum_beta
+        j11 += w * p[DR_DGAP, k]
+        j12 += w * p[DR_DTAU, k]
+        w_r += w * p[R, k]
+    rhs0 = 1.0 - sum_beta - w_r
+    if coupled:
+        j21 = j22 = w_r = 0.0
+        for k in range(n):
+            w = p[PHI, k] * p[DLOGQ, k] * (1.0 / p[DR_DS, k]) / sum_phi
+            j21 += w * p[DR_DGAP, k]
+            j22 += w * p[DR_DTAU, k]
+            w_r += w * p[R, k]
+        j22 -= 1.0  # exact.py: sum(phi of the upload clients) / sum(phi), 1 without compute-only clients
+        rhs1 = 1.0 - sum_phi - w_r
+        det = j11 * j22 - j12 * j21
+        dgap = (rhs0 * j22 - j12 * rhs1) / det
+        dtau = (j11 * rhs1 - j21 * rhs0) / det
+        singular = det == 0.0
+    else:
+        dgap, dtau, singular = rhs0 / j11, 0.0, j11 == 0.0
+    for k in range(n):
+        ds[k] = (p[R, k] + p[DR_DGAP, k] * dgap + p[DR_DTAU, k] * dtau) * -(1.0 / p[DR_DS, k])
+    return dgap, dtau, singular
+
+
+@njit(**_COMPILE)
+def _step_length(scalars, ds, dgap, dtau) -> float:
+    """exact._step_length."""
+    largest_step = abs(ds[0])
+    for k in range(1, ds.size):
+        largest_step = _nan_max(largest_step, abs(ds[k]))
+    largest_step = _py_max(largest_step, abs(dtau))
+    alpha = _py_min(1.0, MAX_LOG_STEP / largest_step) if largest_step > 0 else 1.0
+    if dgap < 0:
+        alpha = _py_min(alpha, _FLOOR_FRACTION * scalars[GAP] / -dgap)
+    return alpha
+
+
+@njit(**_COMPILE)
+def _stalled(gamma, kappa, d, floor, coupled, p, scalars) -> bool:
+    """conditions.latency_error(...) < exact._STALL_TOLERANCE."""
+    gap = scalars[GAP]
+    longest_compute = longest_upload = client = 0.0
+    for k in range(d.size):
+        slack = gap + d[k]
+        compute = gamma[k] / p[PHI, k] if p[PHI, k] > 0 else 0.0
+        longest_compute = _nan_max(longest_compute, compute)
+        longest_upload = _nan_max(longest_upload, slack + kappa[k] - compute)
+        client = _nan_max(client, abs(p[R, k] * slack))
+    error = _py_max(client, scalars[BANDWIDTH_ERROR] * longest_upload)
+    error = _py_max(error, scalars[CPU_ERROR] * longest_compute if coupled else 0.0)
+    return error / (floor + gap) < _STALL_TOLERANCE
+
+
+@njit(**_COMPILE)
+def _solve_row(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, series_a, series_b):
+    """exact._newton from exact._initial_point: (converged, the accepted point's (8, K) array)."""
+    n = c.size
+    p, scalars = np.empty((8, n)), np.empty(9)
+    trial, trial_scalars = np.empty((8, n)), np.empty(9)
+    ds = np.empty(n)
+    _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, p, scalars, series_a, series_b)
+    if not math.isfinite(scalars[ERROR]) or scalars[RAISED]:
+        return False, p
+    for _ in range(_MAX_ITERATIONS):
+        if scalars[ERROR] < _TOLERANCE:
+            return True, p
+        dgap, dtau, singular = _newton_step(d, coupled, p, scalars, ds)
+        alpha = _step_length(scalars, ds, dgap, dtau)
+        improved = False
+        for _ in range(_MAX_HALVINGS):
+            for k in range(n):
+                trial[S, k] = p[S, k] + alpha * ds[k]
+            _pulled_back(c, kappa, m, gamma_over_m, d, coupled, scalars[GAP] + alpha * dgap,
+                         scalars[TAU] + alpha * dtau, trial, trial_scalars, series_a, series_b)  # fmt: skip
+            improved = trial_scalars[ERROR] < scalars[ERROR]
+            if improved or trial_scalars[RAISED]:
+                break
+            alpha *= 0.5
+        if singular or trial_scalars[RAISED] and not improved:
+            return False, p  # exact.py raises
+        if not improved:  # halvings spent: exact.py stops here
+            return _stalled(gamma, kappa, d, floor, coupled, p, scalars), p
+        if trial_scalars[ERROR] > 0.5 * scalars[ERROR] and _stalled(gamma, kappa, d, floor, coupled, trial,
+                                                                   trial_scalars):  # fmt: skip
+            return True, trial  # progress has stalled at round-off level
+        p, trial = trial, p
+        scalars, trial_scalars = trial_scalars, scalars
+    return _stalled(gamma, kappa, d, floor, coupled, p, scalars), p
+
+
+@njit(**_COMPILE)
+def _constants(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, coupled, out):
+    """exact.py's Clients of one row into out's rows (c, kappa, gamma, m, gamma_over_m, a_kappa, d); returns
+    (floor, well_posed): whether they are positive and finite (over- or underflow can spoil them)."""
+    c, kappa, gamma, m, gamma_over_m, a_kappa, d = out[0], out[1], out[2], out[3], out[4], out[5], out[6]
+    floor, well_posed = -math.inf, True
+    for k in range(snr.size):
+        c[k] = snr[k]
+        kappa[k] = upload_bits[k] * (LN2 / bandwidth_hz) / c[k]
+        gamma[k] = server_cycles[k] / server_cpu_hz
+        m[k] = np.sqrt(gamma[k] * kappa[k] / c[k])
+        gamma_over_m[k] = gamma[k] / m[k] if coupled else 0.0
+        a_kappa[k] = fixed_time_s[k] + kappa[k]
+        floor = _nan_max(floor, a_kappa[k])
+        well_posed = well_posed and math.isfinite(a_kappa[k]) and 0 < c[k] < math.inf and 0 < kappa[k] < math.inf
+        if coupled:
+            well_posed = well_posed and 0 < m[k] < math.inf and 0 < gamma_over_m[k] < math.inf
+    for k in range(snr.size):
+        d[k] = floor - a_kappa[k]
+    return floor, well_posed
+
+
+@njit(**_COMPILE)
+def _finished(share, round_off) -> bool:
+    """solve_exact's last step (share / its total, unless 0) and solve's _feasible_shares (negatives down to
+    -round_off clipped, a total up to 1 + round_off allowed), in place; False if the share is unusable."""
+    total = 0.0
+    for value in share:
+        total += value
+    if not math.isfinite(total):
+        return False
+    lowest = math.inf
+    for k in range(share.size):
+        share[k] = share[k] / (total if total != 0.0 else 1.0)
+        if not math.isfinite(share[k]) or share[k] < -round_off:
+            return False
+        lowest = min(lowest, share[k])
+    if lowest < 0:
+        for k in range(share.size):
+            share[k] = max(share[k], 0.0)
+    total = 0.0
+    for value in share:
+        total += value
+    return not total > 1.0 + round_off  # a total above 1 by round-off is scaled by the caller, with numpy's sum
+
+
+@njit(**_COMPILE)
+def _solve_rows(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
+                solved, beta, phi, series_a, series_b) -> None:  # fmt: skip
+    n, k = snr.shape
+    constants = np.empty((7, k))
+    c, kappa, gamma, m = constants[0], constants[1], constants[2], constants[3]
+    gamma_over_m, a_kappa, d = constants[4], constants[5], constants[6]
+    for i in range(n):
+        uploads, coupled, uncoupled = True, True, True
+        for j in range(k):
+            uploads = uploads and upload_bits[i, j] > 0
+            coupled = coupled and server_cycles[i, j] > 0
+            uncoupled = uncoupled and server_cycles[i, j] == 0
+        if not (uploads and (coupled or uncoupled)):
+            continue
+        floor, well_posed = _constants(fixed_time_s[i], upload_bits[i], server_cycles[i], snr[i], bandwidth_hz,
+                                       server_cpu_hz, coupled, constants)  # fmt: skip
+        if not well_posed:
+            continue
+        ok, p = _solve_row(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, series_a, series_b)
+        if not ok:
+            continue
+        beta[i, :] = p[BETA]
+        phi[i, :] = p[PHI]
+        solved[i] = _finished(beta[i], round_off) and _finished(phi[i], round_off)
+
+
+def solve_rows(fixed_time_s: np.ndarray, upload_bits: np.ndarray, server_cycles: np.ndarray,
+               full_band_snr: np.ndarray, bandwidth_hz: float, server_cpu_hz: float,
+               round_off: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(solved, beta, phi) of N problems given as C-contiguous (N, K) float64 arrays.
+
+    Row i is solved where every client uploads and every client or none has server work, the iteration
+    converges, and its shares pass ``solve``'s checks: below 0 by at most ``round_off`` (then clipped), a
+    total above 1 by at most ``round_off`` (the caller scales it to 1). Unsolved rows hold garbage.
+    """
+    n, k = full_band_snr.shape
+    solved, beta, phi = np.zeros(n, dtype=np.bool_), np.full((n, k), np.nan), np.full((n, k), np.nan)
+    _solve_rows(fixed_time_s, upload_bits, server_cycles, full_band_snr, float(bandwidth_hz), float(server_cpu_hz),
+                float(round_off), solved, beta, phi, _Z_MINUS_LOG_COEFFICIENTS,
+                _LOG_MINUS_FRACTION_COEFFICIENTS)  # fmt: skip
+    return solved, beta, phi
