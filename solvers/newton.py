@@ -1,11 +1,12 @@
-"""The Newton iteration of :mod:`solvers.exact` for N problems, compiled with numba, one problem per row.
+"""The exact solver of :mod:`solvers.exact` for N problems, compiled with numba, one problem per row.
 
-:func:`newton_rows` solves the rows :mod:`solvers.batch` hands it: every client uploads, and every
-client has server work (``coupled``) or none has. It follows ``exact.py`` step for step: the
-closed-form model's start, the pull-back onto the client equations, the Newton step with its 2x2
-solve, the halving line search and the stall test. It does not take the safeguarded fallback: a row
-on which ``exact.py`` would fall back or raise (a division by zero, an overflowing ``exp``, a
-singular step, no convergence) comes back unconverged, for the one-problem ``solve`` to handle.
+:func:`solve_rows` solves the rows of a :class:`~solvers.batch.ProblemBatch` in which every client
+uploads and every client has server work (coupled) or none has. It follows ``exact.py`` step for
+step: the client constants, the closed-form model's start, the pull-back onto the client equations,
+the Newton step with its 2x2 solve, the halving line search, the stall test, and ``solve``'s checks
+of the shares. It does not take the safeguarded fallback: a row on which ``exact.py`` would fall back
+or raise (a division by zero, an overflowing ``exp``, a singular step, no convergence) and a row of
+another kind come back unsolved, for the one-problem ``solve`` to handle.
 
 A row is computed by the same scalar code whatever the other rows and however many, so its result
 is bitwise independent of the batch. Sums run client by client, so they may differ from numpy's in
@@ -18,25 +19,49 @@ written out here, so that a NaN ends a row where it ends the one-problem iterati
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-from . import exact
-from .conditions import _LOG_MINUS_FRACTION, _MAX_PULL_BACK_STEPS, _PULL_BACK_TOLERANCE, _SERIES_BELOW
-from .conditions import _Z_MINUS_LOG, MAX_LOG_STEP
+from . import conditions, exact
 from .problem import LN2
 
 __all__ = ["solve_rows"]
 
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf, not a raise
 
-_TOLERANCE, _STALL_TOLERANCE = exact._TOLERANCE, exact._STALL_TOLERANCE
-_MAX_ITERATIONS, _MAX_HALVINGS, _FLOOR_FRACTION = exact._MAX_ITERATIONS, exact._MAX_HALVINGS, exact._FLOOR_FRACTION
-_MODEL_ROUNDS, _MIN_ELASTICITY = exact._MODEL_ROUNDS, exact._MIN_ELASTICITY
-_MODEL_FLOOR_FRACTION = exact._MODEL_FLOOR_FRACTION
-_Z_MINUS_LOG_COEFFICIENTS = np.ascontiguousarray(_Z_MINUS_LOG, dtype=np.float64)
-_LOG_MINUS_FRACTION_COEFFICIENTS = np.ascontiguousarray(_LOG_MINUS_FRACTION, dtype=np.float64)
+
+class Settings(NamedTuple):
+    """The constants of exact.py and conditions.py, handed to the kernel as an argument: a compiled function
+    cached on disk keeps the values of the globals it read, and its cache expires only with this file."""
+
+    z_minus_log: np.ndarray  # power series of conditions.shape_functions
+    log_minus_fraction: np.ndarray
+    series_below: float
+    pull_back_steps: int
+    pull_back_tolerance: float
+    max_log_step: float
+    model_rounds: int
+    min_elasticity: float
+    model_floor_fraction: float
+    floor_fraction: float
+    stall_tolerance: float
+    tolerance: float
+    max_iterations: int
+    max_halvings: int
+
+
+def _settings() -> Settings:
+    return Settings(
+        np.ascontiguousarray(conditions._Z_MINUS_LOG, dtype=np.float64),
+        np.ascontiguousarray(conditions._LOG_MINUS_FRACTION, dtype=np.float64),
+        float(conditions._SERIES_BELOW), int(conditions._MAX_PULL_BACK_STEPS), float(conditions._PULL_BACK_TOLERANCE),
+        float(conditions.MAX_LOG_STEP), int(exact._MODEL_ROUNDS), float(exact._MIN_ELASTICITY),
+        float(exact._MODEL_FLOOR_FRACTION), float(exact._FLOOR_FRACTION), float(exact._STALL_TOLERANCE),
+        float(exact._TOLERANCE), int(exact._MAX_ITERATIONS), int(exact._MAX_HALVINGS),
+    )  # fmt: skip
+
 
 # The rows of a point's (8, K) array and the entries of its (9,) scalars.
 S, R, DR_DS, DR_DGAP, DR_DTAU, DLOGQ, BETA, PHI = range(8)
@@ -68,16 +93,16 @@ def _horner(coefficients: np.ndarray, x: float) -> float:
 
 
 @njit(**_COMPILE)
-def _h_minus_1(z: float, z_minus_log_coefficients: np.ndarray) -> float:
+def _h_minus_1(z: float, st: Settings) -> float:
     log1p = math.log1p(z)
     z_minus_log = z - log1p
-    if z < _SERIES_BELOW:
-        z_minus_log = _horner(z_minus_log_coefficients, z) * z * z
+    if z < st.series_below:
+        z_minus_log = _horner(st.z_minus_log, z) * z * z
     return z_minus_log * (1.0 / log1p)
 
 
 @njit(**_COMPILE)
-def _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, series_a, series_b) -> None:
+def _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, st) -> None:
     """conditions.evaluate_system at (gap, tau, p[S]): fills the rest of p and the scalars."""
     sigma = math.exp(tau)
     sum_beta = sum_phi = 0.0
@@ -88,10 +113,10 @@ def _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, serie
         u = z / (1.0 + z)
         f = log1p - u
         z_minus_log = z - log1p
-        small = z < _SERIES_BELOW
+        small = z < st.series_below
         if small:
-            z_minus_log = _horner(series_a, z) * z * z
-            f = _horner(series_b, z) * z * z
+            z_minus_log = _horner(st.z_minus_log, z) * z * z
+            f = _horner(st.log_minus_fraction, z) * z * z
         inv_log = 1.0 / log1p
         if small:
             dlogq = 1.0 + z * (-1.0 / 6.0 + z * (7.0 / 36.0 - z * 227.0 / 1080.0))
@@ -127,39 +152,39 @@ def _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, serie
 
 
 @njit(**_COMPILE)
-def _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, series_a, series_b) -> None:
+def _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, st) -> None:
     """conditions.pulled_back from (gap, tau, p[S]), in place."""
-    _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, series_a, series_b)
-    for _ in range(_MAX_PULL_BACK_STEPS - 1):
-        if not scalars[CLIENT_ERROR] >= _PULL_BACK_TOLERANCE or scalars[RAISED]:  # NaN stops too
+    _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, st)
+    for _ in range(st.pull_back_steps - 1):
+        if not scalars[CLIENT_ERROR] >= st.pull_back_tolerance or scalars[RAISED]:  # NaN stops too
             return
         for k in range(c.size):
             step = p[R, k] / p[DR_DS, k]
-            step = -MAX_LOG_STEP if step < -MAX_LOG_STEP else (MAX_LOG_STEP if step > MAX_LOG_STEP else step)
+            step = -st.max_log_step if step < -st.max_log_step else min(step, st.max_log_step)
             p[S, k] -= step
-        _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, series_a, series_b)
+        _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, st)
 
 
 @njit(**_COMPILE)
-def _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, p, scalars, series_a, series_b):
+def _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, p, scalars, st):
     """exact._initial_point: the closed-form model's optimum, pulled back."""
     n = c.size
     equal_gap = -math.inf
     for k in range(n):
-        gap_k = kappa[k] * _h_minus_1(c[k] * n, series_a) + gamma[k] * (n if coupled else 0) - d[k]
+        gap_k = kappa[k] * _h_minus_1(c[k] * n, st) + gamma[k] * (n if coupled else 0) - d[k]
         equal_gap = gap_k if k == 0 else _nan_max(equal_gap, gap_k)
     T = floor + equal_gap
     beta = np.full(n, 1.0 / n)
     work, mixed, elasticity, weight = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     sigma = 1.0
-    for _ in range(_MODEL_ROUNDS):  # exact._model_solution
+    for _ in range(st.model_rounds):  # exact._model_solution
         upload_total = m1 = m2 = cpu_total = 0.0
         for k in range(n):
             z = c[k] / beta[k]
             log1p = np.log1p(z)
             work[k] = kappa[k] * c[k] / log1p
             e = 1.0 - z / ((1.0 + z) * log1p)
-            elasticity[k] = e if (e > _MIN_ELASTICITY or math.isnan(e)) else _MIN_ELASTICITY
+            elasticity[k] = e if (e > st.min_elasticity or math.isnan(e)) else st.min_elasticity
             mixed[k] = np.sqrt(work[k] * gamma[k] * elasticity[k])
             slack = T - (a_kappa[k] - kappa[k])
             weight[k] = T / (slack if (slack > 1e-3 * T or math.isnan(slack)) else 1e-3 * T)
@@ -181,10 +206,10 @@ def _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled,
     if not usable:
         gap, sigma = equal_gap, 1.0
         beta[:] = 1.0 / n
-    gap = _py_min(_py_max(gap, _MODEL_FLOOR_FRACTION * equal_gap), equal_gap)
+    gap = _py_min(_py_max(gap, st.model_floor_fraction * equal_gap), equal_gap)
     for k in range(n):
         p[S, k] = np.log(c[k] / beta[k])
-    _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, np.log(sigma), p, scalars, series_a, series_b)
+    _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, np.log(sigma), p, scalars, st)
 
 
 @njit(**_COMPILE)
@@ -220,20 +245,20 @@ def _newton_step(d, coupled, p, scalars, ds):
 
 
 @njit(**_COMPILE)
-def _step_length(scalars, ds, dgap, dtau) -> float:
+def _step_length(scalars, ds, dgap, dtau, st) -> float:
     """exact._step_length."""
     largest_step = abs(ds[0])
     for k in range(1, ds.size):
         largest_step = _nan_max(largest_step, abs(ds[k]))
     largest_step = _py_max(largest_step, abs(dtau))
-    alpha = _py_min(1.0, MAX_LOG_STEP / largest_step) if largest_step > 0 else 1.0
+    alpha = _py_min(1.0, st.max_log_step / largest_step) if largest_step > 0 else 1.0
     if dgap < 0:
-        alpha = _py_min(alpha, _FLOOR_FRACTION * scalars[GAP] / -dgap)
+        alpha = _py_min(alpha, st.floor_fraction * scalars[GAP] / -dgap)
     return alpha
 
 
 @njit(**_COMPILE)
-def _stalled(gamma, kappa, d, floor, coupled, p, scalars) -> bool:
+def _stalled(gamma, kappa, d, floor, coupled, p, scalars, st) -> bool:
     """conditions.latency_error(...) < exact._STALL_TOLERANCE."""
     gap = scalars[GAP]
     longest_compute = longest_upload = client = 0.0
@@ -245,44 +270,44 @@ def _stalled(gamma, kappa, d, floor, coupled, p, scalars) -> bool:
         client = _nan_max(client, abs(p[R, k] * slack))
     error = _py_max(client, scalars[BANDWIDTH_ERROR] * longest_upload)
     error = _py_max(error, scalars[CPU_ERROR] * longest_compute if coupled else 0.0)
-    return error / (floor + gap) < _STALL_TOLERANCE
+    return error / (floor + gap) < st.stall_tolerance
 
 
 @njit(**_COMPILE)
-def _solve_row(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, series_a, series_b):
+def _solve_row(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, st):
     """exact._newton from exact._initial_point: (converged, the accepted point's (8, K) array)."""
     n = c.size
     p, scalars = np.empty((8, n)), np.empty(9)
     trial, trial_scalars = np.empty((8, n)), np.empty(9)
     ds = np.empty(n)
-    _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, p, scalars, series_a, series_b)
+    _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, p, scalars, st)
     if not math.isfinite(scalars[ERROR]) or scalars[RAISED]:
         return False, p
-    for _ in range(_MAX_ITERATIONS):
-        if scalars[ERROR] < _TOLERANCE:
+    for _ in range(st.max_iterations):
+        if scalars[ERROR] < st.tolerance:
             return True, p
         dgap, dtau, singular = _newton_step(d, coupled, p, scalars, ds)
-        alpha = _step_length(scalars, ds, dgap, dtau)
+        alpha = _step_length(scalars, ds, dgap, dtau, st)
         improved = False
-        for _ in range(_MAX_HALVINGS):
+        for _ in range(st.max_halvings):
             for k in range(n):
                 trial[S, k] = p[S, k] + alpha * ds[k]
             _pulled_back(c, kappa, m, gamma_over_m, d, coupled, scalars[GAP] + alpha * dgap,
-                         scalars[TAU] + alpha * dtau, trial, trial_scalars, series_a, series_b)  # fmt: skip
+                         scalars[TAU] + alpha * dtau, trial, trial_scalars, st)  # fmt: skip
             improved = trial_scalars[ERROR] < scalars[ERROR]
             if improved or trial_scalars[RAISED]:
                 break
             alpha *= 0.5
-        if singular or trial_scalars[RAISED] and not improved:
+        if singular or (trial_scalars[RAISED] and not improved):
             return False, p  # exact.py raises
         if not improved:  # halvings spent: exact.py stops here
-            return _stalled(gamma, kappa, d, floor, coupled, p, scalars), p
+            return _stalled(gamma, kappa, d, floor, coupled, p, scalars, st), p
         if trial_scalars[ERROR] > 0.5 * scalars[ERROR] and _stalled(gamma, kappa, d, floor, coupled, trial,
-                                                                   trial_scalars):  # fmt: skip
+                                                                   trial_scalars, st):  # fmt: skip
             return True, trial  # progress has stalled at round-off level
         p, trial = trial, p
         scalars, trial_scalars = trial_scalars, scalars
-    return _stalled(gamma, kappa, d, floor, coupled, p, scalars), p
+    return _stalled(gamma, kappa, d, floor, coupled, p, scalars, st), p
 
 
 @njit(**_COMPILE)
@@ -333,7 +358,7 @@ def _finished(share, round_off) -> bool:
 
 @njit(**_COMPILE)
 def _solve_rows(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
-                solved, beta, phi, series_a, series_b) -> None:  # fmt: skip
+                solved, beta, phi, st) -> None:  # fmt: skip
     n, k = snr.shape
     constants = np.empty((7, k))
     c, kappa, gamma, m = constants[0], constants[1], constants[2], constants[3]
@@ -350,7 +375,7 @@ def _solve_rows(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, ser
                                        server_cpu_hz, coupled, constants)  # fmt: skip
         if not well_posed:
             continue
-        ok, p = _solve_row(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, series_a, series_b)
+        ok, p = _solve_row(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, st)
         if not ok:
             continue
         beta[i, :] = p[BETA]
@@ -370,6 +395,8 @@ def solve_rows(fixed_time_s: np.ndarray, upload_bits: np.ndarray, server_cycles:
     n, k = full_band_snr.shape
     solved, beta, phi = np.zeros(n, dtype=np.bool_), np.full((n, k), np.nan), np.full((n, k), np.nan)
     _solve_rows(fixed_time_s, upload_bits, server_cycles, full_band_snr, float(bandwidth_hz), float(server_cpu_hz),
-                float(round_off), solved, beta, phi, _Z_MINUS_LOG_COEFFICIENTS,
-                _LOG_MINUS_FRACTION_COEFFICIENTS)  # fmt: skip
+                float(round_off), solved, beta, phi, _SETTINGS)
     return solved, beta, phi
+
+
+_SETTINGS = _settings()

@@ -195,14 +195,14 @@ def test_privacy_mask_refuses_or_penalises():
 def test_a_failed_solve_falls_back_and_says_so(monkeypatch):
     from solvers import batch, exact
 
-    def unsolved(problems):  # the batched iteration gives every row to the one-problem solver
-        n, k = problems.num_problems, problems.num_clients
+    def unsolved(fixed_time_s, *args):  # the compiled solver gives every row to the one-problem solver
+        n, k = fixed_time_s.shape
         return np.zeros(n, dtype=bool), np.full((n, k), np.nan), np.full((n, k), np.nan)
 
     def broken(problem):
         raise exact.ExactSolverError("no convergence")
 
-    monkeypatch.setattr(batch, "_solve_exact_rows", unsolved)
+    monkeypatch.setattr(batch, "solve_rows", unsolved)
     monkeypatch.setattr(exact, "solve_exact", broken)
     env = make()
     env.reset(seed=0)
