@@ -166,7 +166,7 @@ def equal_split_batch(batch: ProblemBatch) -> AllocationBatch:
 def solve_batch(
     batch: ProblemBatch, method: str = "exact", *, solve_row: RowSolver, round_off: float
 ) -> AllocationBatch:
-    """Row i is ``solve_row(batch.problem(i), method)``, or for ``method="exact"`` the batched iteration's
+    """Row i is ``solve_row(batch.problem(i), method)``, or for ``method="exact"`` the compiled solver's
     result where it solves the row. :func:`solvers.solve_batch` passes the one-problem ``solve`` and its
     allowance for shares below 0 and totals above 1 (importing them here would make an import cycle)."""
     start = time.perf_counter()
