@@ -160,7 +160,10 @@ def _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, st
             return
         for k in range(c.size):
             step = p[R, k] / p[DR_DS, k]
-            step = -st.max_log_step if step < -st.max_log_step else min(step, st.max_log_step)
+            if step < -st.max_log_step:  # np.clip: NaN stays NaN
+                step = -st.max_log_step
+            elif step > st.max_log_step:
+                step = st.max_log_step
             p[S, k] -= step
         _evaluate(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, st)
 
@@ -172,7 +175,7 @@ def _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled,
     equal_gap = -math.inf
     for k in range(n):
         gap_k = kappa[k] * _h_minus_1(c[k] * n, st) + gamma[k] * (n if coupled else 0) - d[k]
-        equal_gap = gap_k if k == 0 else _nan_max(equal_gap, gap_k)
+        equal_gap = _nan_max(equal_gap, gap_k)
     T = floor + equal_gap
     beta = np.full(n, 1.0 / n)
     work, mixed, elasticity, weight = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
