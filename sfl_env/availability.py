@@ -27,6 +27,7 @@ from importlib import resources
 import numpy as np
 
 from .config import ComputeConfig
+from .draws import EpisodeGenerators
 from .hardware import DEVICE_TIERS
 from .validation import check_int
 
@@ -40,43 +41,6 @@ def governor_multipliers() -> np.ndarray:
     multipliers = ghz * np.mean(1.0 / ghz)
     multipliers.setflags(write=False)
     return multipliers
-
-
-_LOW32 = np.uint64(0xFFFFFFFF)
-
-
-def draw_integers(rngs: Sequence[np.random.Generator], high: int, out: np.ndarray) -> None:
-    """``out[e] = rngs[e].integers(0, high, out.shape[1])`` for every row e: the same values, each generator
-    left in the same state, at a fraction of the cost (``integers`` spends ~10 us per call on argument
-    handling, more than a round's other draws together).
-
-    numpy draws an integer below 2^32 by Lemire's method on 32-bit outputs, and PCG64 makes two 32-bit
-    outputs of each 64-bit one, low half first. Where that is exactly what ``integers`` would do (a PCG64
-    generator, no half output held over, an even count) this takes the 64-bit outputs with ``random_raw``
-    and applies the method to all rows at once. A row where the method might reject a value (a chance of
-    3e-8 per value at ``high`` = 147), or that does not qualify, is rewound and drawn by ``integers``."""
-    size = out.shape[1]
-    raw = np.zeros((len(rngs), size // 2), dtype=np.uint64)
-    states: dict[int, dict] = {}
-    for row, rng in enumerate(rngs):
-        state = rng.bit_generator.state
-        if state["bit_generator"] == "PCG64" and not state["has_uint32"] and size % 2 == 0 and high < 2**32:
-            states[row] = state
-            raw[row] = rng.bit_generator.random_raw(size // 2)
-        else:
-            out[row] = rng.integers(0, high, size)
-    if not states:
-        return
-    halves = np.empty((len(rngs), size), dtype=np.uint64)
-    halves[:, 0::2], halves[:, 1::2] = raw & _LOW32, raw >> np.uint64(32)
-    scaled = halves * np.uint64(high)
-    maybe_rejected = ((scaled & _LOW32) < np.uint64(high)).any(axis=1)
-    drawn = np.fromiter(states, dtype=np.int64, count=len(states))
-    out[drawn] = scaled[drawn] >> np.uint64(32)
-    for row in drawn[maybe_rejected[drawn]]:
-        rng = rngs[row]
-        rng.bit_generator.state = states[row]
-        out[row] = rng.integers(0, high, size)
 
 
 @dataclass(frozen=True)
@@ -143,9 +107,9 @@ class CpuAvailability:
         self.config = config
         self._single = isinstance(rng, np.random.Generator)
         devices = [devices] if self._single else list(devices)
-        rngs = [rng] if self._single else list(rng)
+        rngs = [rng] if self._single else rng if isinstance(rng, EpisodeGenerators) else list(rng)
         shape = (len(rngs), len(devices[0].cpu_hz))
-        self._rngs: list[np.random.Generator] = [None] * len(rngs)  # type: ignore[list-item]
+        self._rngs = EpisodeGenerators.of(rngs)
         self._devices: list[ClientDevices] = [None] * len(rngs)  # type: ignore[list-item]
         self._base_hz, self._cycles_per_flop = np.zeros(shape), np.zeros(shape)
         self._busy, self._governor = np.zeros(shape, dtype=bool), np.ones(shape)
@@ -156,15 +120,14 @@ class CpuAvailability:
         """Begins a new episode in each of ``rows``, on the matching ``devices``, drawn from ``rngs``."""
         config, k = self.config, self._busy.shape[1]
         rngs = list(rngs)
+        self._rngs.replace(rows, rngs)
         for row, device, rng in zip(rows, devices, rngs):
-            self._rngs[row], self._devices[row] = rng, device
+            self._devices[row] = device
             self._base_hz[row], self._cycles_per_flop[row] = device.cpu_hz, device.cycles_per_flop
             self._busy[row] = rng.random(k) < config.busy_probability if config.busy_probability > 0 else False
         if config.governor == "measured":  # each generator: its busy states, then its governor samples
-            samples = np.empty((len(rngs), k), dtype=np.int64)
-            draw_integers(rngs, len(governor_multipliers()), samples)
-            self._sample[rows] = samples
-            self._governor[rows] = governor_multipliers()[samples]
+            self._rngs.integers(len(governor_multipliers()), self._sample, rows)
+            self._governor[rows] = governor_multipliers()[self._sample[rows]]
         self._cycles_view = self._read_only_view(self._cycles_per_flop)
         self._hz = self._compute_hz()
 
@@ -197,10 +160,9 @@ class CpuAvailability:
         k = self._busy.shape[1]
         draws = np.empty(self._busy.shape) if config.busy_probability > 0 else None
         if draws is not None:
-            for row, rng in enumerate(self._rngs):  # each episode draws from its own generator
-                rng.random(out=draws[row])
+            self._rngs.random(draws)  # each episode from its own generator
         if config.governor == "measured":  # rng.choice(multipliers, k) draws these indices
-            draw_integers(self._rngs, len(governor_multipliers()), self._sample)
+            self._rngs.integers(len(governor_multipliers()), self._sample)
             self._governor = governor_multipliers()[self._sample]
         if draws is not None:
             start, leave = self.transitions

@@ -42,6 +42,7 @@ from gymnasium.vector.utils import batch_space
 
 from .availability import ClientDevices, CpuAvailability
 from .budgets import ENDS, EpisodeBudget
+from .draws import EpisodeGenerators
 from .env import SFLEnv, observations
 from .errors import ActionError, ConfigError
 from .pricing import StateBatch
@@ -105,11 +106,13 @@ class SFLVectorEnv(VectorEnv):
                 self._np_randoms[row], _ = seeding.np_random(episode_seed)
         rows = np.arange(self.num_envs)
         channel_rngs, trainer_rngs = self._draw_episodes(rows)
+        # One list of each kind for the processes that draw from them, reseeded in place at autoreset.
+        self._channel_rngs, self._trainer_rngs = EpisodeGenerators(channel_rngs), EpisodeGenerators(trainer_rngs)
         cfg, k = self.config, self._env.num_clients
-        self._channel = Channel(k, cfg.wireless, channel_rngs)  # each generator: the channel, then the devices
+        self._channel = Channel(k, cfg.wireless, self._channel_rngs)  # each generator: the channel, then the devices
         self._cpu = CpuAvailability([ClientDevices.draw(k, cfg.compute, rng) for rng in channel_rngs], cfg.compute,
-                                    channel_rngs)
-        self._runs = AnalyticRuns(cfg.system, self._model, self._curve, trainer_rngs)
+                                    self._channel_rngs)
+        self._runs = AnalyticRuns(cfg.system, self._model, self._curve, self._trainer_rngs)
         self._budget = EpisodeBudget(cfg, k, episodes=self.num_envs)
         self._round = np.zeros(self.num_envs, dtype=np.int64)
         self._previous_index = np.full(self.num_envs, -1)
@@ -210,6 +213,9 @@ class SFLVectorEnv(VectorEnv):
     def _restart(self, rows: np.ndarray) -> None:
         """New episodes in ``rows`` (autoreset): drawn exactly as :meth:`reset` draws them."""
         channel_rngs, trainer_rngs = self._draw_episodes(rows)
+        self._channel_rngs.reseed(rows, channel_rngs)
+        self._trainer_rngs.reseed(rows, trainer_rngs)
+        channel_rngs, trainer_rngs = [self._channel_rngs[r] for r in rows], [self._trainer_rngs[r] for r in rows]
         self._channel.restart(rows, channel_rngs)  # each generator: the channel, then the devices
         devices = [ClientDevices.draw(self._env.num_clients, self.config.compute, rng) for rng in channel_rngs]
         self._cpu.restart(rows, devices, channel_rngs)

@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike
 from solvers import shannon_rate_bps
 
 from .config import WirelessConfig
+from .draws import EpisodeGenerators
 from .validation import check_int
 
 
@@ -72,9 +73,9 @@ class Channel:
         self.num_clients = num_clients
         self.config = config
         self._single = isinstance(rng, np.random.Generator)
-        rngs = [rng] if self._single else list(rng)
+        rngs = [rng] if self._single else rng if isinstance(rng, EpisodeGenerators) else list(rng)
         shape = (len(rngs), num_clients)
-        self._rngs: list[np.random.Generator] = [None] * len(rngs)  # type: ignore[list-item]
+        self._rngs = EpisodeGenerators.of(rngs)
         self._distance_m, self._shadowing_db = np.zeros(shape), np.zeros(shape)
         self._fading, self._power = np.ones(shape, dtype=np.complex128), np.ones(shape)
         self._path_gain = np.zeros(shape)
@@ -85,8 +86,9 @@ class Channel:
         config, k = self.config, self.num_clients
         low, high = config.distance_m
         rayleigh = config.fading == "rayleigh"
+        rngs = list(rngs)
+        self._rngs.replace(rows, rngs)
         for row, rng in zip(rows, rngs):
-            self._rngs[row] = rng
             self._distance_m[row] = rng.uniform(low, high, k)
             self._shadowing_db[row] = rng.normal(0.0, config.shadowing_db, k) if config.shadowing_db > 0 else 0.0
             if config.fading != "none":
@@ -115,15 +117,14 @@ class Channel:
         others = np.empty((episodes, blocks - 1, k)) if rayleigh and blocks > 1 else None
         shadowing_draw = np.zeros((episodes, k)) if moves.any() else None
         mobility_draw = np.empty((episodes, k)) if config.mobility_m_per_round > 0 else None
-        for row, rng in enumerate(self._rngs):
-            if innovation is not None:
-                rng.standard_normal(out=innovation[row])
-            if others is not None:
-                rng.standard_exponential(out=others[row])
-            if moves[row]:
-                rng.standard_normal(out=shadowing_draw[row])
-            if mobility_draw is not None:
-                rng.standard_normal(out=mobility_draw[row])
+        if innovation is not None:
+            self._rngs.standard_normal(innovation)
+        if others is not None:
+            self._rngs.standard_exponential(others)
+        if shadowing_draw is not None:
+            self._rngs.standard_normal(shadowing_draw, np.flatnonzero(moves))
+        if mobility_draw is not None:
+            self._rngs.standard_normal(mobility_draw)
         if innovation is not None:
             fresh = np.sqrt(0.5) * innovation[:, 0] + 1j * (np.sqrt(0.5) * innovation[:, 1])
             self._fading = fresh if rho == 0 else rho * self._fading + np.sqrt(1.0 - rho**2) * fresh

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sfl_env.availability import ClientDevices, CpuAvailability, draw_integers, fastest_client_flops, governor_multipliers
+from sfl_env.availability import ClientDevices, CpuAvailability, fastest_client_flops, governor_multipliers
 from sfl_env.config import ComputeConfig, WirelessConfig
 from sfl_env.energy import round_energy_j
 from sfl_env.errors import ConfigError
@@ -98,30 +98,3 @@ def test_device_options_are_checked_by_name(kwargs, message):
     assert message in str(error.value)
 
 
-def _generators() -> list[np.random.Generator]:
-    """Generators in every state draw_integers must handle: plain PCG64 ones; one just before a 64-bit output
-    whose upper half Lemire's method rejects at high = 147 (found by scanning seed 0's stream); one holding
-    a half output over from an odd draw; one of another bit generator."""
-    plain = [np.random.default_rng(seed) for seed in range(50)]
-    rejecting = np.random.default_rng(0)
-    rejecting.bit_generator.advance(26_941_553)  # its 3rd 64-bit output from here holds the rejected value
-    holding = np.random.default_rng(7)
-    holding.integers(0, 147, 3)
-    return [*plain, rejecting, holding, np.random.Generator(np.random.Philox(3))]
-
-
-@pytest.mark.parametrize("size", [10, 4, 5])
-def test_draw_integers_draws_what_integers_draws_and_leaves_the_same_state(size):
-    generators, twins = _generators(), _generators()
-    out = np.empty((len(generators), size), dtype=np.int64)
-    for _ in range(3):
-        draw_integers(generators, 147, out)
-        expected = np.stack([rng.integers(0, 147, size) for rng in twins])
-        np.testing.assert_array_equal(out, expected)
-    assert [rng.random() for rng in generators] == [rng.random() for rng in twins]
-    # the rejected value is real: the scan's position lies in the rejecting generator's first draw
-    rng = np.random.default_rng(0)
-    rng.bit_generator.advance(26_941_553)
-    halves = rng.bit_generator.random_raw(5)
-    scaled = np.concatenate([halves & np.uint64(0xFFFFFFFF), halves >> np.uint64(32)]) * np.uint64(147)
-    assert ((scaled & np.uint64(0xFFFFFFFF)) < np.uint64((2**32 - 147) % 147)).any()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..config import SFLConfig
+from ..draws import EpisodeGenerators
 from ..errors import ConfigError
 from ..models import SplitModel, build_model
 from ..profiling import profile_model
@@ -48,7 +49,7 @@ class AnalyticRuns:
         self.speed_per_index = np.array([curve.speed[cut - 1] for cut in cuts])
         self._innovation_std = curve.acc_noise_std * math.sqrt(1.0 - curve.acc_noise_corr**2)
         runs = len(rngs)
-        self.rngs: list[np.random.Generator] = [None] * runs  # type: ignore[list-item]
+        self.rngs = EpisodeGenerators.of(rngs)
         self.progress, self.noise, self.pace = np.zeros(runs), np.zeros(runs), np.ones(runs)
         self.round_index = np.zeros(runs, dtype=np.int64)
         self.restart(np.arange(runs), rngs)
@@ -56,8 +57,9 @@ class AnalyticRuns:
     def restart(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
         """Begins a new run in each of ``rows``, drawn from the matching generator of ``rngs``."""
         curve = self.curve
+        rngs = list(rngs)
+        self.rngs.replace(rows, rngs)
         for row, rng in zip(rows, rngs):
-            self.rngs[row] = rng
             self.noise[row] = rng.normal(0.0, curve.acc_noise_std)
             # This run's pace; drawn only when the calibration has one, so older fits replay unchanged.
             self.pace[row] = np.exp(rng.normal(0.0, curve.pace_log_std)) if curve.pace_log_std > 0 else 1.0
@@ -68,8 +70,9 @@ class AnalyticRuns:
         ``test_loss`` (NaN where the round is not evaluated), arrays of shape (E,)."""
         self.progress = self.progress + self.pace * self.speed_per_index[cut_index]
         self.round_index = self.round_index + 1
-        draws = np.array([rng.standard_normal() for rng in self.rngs])  # N(0, s) is s times a standard draw
-        self.noise = self.curve.acc_noise_corr * self.noise + self._innovation_std * draws
+        draws = np.empty((len(self.rngs), 1))
+        self.rngs.standard_normal(draws)  # N(0, s) is s times a standard draw
+        self.noise = self.curve.acc_noise_corr * self.noise + self._innovation_std * draws[:, 0]
         loss = self.curve.loss(self.progress)
         evaluated = self.round_index % self.config.eval_every == 0
         accuracy = np.minimum(np.maximum(self.curve.accuracy(self.progress) + self.noise, 0.0), 1.0)

@@ -1,0 +1,93 @@
+"""The compiled per-episode draws give what numpy's calls give, value for value and state for state."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from sfl_env.draws import EpisodeGenerators
+
+
+def _generators() -> list[np.random.Generator]:
+    """Generators in the states a fill must handle: plain PCG64 ones; one just before a 64-bit output whose
+    upper half Lemire's method rejects at high = 147 (found by scanning seed 0's stream); one holding a
+    32-bit half output over from an odd draw; one of another bit generator."""
+    plain = [np.random.default_rng(seed) for seed in range(20)]
+    rejecting = np.random.default_rng(0)
+    rejecting.bit_generator.advance(26_941_553)  # its 3rd 64-bit output from here holds the rejected value
+    holding = np.random.default_rng(7)
+    holding.integers(0, 147, 3)
+    return [*plain, rejecting, holding, np.random.Generator(np.random.Philox(3))]
+
+
+def test_the_rejecting_generator_does_reach_a_rejected_value():
+    rng = _generators()[20]
+    halves = rng.bit_generator.random_raw(5)
+    scaled = np.concatenate([halves & np.uint64(0xFFFFFFFF), halves >> np.uint64(32)]) * np.uint64(147)
+    assert ((scaled & np.uint64(0xFFFFFFFF)) < np.uint64((2**32 - 147) % 147)).any()
+
+
+FILLS = {
+    "standard_normal": (lambda g, out: g.standard_normal(out), lambda rng, shape: rng.standard_normal(shape)),
+    "standard_exponential": (lambda g, out: g.standard_exponential(out),
+                             lambda rng, shape: rng.standard_exponential(shape)),
+    "random": (lambda g, out: g.random(out), lambda rng, shape: rng.random(shape)),
+    "integers below 147": (lambda g, out: g.integers(147, out), lambda rng, shape: rng.integers(0, 147, shape)),
+    "integers below 2**33 + 5": (lambda g, out: g.integers(2**33 + 5, out),
+                                 lambda rng, shape: rng.integers(0, 2**33 + 5, shape)),
+}
+
+
+@pytest.mark.parametrize("shape", [(10,), (2, 5), (3,)])
+@pytest.mark.parametrize("method", FILLS)
+def test_a_fill_draws_what_numpy_draws_and_leaves_each_generator_in_numpys_state(method, shape):
+    fill, numpy_draw = FILLS[method]
+    generators, twins = EpisodeGenerators(_generators()), _generators()
+    dtype = np.int64 if method.startswith("integers") else np.float64
+    out = np.empty((len(twins), *shape), dtype=dtype)
+    for _ in range(3):
+        fill(generators, out)
+        np.testing.assert_array_equal(out, np.stack([numpy_draw(rng, shape) for rng in twins]))
+    assert [rng.random() for rng in generators] == [rng.random() for rng in twins]
+
+
+def test_rows_draw_alone_and_the_others_are_left_as_they_are():
+    generators, twins = EpisodeGenerators(_generators()), _generators()
+    out = np.full((len(twins), 4), -1.0)
+    rows = np.array([1, 20, 22])
+    generators.standard_normal(out, rows)
+    for row, rng in enumerate(twins):
+        if row in rows:
+            np.testing.assert_array_equal(out[row], rng.standard_normal(4))
+        else:
+            assert (out[row] == -1.0).all()
+    assert [rng.random() for rng in generators] == [rng.random() for rng in twins]
+
+
+def test_a_replaced_generator_draws_its_row_after_the_first_fill():
+    generators = EpisodeGenerators([np.random.default_rng(0), np.random.default_rng(1)])
+    out = np.empty((2, 3))
+    generators.random(out)
+    generators.replace([1], [np.random.default_rng(5)])
+    generators.random(out)
+    np.testing.assert_array_equal(out[1], np.random.default_rng(5).random(3))
+    assert generators[1] is not None and len(generators) == 2
+
+
+def test_a_pickled_copy_draws_on_from_the_same_states():
+    generators = EpisodeGenerators([np.random.default_rng(0), np.random.default_rng(1)])
+    out, copied = np.empty((2, 3)), np.empty((2, 3))
+    generators.standard_normal(out)
+    copy = pickle.loads(pickle.dumps(generators))
+    generators.standard_normal(out)
+    copy.standard_normal(copied)
+    np.testing.assert_array_equal(out, copied)
+
+
+@pytest.mark.parametrize("out", [np.empty((3, 4), dtype=np.float32), np.empty((2, 4)), np.empty((4, 3)).T])
+def test_an_unusable_out_is_refused_by_name(out):
+    generators = EpisodeGenerators([np.random.default_rng(seed) for seed in range(3)])
+    with pytest.raises(ValueError, match="out must be a C-contiguous float64 array of 3 rows"):
+        generators.random(out)
