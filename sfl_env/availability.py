@@ -58,7 +58,8 @@ class ClientDevices:
             low_hz, high_hz = config.client_cpu_hz
             return cls((None,) * num_clients, rng.uniform(low_hz, high_hz, num_clients),
                        np.full(num_clients, config.client_cycles_per_flop))
-        return cls._of_tiers(rng.choice(len(DEVICE_TIERS), size=num_clients, p=config.device_mix))
+        # rng.choice(len(DEVICE_TIERS), num_clients, p=config.device_mix), without its argument checks
+        return cls._of_tiers(_mix_cdf(tuple(config.device_mix)).searchsorted(rng.random(num_clients), side="right"))
 
     @classmethod
     def nominal(cls, num_clients: int, config: ComputeConfig) -> ClientDevices:
@@ -76,13 +77,27 @@ class ClientDevices:
     @classmethod
     def _of_tiers(cls, index: np.ndarray) -> ClientDevices:
         """Client ``k`` on tier ``DEVICE_TIERS[index[k]]``."""
-        tiers = [DEVICE_TIERS[i] for i in index]
-        return cls(tuple(t.name for t in tiers), np.array([t.cpu_ghz * 1e9 for t in tiers]),
-                   np.array([t.cycles_per_flop for t in tiers]))
+        names, cpu_hz, cycles_per_flop = _tier_table()
+        return cls(tuple(names[i] for i in index), cpu_hz[index], cycles_per_flop[index])
 
     @property
     def flops_per_s(self) -> np.ndarray:
         return self.cpu_hz / self.cycles_per_flop
+
+
+@functools.cache
+def _tier_table() -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Each tier's name, clock (Hz) and cycles per FLOP."""
+    return (tuple(t.name for t in DEVICE_TIERS), np.array([t.cpu_ghz * 1e9 for t in DEVICE_TIERS]),
+            np.array([t.cycles_per_flop for t in DEVICE_TIERS]))  # fmt: skip
+
+
+@functools.cache
+def _mix_cdf(mix: tuple[float, ...]) -> np.ndarray:
+    """The mix's cumulative distribution as ``Generator.choice`` computes it: ``p.cumsum()`` over its last value."""
+    cdf = np.asarray(mix, dtype=np.float64).cumsum()
+    cdf /= cdf[-1]
+    return cdf
 
 
 def fastest_client_flops(config: ComputeConfig) -> float:

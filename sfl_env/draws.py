@@ -21,28 +21,20 @@ __all__ = ["EpisodeGenerators"]
 _COMPILE = {"cache": True, "nogil": True}
 
 
-@njit(**_COMPILE)
-def _standard_normal(gens, rows, out):  # out: (E, n); row r of out from gens[r], for r in rows
-    for r in rows:
-        g = gens[r]
-        for k in range(out.shape[1]):
-            out[r, k] = g.standard_normal()
+_STANDARD_NORMAL, _STANDARD_EXPONENTIAL, _RANDOM = range(3)
 
 
 @njit(**_COMPILE)
-def _standard_exponential(gens, rows, out):
+def _fill(gens, rows, kind, out):  # out: (E, n); row r of out from gens[r], for r in rows
     for r in rows:
         g = gens[r]
         for k in range(out.shape[1]):
-            out[r, k] = g.standard_exponential()
-
-
-@njit(**_COMPILE)
-def _random(gens, rows, out):
-    for r in rows:
-        g = gens[r]
-        for k in range(out.shape[1]):
-            out[r, k] = g.random()
+            if kind == _STANDARD_NORMAL:
+                out[r, k] = g.standard_normal()
+            elif kind == _STANDARD_EXPONENTIAL:
+                out[r, k] = g.standard_exponential()
+            else:
+                out[r, k] = g.random()
 
 
 @njit(**_COMPILE)
@@ -98,13 +90,13 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
                 self.replace([row], [rng])
 
     def standard_normal(self, out: np.ndarray, rows: np.ndarray | None = None) -> None:
-        _standard_normal(self._compiled(), self._rows(rows), self._table(out, np.float64))
+        _fill(self._compiled(), self._rows(rows), _STANDARD_NORMAL, self._table(out, np.float64))
 
     def standard_exponential(self, out: np.ndarray, rows: np.ndarray | None = None) -> None:
-        _standard_exponential(self._compiled(), self._rows(rows), self._table(out, np.float64))
+        _fill(self._compiled(), self._rows(rows), _STANDARD_EXPONENTIAL, self._table(out, np.float64))
 
     def random(self, out: np.ndarray, rows: np.ndarray | None = None) -> None:
-        _random(self._compiled(), self._rows(rows), self._table(out, np.float64))
+        _fill(self._compiled(), self._rows(rows), _RANDOM, self._table(out, np.float64))
 
     def integers(self, high: int, out: np.ndarray, rows: np.ndarray | None = None) -> None:
         """``rngs[e].integers(0, high, n)`` into row e of the (E, n) int64 ``out``."""

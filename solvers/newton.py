@@ -22,13 +22,16 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from . import conditions, exact
 from .problem import LN2
 
 __all__ = ["solve_rows"]
 
+# From this many rows a batch is solved on numba's threads (NUMBA_NUM_THREADS, default: every core); a row's
+# result is the same on any thread.
+PARALLEL_FROM_ROWS = 256
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf, not a raise
 
 
@@ -360,30 +363,44 @@ def _finished(share, round_off) -> bool:
 
 
 @njit(**_COMPILE)
-def _solve_rows(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
-                solved, beta, phi, st) -> None:  # fmt: skip
-    n, k = snr.shape
+def _solve_one(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
+               solved, beta, phi, st) -> None:  # fmt: skip
+    """Row i of the batch into solved[i], beta[i] and phi[i]."""
+    k = snr.shape[1]
+    uploads, coupled, uncoupled = True, True, True
+    for j in range(k):
+        uploads = uploads and upload_bits[i, j] > 0
+        coupled = coupled and server_cycles[i, j] > 0
+        uncoupled = uncoupled and server_cycles[i, j] == 0
+    if not (uploads and (coupled or uncoupled)):
+        return
     constants = np.empty((7, k))
-    c, kappa, gamma, m = constants[0], constants[1], constants[2], constants[3]
-    gamma_over_m, a_kappa, d = constants[4], constants[5], constants[6]
-    for i in range(n):
-        uploads, coupled, uncoupled = True, True, True
-        for j in range(k):
-            uploads = uploads and upload_bits[i, j] > 0
-            coupled = coupled and server_cycles[i, j] > 0
-            uncoupled = uncoupled and server_cycles[i, j] == 0
-        if not (uploads and (coupled or uncoupled)):
-            continue
-        floor, well_posed = _constants(fixed_time_s[i], upload_bits[i], server_cycles[i], snr[i], bandwidth_hz,
-                                       server_cpu_hz, coupled, constants)  # fmt: skip
-        if not well_posed:
-            continue
-        ok, p = _solve_row(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, st)
-        if not ok:
-            continue
+    floor, well_posed = _constants(fixed_time_s[i], upload_bits[i], server_cycles[i], snr[i], bandwidth_hz,
+                                   server_cpu_hz, coupled, constants)  # fmt: skip
+    if not well_posed:
+        return
+    ok, p = _solve_row(constants[0], constants[1], constants[2], constants[3], constants[4], constants[5],
+                       constants[6], floor, coupled, st)  # fmt: skip
+    if ok:
         beta[i, :] = p[BETA]
         phi[i, :] = p[PHI]
         solved[i] = _finished(beta[i], round_off) and _finished(phi[i], round_off)
+
+
+@njit(**_COMPILE)
+def _solve_rows(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
+                solved, beta, phi, st) -> None:  # fmt: skip
+    for i in range(snr.shape[0]):
+        _solve_one(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
+                   solved, beta, phi, st)  # fmt: skip
+
+
+@njit(parallel=True, **_COMPILE)
+def _solve_rows_in_parallel(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
+                            solved, beta, phi, st) -> None:  # fmt: skip
+    for i in prange(snr.shape[0]):
+        _solve_one(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
+                   solved, beta, phi, st)  # fmt: skip
 
 
 def solve_rows(fixed_time_s: np.ndarray, upload_bits: np.ndarray, server_cycles: np.ndarray,
@@ -397,8 +414,9 @@ def solve_rows(fixed_time_s: np.ndarray, upload_bits: np.ndarray, server_cycles:
     """
     n, k = full_band_snr.shape
     solved, beta, phi = np.zeros(n, dtype=np.bool_), np.full((n, k), np.nan), np.full((n, k), np.nan)
-    _solve_rows(fixed_time_s, upload_bits, server_cycles, full_band_snr, float(bandwidth_hz), float(server_cpu_hz),
-                float(round_off), solved, beta, phi, _SETTINGS)
+    kernel = _solve_rows_in_parallel if n >= PARALLEL_FROM_ROWS else _solve_rows
+    kernel(fixed_time_s, upload_bits, server_cycles, full_band_snr, float(bandwidth_hz), float(server_cpu_hz),
+           float(round_off), solved, beta, phi, _SETTINGS)
     return solved, beta, phi
 
 

@@ -58,6 +58,20 @@ def test_the_mix_decides_the_tier_shares():
     assert shares["low"] == 0 and shares["high"] == pytest.approx(0.5, abs=0.03)
 
 
+@pytest.mark.parametrize("mix", [(0.2, 0.5, 0.3), (0.0, 0.4, 0.6), (1.0, 0.0, 0.0), (0.3333, 0.3333, 0.3334)])
+def test_the_tiers_are_what_generator_choice_draws_and_the_generator_ends_alike(mix):
+    config = ComputeConfig(device_mix=mix)
+    for seed in range(200):
+        rng, twin = np.random.default_rng(seed), np.random.default_rng(seed)
+        devices = ClientDevices.draw(10, config, rng)
+        expected = [DEVICE_TIERS[i].name for i in twin.choice(len(DEVICE_TIERS), size=10, p=mix)]
+        assert list(devices.tier) == expected
+        assert rng.random() == twin.random()
+        by_name = {t.name: t for t in DEVICE_TIERS}
+        assert devices.cpu_hz.tolist() == [by_name[name].cpu_ghz * 1e9 for name in devices.tier]
+        assert devices.cycles_per_flop.tolist() == [by_name[name].cycles_per_flop for name in devices.tier]
+
+
 def test_the_peak_model_keeps_the_datasheet_throughput():
     compute = ComputeConfig(client_devices="peak", governor="none")
     devices = ClientDevices.draw(100, compute, np.random.default_rng(0))

@@ -178,7 +178,17 @@ def test_the_batch_a_row_of_three_problems_is_the_batch_of_it_alone() -> None:
         assert_rows_equal(together, i, solve_batch(alone), 0)
 
 
-# --- rows the batched iteration leaves to the one-problem solve ---------------------------------
+def test_rows_solved_on_numba_threads_are_bitwise_the_rows_solved_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = random_batch(np.random.default_rng(21), 300, 10, kinds=("coupled", "upload"))
+    monkeypatch.setattr(solvers.newton, "PARALLEL_FROM_ROWS", 10**9)
+    in_turn = solve_batch(batch)
+    monkeypatch.setattr(solvers.newton, "PARALLEL_FROM_ROWS", 1)
+    on_threads = solve_batch(batch)
+    for i in range(batch.num_problems):
+        assert_rows_equal(on_threads, i, in_turn, i)
+
+
+# --- rows the compiled solver leaves to the one-problem solve -----------------------------------
 
 
 def _unsolve_row(row: int):
