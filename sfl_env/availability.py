@@ -133,13 +133,18 @@ class CpuAvailability:
 
     def restart(self, rows: np.ndarray, devices: Sequence[ClientDevices], rngs: Sequence[np.random.Generator]) -> None:
         """Begins a new episode in each of ``rows``, on the matching ``devices``, drawn from ``rngs``."""
-        config, k = self.config, self._busy.shape[1]
-        rngs = list(rngs)
-        self._rngs.replace(rows, rngs)
-        for row, device, rng in zip(rows, devices, rngs):
+        config = self.config
+        self._rngs.replace(rows, list(rngs))
+        rows = np.asarray(rows, dtype=np.int64)
+        for row, device in zip(rows, devices):
             self._devices[row] = device
             self._base_hz[row], self._cycles_per_flop[row] = device.cpu_hz, device.cycles_per_flop
-            self._busy[row] = rng.random(k) < config.busy_probability if config.busy_probability > 0 else False
+        if config.busy_probability > 0:
+            draws = np.empty(self._busy.shape)
+            self._rngs.random(draws, rows)
+            self._busy[rows] = draws[rows] < config.busy_probability
+        else:
+            self._busy[rows] = False
         if config.governor == "measured":  # each generator: its busy states, then its governor samples
             self._rngs.integers(len(governor_multipliers()), self._sample, rows)
             self._governor[rows] = governor_multipliers()[self._sample[rows]]

@@ -21,11 +21,11 @@ __all__ = ["EpisodeGenerators"]
 _COMPILE = {"cache": True, "nogil": True}
 
 
-_STANDARD_NORMAL, _STANDARD_EXPONENTIAL, _RANDOM = range(3)
+_STANDARD_NORMAL, _STANDARD_EXPONENTIAL, _RANDOM, _UNIFORM, _NORMAL, _EXPONENTIAL = range(6)
 
 
 @njit(**_COMPILE)
-def _fill(gens, rows, kind, out):  # out: (E, n); row r of out from gens[r], for r in rows
+def _fill(gens, rows, kind, a, b, out):  # out: (E, n); row r of out from gens[r], for r in rows
     for r in rows:
         g = gens[r]
         for k in range(out.shape[1]):
@@ -33,8 +33,14 @@ def _fill(gens, rows, kind, out):  # out: (E, n); row r of out from gens[r], for
                 out[r, k] = g.standard_normal()
             elif kind == _STANDARD_EXPONENTIAL:
                 out[r, k] = g.standard_exponential()
-            else:
+            elif kind == _RANDOM:
                 out[r, k] = g.random()
+            elif kind == _UNIFORM:
+                out[r, k] = g.uniform(a, b)
+            elif kind == _NORMAL:
+                out[r, k] = g.normal(a, b)
+            else:
+                out[r, k] = g.exponential(a)
 
 
 @njit(**_COMPILE)
@@ -78,25 +84,29 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
                 if self._typed is not None:
                     self._typed[row] = rng  # numba's handle to a new generator: ~40 us
 
-    def reseed(self, rows: Sequence[int] | np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
-        """Row r's generator goes on as the matching one of ``rngs`` would: its state is copied in where the
-        bit generators are of one kind, so the object, and numba's handle to it, stay (the row is replaced
-        otherwise). The rows' generators are then ``[self[r] for r in rows]``."""
-        for row, rng in zip(rows, rngs):
-            held = self._rngs[row]
-            if type(held.bit_generator) is type(rng.bit_generator):
-                held.bit_generator.state = rng.bit_generator.state
-            else:
-                self.replace([row], [rng])
+    def set_states(self, rows: Sequence[int] | np.ndarray, states: Sequence[dict]) -> None:
+        """Row r's generator goes on from the matching bit generator state (a ``bit_generator.state`` dict); the
+        object, and numba's handle to it, stay."""
+        for row, state in zip(rows, states):
+            self._rngs[row].bit_generator.state = state
 
     def standard_normal(self, out: np.ndarray, rows: np.ndarray | None = None) -> None:
-        _fill(self._compiled(), self._rows(rows), _STANDARD_NORMAL, self._table(out, np.float64))
+        self._fill(_STANDARD_NORMAL, 0.0, 0.0, out, rows)
 
     def standard_exponential(self, out: np.ndarray, rows: np.ndarray | None = None) -> None:
-        _fill(self._compiled(), self._rows(rows), _STANDARD_EXPONENTIAL, self._table(out, np.float64))
+        self._fill(_STANDARD_EXPONENTIAL, 0.0, 0.0, out, rows)
 
     def random(self, out: np.ndarray, rows: np.ndarray | None = None) -> None:
-        _fill(self._compiled(), self._rows(rows), _RANDOM, self._table(out, np.float64))
+        self._fill(_RANDOM, 0.0, 0.0, out, rows)
+
+    def uniform(self, low: float, high: float, out: np.ndarray, rows: np.ndarray | None = None) -> None:
+        self._fill(_UNIFORM, low, high, out, rows)
+
+    def normal(self, loc: float, scale: float, out: np.ndarray, rows: np.ndarray | None = None) -> None:
+        self._fill(_NORMAL, loc, scale, out, rows)
+
+    def exponential(self, scale: float, out: np.ndarray, rows: np.ndarray | None = None) -> None:
+        self._fill(_EXPONENTIAL, scale, 0.0, out, rows)
 
     def integers(self, high: int, out: np.ndarray, rows: np.ndarray | None = None) -> None:
         """``rngs[e].integers(0, high, n)`` into row e of the (E, n) int64 ``out``."""
@@ -104,6 +114,9 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
 
     def __getstate__(self) -> dict:
         return {"_rngs": self._rngs, "_all": self._all, "_typed": None}  # numba's list is rebuilt where used
+
+    def _fill(self, kind: int, a: float, b: float, out: np.ndarray, rows: np.ndarray | None) -> None:
+        _fill(self._compiled(), self._rows(rows), kind, float(a), float(b), self._table(out, np.float64))
 
     def _compiled(self) -> typed.List:
         if self._typed is None:

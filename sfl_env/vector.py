@@ -43,6 +43,7 @@ from gymnasium.vector.utils import batch_space
 from .availability import ClientDevices, CpuAvailability
 from .budgets import ENDS, EpisodeBudget
 from .draws import EpisodeGenerators
+from .episode_seeds import episode_states
 from .env import SFLEnv, observations
 from .errors import ActionError, ConfigError
 from .pricing import StateBatch
@@ -104,8 +105,9 @@ class SFLVectorEnv(VectorEnv):
         for row, episode_seed in enumerate(seeds):
             if episode_seed is not None or self._np_randoms[row] is None:
                 self._np_randoms[row], _ = seeding.np_random(episode_seed)
-        rows = np.arange(self.num_envs)
-        channel_rngs, trainer_rngs = self._draw_episodes(rows)
+        self._env_rngs = EpisodeGenerators(self._np_randoms)
+        channel_states, trainer_states = self._draw_episodes(np.arange(self.num_envs))
+        channel_rngs, trainer_rngs = _generators(channel_states), _generators(trainer_states)
         # One list of each kind for the processes that draw from them, reseeded in place at autoreset.
         self._channel_rngs, self._trainer_rngs = EpisodeGenerators(channel_rngs), EpisodeGenerators(trainer_rngs)
         cfg, k = self.config, self._env.num_clients
@@ -199,22 +201,18 @@ class SFLVectorEnv(VectorEnv):
                               "integer (episode e gets seed + e) or None")
         return seeds
 
-    def _draw_episodes(self, rows: np.ndarray):
-        """Each row's generators for a new episode, from its env generator, as a single env's reset draws them:
-        the channel's (which also draws the devices and their clocks) and the twin's."""
-        channel_rngs, trainer_rngs = [], []
-        for row in rows:
-            episode_seed = int(self._np_randoms[row].integers(2**31 - 1))
-            channel_seed, trainer_seed = np.random.SeedSequence(episode_seed).spawn(2)
-            channel_rngs.append(np.random.default_rng(channel_seed))
-            trainer_rngs.append(np.random.default_rng(int(trainer_seed.generate_state(1)[0])))
-        return channel_rngs, trainer_rngs
+    def _draw_episodes(self, rows: np.ndarray) -> tuple[list[dict], list[dict]]:
+        """Each row's generator states for a new episode, drawn from its env generator as a single env's reset
+        draws them: the channel's (which also draws the devices and their clocks) and the twin's."""
+        seeds = np.zeros((self.num_envs, 1), dtype=np.int64)
+        self._env_rngs.integers(2**31 - 1, seeds, rows)  # each: int(env_rng.integers(2**31 - 1))
+        return episode_states(seeds[rows, 0])
 
     def _restart(self, rows: np.ndarray) -> None:
         """New episodes in ``rows`` (autoreset): drawn exactly as :meth:`reset` draws them."""
-        channel_rngs, trainer_rngs = self._draw_episodes(rows)
-        self._channel_rngs.reseed(rows, channel_rngs)
-        self._trainer_rngs.reseed(rows, trainer_rngs)
+        channel_states, trainer_states = self._draw_episodes(rows)
+        self._channel_rngs.set_states(rows, channel_states)
+        self._trainer_rngs.set_states(rows, trainer_states)
         channel_rngs, trainer_rngs = [self._channel_rngs[r] for r in rows], [self._trainer_rngs[r] for r in rows]
         self._channel.restart(rows, channel_rngs)  # each generator: the channel, then the devices
         devices = [ClientDevices.draw(self._env.num_clients, self.config.compute, rng) for rng in channel_rngs]
@@ -252,3 +250,11 @@ class SFLVectorEnv(VectorEnv):
         return observations(env, gain=self._channel.gain, flops_per_s=self._cpu.flops_per_s,
                             previous_index=self._previous_index, rounds=self._round, accuracy=self._accuracy,
                             loss=self._loss, latency_ratio=self._latency_ratio, left=self._budget.left_shares())
+
+
+def _generators(states: list[dict]) -> list[np.random.Generator]:
+    """A PCG64 generator in each of these states."""
+    generators = [np.random.Generator(np.random.PCG64(0)) for _ in states]
+    for generator, state in zip(generators, states):
+        generator.bit_generator.state = state
+    return generators

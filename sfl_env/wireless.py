@@ -86,19 +86,24 @@ class Channel:
         config, k = self.config, self.num_clients
         low, high = config.distance_m
         rayleigh = config.fading == "rayleigh"
-        rngs = list(rngs)
-        self._rngs.replace(rows, rngs)
-        for row, rng in zip(rows, rngs):
-            self._distance_m[row] = rng.uniform(low, high, k)
-            self._shadowing_db[row] = rng.normal(0.0, config.shadowing_db, k) if config.shadowing_db > 0 else 0.0
-            if config.fading != "none":
-                real, imag = rng.normal(0.0, np.sqrt(0.5), (2, k))
-                self._fading[row] = real + 1j * imag
-            if rayleigh and config.fading_blocks > 1:
-                others = rng.exponential(1.0, (1, config.fading_blocks - 1, k))
-                self._power[row] = _block_power(self._fading[row][None], others, config.fading_blocks)[0]
-            else:
-                self._power[row] = np.abs(self._fading[row]) ** 2
+        self._rngs.replace(rows, list(rngs))
+        rows = np.asarray(rows, dtype=np.int64)
+        # Each episode draws from its own generator, in this order.
+        self._rngs.uniform(low, high, self._distance_m, rows)
+        if config.shadowing_db > 0:
+            self._rngs.normal(0.0, config.shadowing_db, self._shadowing_db, rows)
+        else:
+            self._shadowing_db[rows] = 0.0
+        if config.fading != "none":
+            parts = np.empty((len(self._rngs), 2, k))
+            self._rngs.normal(0.0, np.sqrt(0.5), parts, rows)
+            self._fading[rows] = parts[rows, 0] + 1j * parts[rows, 1]
+        if rayleigh and config.fading_blocks > 1:
+            others = np.empty((len(self._rngs), config.fading_blocks - 1, k))
+            self._rngs.exponential(1.0, others, rows)
+            self._power[rows] = _block_power(self._fading[rows], others[rows], config.fading_blocks)
+        else:
+            self._power[rows] = np.abs(self._fading[rows]) ** 2
         self._path_gain[rows] = large_scale_gain(self._distance_m[rows], config, self._shadowing_db[rows])
         self._gain = self._compute_gain()
 

@@ -34,6 +34,9 @@ FILLS = {
     "standard_exponential": (lambda g, out: g.standard_exponential(out),
                              lambda rng, shape: rng.standard_exponential(shape)),
     "random": (lambda g, out: g.random(out), lambda rng, shape: rng.random(shape)),
+    "uniform": (lambda g, out: g.uniform(20.0, 150.0, out), lambda rng, shape: rng.uniform(20.0, 150.0, shape)),
+    "normal": (lambda g, out: g.normal(1.5, 8.0, out), lambda rng, shape: rng.normal(1.5, 8.0, shape)),
+    "exponential": (lambda g, out: g.exponential(2.5, out), lambda rng, shape: rng.exponential(2.5, shape)),
     "integers below 147": (lambda g, out: g.integers(147, out), lambda rng, shape: rng.integers(0, 147, shape)),
     "integers below 2**33 + 5": (lambda g, out: g.integers(2**33 + 5, out),
                                  lambda rng, shape: rng.integers(0, 2**33 + 5, shape)),
@@ -74,6 +77,16 @@ def test_a_replaced_generator_draws_its_row_after_the_first_fill():
     generators.random(out)
     np.testing.assert_array_equal(out[1], np.random.default_rng(5).random(3))
     assert generators[1] is not None and len(generators) == 2
+
+
+def test_a_set_state_goes_on_from_that_state_in_the_same_object():
+    generators = EpisodeGenerators([np.random.default_rng(0), np.random.default_rng(1)])
+    held, out = generators[0], np.empty((2, 3))
+    generators.random(out)
+    generators.set_states([0], [np.random.default_rng(9).bit_generator.state])
+    generators.random(out)
+    assert generators[0] is held
+    np.testing.assert_array_equal(out[0], np.random.default_rng(9).random(3))
 
 
 def test_a_pickled_copy_draws_on_from_the_same_states():

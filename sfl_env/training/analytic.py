@@ -57,12 +57,17 @@ class AnalyticRuns:
     def restart(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
         """Begins a new run in each of ``rows``, drawn from the matching generator of ``rngs``."""
         curve = self.curve
-        rngs = list(rngs)
-        self.rngs.replace(rows, rngs)
-        for row, rng in zip(rows, rngs):
-            self.noise[row] = rng.normal(0.0, curve.acc_noise_std)
-            # This run's pace; drawn only when the calibration has one, so older fits replay unchanged.
-            self.pace[row] = np.exp(rng.normal(0.0, curve.pace_log_std)) if curve.pace_log_std > 0 else 1.0
+        self.rngs.replace(rows, list(rngs))
+        rows = np.asarray(rows, dtype=np.int64)
+        draws = np.empty((len(self.rngs), 1))
+        self.rngs.normal(0.0, curve.acc_noise_std, draws, rows)
+        self.noise[rows] = draws[rows, 0]
+        # This run's pace; drawn only when the calibration has one, so older fits replay unchanged.
+        if curve.pace_log_std > 0:
+            self.rngs.normal(0.0, curve.pace_log_std, draws, rows)
+            self.pace[rows] = np.exp(draws[rows, 0])
+        else:
+            self.pace[rows] = 1.0
         self.progress[rows], self.round_index[rows] = 0.0, 0
 
     def run_round(self, cut_index: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,0 +1,111 @@
+"""The generators of new episodes, as a single env's reset makes them, for many episodes at once.
+
+A single env's ``reset`` draws an episode seed from its env generator and makes the episode's two
+generators from it: ``SeedSequence(seed).spawn(2)`` gives the channel's seed sequence (its generator
+also draws the devices and their clocks) and the twin's, whose first 32-bit word seeds the twin's
+generator. numpy spends tens of microseconds on each of these objects; a vectorised env resets
+episodes every step. :func:`episode_states` computes the same PCG64 states with numpy's
+``SeedSequence`` hash (compiled) and PCG64's seeding (128-bit integers), for every episode at once;
+``tests/test_episode_seeds.py`` checks them against numpy's objects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["episode_states", "pcg64_state"]
+
+_POOL_SIZE = 4
+# numpy's SeedSequence constants, as unsigned 64-bit integers: products of two 32-bit words fit, nothing wraps.
+_U = np.uint64
+_INIT_A, _MULT_A, _INIT_B, _MULT_B = _U(0x43B0D7E5), _U(0x931E8875), _U(0x8B51F9DD), _U(0x58F38DED)
+_MIX_MULT_L, _MIX_MULT_R = _U(0xCA01F9DD), _U(0x4973F715)
+_XSHIFT, _MASK32, _TWO32, _ZERO = _U(16), _U(0xFFFFFFFF), _U(1 << 32), _U(0)
+_PCG_MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341
+_MASK128 = (1 << 128) - 1
+
+
+@njit(cache=True)
+def _hashmix(value, hash_const):  # (hashed value, next hash constant), all 32-bit words in uint64
+    value = value ^ hash_const
+    hash_const = (hash_const * _MULT_A) & _MASK32
+    value = (value * hash_const) & _MASK32
+    return value ^ (value >> _XSHIFT), hash_const
+
+
+@njit(cache=True)
+def _mix(x, y):
+    result = (((_MIX_MULT_L * x) & _MASK32) + _TWO32 - ((_MIX_MULT_R * y) & _MASK32)) & _MASK32
+    return result ^ (result >> _XSHIFT)
+
+
+@njit(cache=True)
+def _pool(entropy):
+    """SeedSequence's pool of an assembled entropy of 32-bit words (uint64 array)."""
+    pool = np.zeros(_POOL_SIZE, dtype=np.uint64)
+    hash_const = _INIT_A
+    for i in range(_POOL_SIZE):
+        pool[i], hash_const = _hashmix(entropy[i] if i < entropy.size else _ZERO, hash_const)
+    for i_src in range(_POOL_SIZE):
+        for i_dst in range(_POOL_SIZE):
+            if i_src != i_dst:
+                hashed, hash_const = _hashmix(pool[i_src], hash_const)
+                pool[i_dst] = _mix(pool[i_dst], hashed)
+    for i_src in range(_POOL_SIZE, entropy.size):
+        for i_dst in range(_POOL_SIZE):
+            hashed, hash_const = _hashmix(entropy[i_src], hash_const)
+            pool[i_dst] = _mix(pool[i_dst], hashed)
+    return pool
+
+
+@njit(cache=True)
+def _state_words(pool, n_words):
+    """SeedSequence.generate_state(n_words) of 32-bit words (uint64 array)."""
+    out = np.zeros(n_words, dtype=np.uint64)
+    hash_const = _INIT_B
+    for i in range(n_words):
+        value = pool[i % _POOL_SIZE] ^ hash_const
+        hash_const = (hash_const * _MULT_B) & _MASK32
+        value = (value * hash_const) & _MASK32
+        out[i] = value ^ (value >> _XSHIFT)
+    return out
+
+
+@njit(cache=True)
+def _episode_words(seeds):
+    """For each seed below 2^32 (uint64): the 8 words of PCG64's seeding by ``SeedSequence(seed).spawn(2)[0]``,
+    and the 8 words of its seeding by ``SeedSequence(w)``, w the first word of ``spawn(2)[1]``."""
+    channel = np.zeros((seeds.size, 8), dtype=np.uint64)
+    trainer = np.zeros((seeds.size, 8), dtype=np.uint64)
+    entropy = np.zeros(_POOL_SIZE + 1, dtype=np.uint64)  # the seed, padded to the pool, then the spawn key
+    for row in range(seeds.size):
+        entropy[0] = seeds[row]
+        entropy[_POOL_SIZE] = _ZERO
+        channel[row] = _state_words(_pool(entropy), 8)
+        entropy[_POOL_SIZE] = _U(1)
+        first_word = _state_words(_pool(entropy), 1)
+        trainer[row] = _state_words(_pool(first_word), 8)
+    return channel, trainer
+
+
+def pcg64_state(words: np.ndarray) -> dict:
+    """PCG64's state when seeded with ``generate_state(4, uint64)``'s 8 little-endian 32-bit ``words``."""
+    w = [int(v) for v in words]
+    seed = ((w[1] << 32 | w[0]) << 64) | (w[3] << 32 | w[2])
+    sequence = ((w[5] << 32 | w[4]) << 64) | (w[7] << 32 | w[6])
+    increment = (sequence << 1 | 1) & _MASK128
+    state = increment  # 0 * multiplier + increment
+    state = (state + seed) & _MASK128
+    state = (state * _PCG_MULTIPLIER + increment) & _MASK128
+    return {"bit_generator": "PCG64", "state": {"state": state, "inc": increment}, "has_uint32": 0, "uinteger": 0}
+
+
+def episode_states(seeds: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """The PCG64 states of the channel's and the twin's generators of episodes seeded ``seeds`` (each in
+    [0, 2^32)): ``default_rng(SeedSequence(s).spawn(2)[0])`` and ``default_rng(int(spawn(2)[1].generate_state(1)[0]))``."""
+    seeds = np.asarray(seeds)
+    if seeds.size and not (seeds.min() >= 0 and seeds.max() < 2**32):
+        raise ValueError(f"episode seeds must lie in [0, 2^32); got {seeds.min()} to {seeds.max()}")
+    channel, trainer = _episode_words(seeds.astype(np.uint64))
+    return [pcg64_state(words) for words in channel], [pcg64_state(words) for words in trainer]
