@@ -62,6 +62,20 @@ class ClientDevices:
         return cls._of_tiers(_mix_cdf(tuple(config.device_mix)).searchsorted(rng.random(num_clients), side="right"))
 
     @classmethod
+    def draw_rows(cls, num_clients: int, config: ComputeConfig, rngs: EpisodeGenerators,
+                  rows: np.ndarray) -> list[ClientDevices]:  # fmt: skip
+        """``[draw(num_clients, config, rngs[r]) for r in rows]``, the draws made in compiled loops."""
+        table = np.empty((len(rngs), num_clients))
+        if config.client_devices == "peak":
+            low_hz, high_hz = config.client_cpu_hz
+            rngs.uniform(low_hz, high_hz, table, rows)
+            per_flop = np.full(num_clients, config.client_cycles_per_flop)
+            return [cls((None,) * num_clients, table[r].copy(), per_flop.copy()) for r in rows]
+        rngs.random(table, rows)
+        index = _mix_cdf(tuple(config.device_mix)).searchsorted(table[rows], side="right")
+        return [cls._of_tiers(tiers) for tiers in index]
+
+    @classmethod
     def nominal(cls, num_clients: int, config: ComputeConfig) -> ClientDevices:
         """The typical devices of ``num_clients`` clients, drawn by no generator: client ``k`` takes the
         device at quantile ``(k + 1/2) / K`` of the distribution (the mix's tiers in order, or the

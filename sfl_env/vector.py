@@ -112,8 +112,8 @@ class SFLVectorEnv(VectorEnv):
         self._channel_rngs, self._trainer_rngs = EpisodeGenerators(channel_rngs), EpisodeGenerators(trainer_rngs)
         cfg, k = self.config, self._env.num_clients
         self._channel = Channel(k, cfg.wireless, self._channel_rngs)  # each generator: the channel, then the devices
-        self._cpu = CpuAvailability([ClientDevices.draw(k, cfg.compute, rng) for rng in channel_rngs], cfg.compute,
-                                    self._channel_rngs)
+        devices = ClientDevices.draw_rows(k, cfg.compute, self._channel_rngs, np.arange(self.num_envs))
+        self._cpu = CpuAvailability(devices, cfg.compute, self._channel_rngs)
         self._runs = AnalyticRuns(cfg.system, self._model, self._curve, self._trainer_rngs)
         self._budget = EpisodeBudget(cfg, k, episodes=self.num_envs)
         self._round = np.zeros(self.num_envs, dtype=np.int64)
@@ -215,7 +215,7 @@ class SFLVectorEnv(VectorEnv):
         self._trainer_rngs.set_states(rows, trainer_states)
         channel_rngs, trainer_rngs = [self._channel_rngs[r] for r in rows], [self._trainer_rngs[r] for r in rows]
         self._channel.restart(rows, channel_rngs)  # each generator: the channel, then the devices
-        devices = [ClientDevices.draw(self._env.num_clients, self.config.compute, rng) for rng in channel_rngs]
+        devices = ClientDevices.draw_rows(self._env.num_clients, self.config.compute, self._channel_rngs, rows)
         self._cpu.restart(rows, devices, channel_rngs)
         self._runs.restart(rows, trainer_rngs)
         self._budget.restart(rows)

@@ -5,6 +5,7 @@ import pytest
 
 from sfl_env.availability import ClientDevices, CpuAvailability, fastest_client_flops, governor_multipliers
 from sfl_env.config import ComputeConfig, WirelessConfig
+from sfl_env.draws import EpisodeGenerators
 from sfl_env.energy import round_energy_j
 from sfl_env.errors import ConfigError
 from sfl_env.hardware import DEVICE_TIERS
@@ -70,6 +71,23 @@ def test_the_tiers_are_what_generator_choice_draws_and_the_generator_ends_alike(
         by_name = {t.name: t for t in DEVICE_TIERS}
         assert devices.cpu_hz.tolist() == [by_name[name].cpu_ghz * 1e9 for name in devices.tier]
         assert devices.cycles_per_flop.tolist() == [by_name[name].cycles_per_flop for name in devices.tier]
+
+
+@pytest.mark.parametrize("config", [ComputeConfig(), ComputeConfig(client_devices="peak")], ids=["tiers", "peak"])
+def test_devices_drawn_for_many_episodes_are_each_episodes_own_draw(config):
+    generators, twins = EpisodeGenerators(_seeded(12)), _seeded(12)
+    rows = np.array([0, 3, 4, 11])
+    drawn = ClientDevices.draw_rows(10, config, generators, rows)
+    for devices, row in zip(drawn, rows):
+        expected = ClientDevices.draw(10, config, twins[row])
+        assert devices.tier == expected.tier
+        np.testing.assert_array_equal(devices.cpu_hz, expected.cpu_hz)
+        np.testing.assert_array_equal(devices.cycles_per_flop, expected.cycles_per_flop)
+    assert [rng.random() for rng in generators] == [rng.random() for rng in twins]
+
+
+def _seeded(count: int) -> list[np.random.Generator]:
+    return [np.random.default_rng(seed) for seed in range(count)]
 
 
 def test_the_peak_model_keeps_the_datasheet_throughput():
