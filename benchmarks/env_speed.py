@@ -59,7 +59,8 @@ def episodes_steps_per_second(env_id: str, steps: int, repeats: int) -> tuple[li
 
 def vector_steps_per_second(num_envs: int, steps: int, repeats: int) -> list[float]:
     """Aggregate steps per second of the native vector env over ``repeats`` blocks of at least ``steps``
-    episode steps (autoresets included), after a warm-up."""
+    episode steps and 10 vector steps (autoresets included), after a warm-up of 20 to 200 vector steps
+    (about 20,000 episode steps where N >= 100), so that the episodes, begun together, end at their own times."""
     env = gym.make_vec("SFLEnvAnalytic-v0", num_envs=num_envs)
     rng = np.random.default_rng(0)
     _, infos = env.reset(seed=0)
@@ -75,8 +76,8 @@ def vector_steps_per_second(num_envs: int, steps: int, repeats: int) -> list[flo
             actions = (np.argmin(np.where(masks, order, cuts), axis=1) + draw) % cuts
             _, _, _, _, infos = env.step(actions)
 
-    run(max(2, 200 // num_envs))  # warm-up
-    vector_steps = max(2, steps // num_envs)
+    run(min(200, max(20, 20_000 // num_envs)))  # warm-up
+    vector_steps = max(10, steps // num_envs)
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
