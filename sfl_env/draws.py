@@ -6,7 +6,9 @@ costs microseconds per episode and call, more than the maths of a step; :class:`
 loops in code compiled by numba instead. numba's ``Generator`` calls the generator's own bit generator
 (its state is shared, not copied) with numpy's algorithms, so row e of a fill holds the values, and
 generator e ends in the state, that ``rngs[e].<method>(out=row)`` gives (``tests/test_draws.py`` checks
-this for every method, on generators in every state, other bit generators included).
+this for every method, on generators in every state, other bit generators included). One episode (a
+single env) makes numpy's own call, which costs less than reaching the compiled loop; the vector env's
+tests compare the two paths through whole episodes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from numba import njit, typed
 __all__ = ["EpisodeGenerators"]
 
 _COMPILE = {"cache": True, "nogil": True}
-
 
 _STANDARD_NORMAL, _STANDARD_EXPONENTIAL, _RANDOM, _UNIFORM, _NORMAL, _EXPONENTIAL = range(6)
 
@@ -49,12 +50,27 @@ def _integers(gens, rows, high, out):
         out[r, :] = gens[r].integers(0, high, out.shape[1])
 
 
+def _assign(row: np.ndarray, values: np.ndarray) -> None:
+    row[:] = values
+
+
+_NUMPY_FILLS = {
+    _STANDARD_NORMAL: lambda rng, a, b, row: rng.standard_normal(out=row),
+    _STANDARD_EXPONENTIAL: lambda rng, a, b, row: rng.standard_exponential(out=row),
+    _RANDOM: lambda rng, a, b, row: rng.random(out=row),
+    _UNIFORM: lambda rng, a, b, row: _assign(row, rng.uniform(a, b, row.size)),
+    _NORMAL: lambda rng, a, b, row: _assign(row, rng.normal(a, b, row.size)),
+    _EXPONENTIAL: lambda rng, a, b, row: _assign(row, rng.exponential(a, row.size)),
+}
+
+
 class EpisodeGenerators(Sequence[np.random.Generator]):
     """The generators of E episodes, generator e drawing row e of each fill.
 
     Each fill takes ``out`` of shape (E, ...) (C-contiguous; a row is filled in C order, as numpy fills
     ``out=``) and ``rows``, the episodes that draw (all of them by default); the other rows of ``out``
-    are left as they are. :meth:`replace` puts new generators in some rows (new episodes).
+    are left as they are. :meth:`replace` puts new generators in some rows, :meth:`set_states` new states
+    into the generators some rows hold (new episodes, without a new numba handle).
     """
 
     def __init__(self, rngs: Sequence[np.random.Generator]) -> None:
@@ -110,13 +126,23 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
 
     def integers(self, high: int, out: np.ndarray, rows: np.ndarray | None = None) -> None:
         """``rngs[e].integers(0, high, n)`` into row e of the (E, n) int64 ``out``."""
-        _integers(self._compiled(), self._rows(rows), int(high), self._table(out, np.int64))
+        table = self._table(out, np.int64)
+        if len(self._rngs) == 1:  # one episode: numpy's own call, which the compiled loop equals
+            if rows is None or len(rows):
+                table[0] = self._rngs[0].integers(0, int(high), table.shape[1])
+            return
+        _integers(self._compiled(), self._rows(rows), int(high), table)
 
     def __getstate__(self) -> dict:
         return {"_rngs": self._rngs, "_all": self._all, "_typed": None}  # numba's list is rebuilt where used
 
     def _fill(self, kind: int, a: float, b: float, out: np.ndarray, rows: np.ndarray | None) -> None:
-        _fill(self._compiled(), self._rows(rows), kind, float(a), float(b), self._table(out, np.float64))
+        table = self._table(out, np.float64)
+        if len(self._rngs) == 1:  # one episode: numpy's own call, which the compiled loop equals
+            if rows is None or len(rows):
+                _NUMPY_FILLS[kind](self._rngs[0], float(a), float(b), table[0])
+            return
+        _fill(self._compiled(), self._rows(rows), kind, float(a), float(b), table)
 
     def _compiled(self) -> typed.List:
         if self._typed is None:

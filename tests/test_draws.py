@@ -104,3 +104,16 @@ def test_an_unusable_out_is_refused_by_name(out):
     generators = EpisodeGenerators([np.random.default_rng(seed) for seed in range(3)])
     with pytest.raises(ValueError, match="out must be a C-contiguous float64 array of 3 rows"):
         generators.random(out)
+
+
+@pytest.mark.parametrize("method", FILLS)
+def test_one_episode_draws_by_numpy_what_the_compiled_loop_draws(method):
+    fill, _ = FILLS[method]
+    dtype = np.int64 if method.startswith("integers") else np.float64
+    alone, among = EpisodeGenerators(_generators()[20:21]), EpisodeGenerators(_generators()[20:23])
+    out_alone, out_among = np.empty((1, 2, 5), dtype=dtype), np.empty((3, 2, 5), dtype=dtype)
+    for _ in range(3):
+        fill(alone, out_alone)
+        fill(among, out_among)
+        np.testing.assert_array_equal(out_alone[0], out_among[0])
+    assert alone[0].random() == among[0].random()
