@@ -178,14 +178,23 @@ def test_the_batch_a_row_of_three_problems_is_the_batch_of_it_alone() -> None:
         assert_rows_equal(together, i, solve_batch(alone), 0)
 
 
-def test_rows_solved_on_numba_threads_are_bitwise_the_rows_solved_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_solved_on_threads_are_bitwise_the_rows_solved_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     batch = random_batch(np.random.default_rng(21), 300, 10, kinds=("coupled", "upload"))
     monkeypatch.setattr(solvers.newton, "PARALLEL_FROM_ROWS", 10**9)
     in_turn = solve_batch(batch)
     monkeypatch.setattr(solvers.newton, "PARALLEL_FROM_ROWS", 1)
+    monkeypatch.setattr(solvers.newton, "SOLVER_THREADS", 3)  # three runs of rows, whatever the cores
+    monkeypatch.setattr(solvers.newton, "_executor", None)
     on_threads = solve_batch(batch)
     for i in range(batch.num_problems):
         assert_rows_equal(on_threads, i, in_turn, i)
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_thread_count_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SFL_SOLVER_THREADS", value)
+    with pytest.raises(ValueError, match="SFL_SOLVER_THREADS=.*allowed: a whole number of threads >= 1"):
+        solvers.newton._solver_threads()
 
 
 # --- rows the compiled solver leaves to the one-problem solve -----------------------------------
