@@ -13,14 +13,16 @@ fancy indexing.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from .newton import solve_rows
-from .problem import _PER_CLIENT_FIELDS, _SCALAR_FIELDS, LN2, Allocation, ResourceProblem, shannon_rate_bps
+from .problem import _PER_CLIENT_FIELDS, _SCALAR_FIELDS, Allocation, ResourceProblem, shannon_rate_bps
 from .problem import _allowed, _as_positive_scalar
 
 __all__ = ["AllocationBatch", "ProblemBatch", "equal_split_batch", "iteration_latency_batch", "solve_batch"]
@@ -172,8 +174,8 @@ def solve_batch(
     start = time.perf_counter()
     n, k = batch.num_problems, batch.num_clients
     if method == "exact":
-        solved, beta, phi = solve_rows(batch.fixed_time_s, batch.upload_bits, batch.server_cycles,
-                                       batch.full_band_snr, batch.bandwidth_hz, batch.server_cpu_hz, round_off)
+        solved, beta, phi = np.zeros(n, dtype=bool), np.full((n, k), np.nan), np.full((n, k), np.nan)
+        _solve_exact_rows(batch, round_off, solved, beta, phi)
         with np.errstate(all="ignore"):  # the unsolved rows' garbage
             for share in (beta, phi):  # solve's last step, with numpy's sum
                 total = share.sum(-1)[:, None]
@@ -188,3 +190,47 @@ def solve_batch(
         beta[i], phi[i], latency[i] = allocation.bandwidth_share, allocation.server_cpu_share, allocation.latency_s
         status[i], fallback[i] = allocation.status, allocation.fallback
     return AllocationBatch(beta, phi, latency, tuple(status), fallback, method, time.perf_counter() - start)
+
+
+# From this many rows a batch is split into SOLVER_THREADS runs of rows, solved on as many threads (the compiled
+# solver releases the GIL; a row's result is the same on any thread). SFL_SOLVER_THREADS sets the number.
+PARALLEL_FROM_ROWS = 256
+
+
+def _solver_threads() -> int:
+    value = os.environ.get("SFL_SOLVER_THREADS")
+    if value is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"SFL_SOLVER_THREADS={value!r}; allowed: a whole number of threads >= 1")
+    return int(value)
+
+
+SOLVER_THREADS = _solver_threads()
+_executor: ThreadPoolExecutor | None = None
+
+
+def _solve_exact_rows(batch: ProblemBatch, round_off: float, solved: np.ndarray, beta: np.ndarray,
+                      phi: np.ndarray) -> None:  # fmt: skip
+    """The compiled solver on every row, in runs of rows on threads for a large batch."""
+    arrays = (batch.fixed_time_s, batch.upload_bits, batch.server_cycles, batch.full_band_snr)
+    scalars = (batch.bandwidth_hz, batch.server_cpu_hz, round_off)
+    n = batch.num_problems
+    if n < PARALLEL_FROM_ROWS or SOLVER_THREADS == 1:
+        return solve_rows(*arrays, *scalars, solved, beta, phi)
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=SOLVER_THREADS, thread_name_prefix="sfl-solver")
+    bounds = np.linspace(0, n, SOLVER_THREADS + 1).astype(int)
+    runs = [_executor.submit(solve_rows, *(a[lo:hi] for a in arrays), *scalars, solved[lo:hi], beta[lo:hi],
+                             phi[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]  # fmt: skip
+    for run in runs:
+        run.result()
+
+
+def _forget_executor() -> None:  # a forked child has none of its parent's threads
+    global _executor
+    _executor = None
+
+
+os.register_at_fork(after_in_child=_forget_executor)

@@ -19,8 +19,6 @@ written out here, so that a NaN ends a row where it ends the one-problem iterati
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -31,21 +29,6 @@ from .problem import LN2
 
 __all__ = ["solve_rows"]
 
-# From this many rows a batch is split into SOLVER_THREADS runs of rows on as many threads (the kernel releases
-# the GIL; a row's result is the same on any thread). SFL_SOLVER_THREADS sets the number, 1 keeps one thread.
-PARALLEL_FROM_ROWS = 256
-
-
-def _solver_threads() -> int:
-    value = os.environ.get("SFL_SOLVER_THREADS")
-    if value is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if not value.strip().isdigit() or int(value) < 1:
-        raise ValueError(f"SFL_SOLVER_THREADS={value!r}; allowed: a whole number of threads >= 1")
-    return int(value)
-
-
-SOLVER_THREADS = _solver_threads()
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf, not a raise
 
 
@@ -410,46 +393,17 @@ def _solve_rows(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, ser
 
 
 def solve_rows(fixed_time_s: np.ndarray, upload_bits: np.ndarray, server_cycles: np.ndarray,
-               full_band_snr: np.ndarray, bandwidth_hz: float, server_cpu_hz: float,
-               round_off: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """(solved, beta, phi) of N problems given as C-contiguous (N, K) float64 arrays.
+               full_band_snr: np.ndarray, bandwidth_hz: float, server_cpu_hz: float, round_off: float,
+               solved: np.ndarray, beta: np.ndarray, phi: np.ndarray) -> None:  # fmt: skip
+    """Solves N problems given as C-contiguous (N, K) float64 arrays into ``solved`` (N,) and the shares ``beta``
+    and ``phi`` (N, K), in place; it releases the GIL, so runs of rows may be solved on threads.
 
     Row i is solved where every client uploads and every client or none has server work, the iteration
     converges, and its shares pass ``solve``'s checks: below 0 by at most ``round_off`` (then clipped), a
-    total above 1 by at most ``round_off`` (the caller scales it to 1). Unsolved rows hold garbage.
+    total above 1 by at most ``round_off`` (the caller scales it to 1). Unsolved rows are left as they are.
     """
-    n, k = full_band_snr.shape
-    solved, beta, phi = np.zeros(n, dtype=np.bool_), np.full((n, k), np.nan), np.full((n, k), np.nan)
-    scalars = (float(bandwidth_hz), float(server_cpu_hz), float(round_off))
-    threads = SOLVER_THREADS if n >= PARALLEL_FROM_ROWS else 1
-    if threads == 1:
-        _solve_rows(fixed_time_s, upload_bits, server_cycles, full_band_snr, *scalars, solved, beta, phi, _SETTINGS)
-        return solved, beta, phi
-    bounds = np.linspace(0, n, threads + 1).astype(int)
-    futures = [_pool().submit(_solve_rows, fixed_time_s[a:b], upload_bits[a:b], server_cycles[a:b], full_band_snr[a:b],
-                              *scalars, solved[a:b], beta[a:b], phi[a:b], _SETTINGS)
-               for a, b in zip(bounds[:-1], bounds[1:])]  # fmt: skip
-    for future in futures:
-        future.result()
-    return solved, beta, phi
-
-
-_executor: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=SOLVER_THREADS, thread_name_prefix="sfl-solver")
-    return _executor
-
-
-def _forget_pool() -> None:  # a forked child has none of its parent's threads
-    global _executor
-    _executor = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+    _solve_rows(fixed_time_s, upload_bits, server_cycles, full_band_snr, float(bandwidth_hz), float(server_cpu_hz),
+                float(round_off), solved, beta, phi, _SETTINGS)
 
 
 _SETTINGS = _settings()
