@@ -54,17 +54,14 @@ class ClientDevices:
     @classmethod
     def draw(cls, num_clients: int, config: ComputeConfig, rng: np.random.Generator) -> ClientDevices:
         check_int("num_clients", num_clients, low=1)
-        if config.client_devices == "peak":
-            low_hz, high_hz = config.client_cpu_hz
-            return cls((None,) * num_clients, rng.uniform(low_hz, high_hz, num_clients),
-                       np.full(num_clients, config.client_cycles_per_flop))
-        # rng.choice(len(DEVICE_TIERS), num_clients, p=config.device_mix), without its argument checks
-        return cls._of_tiers(_mix_cdf(tuple(config.device_mix)).searchsorted(rng.random(num_clients), side="right"))
+        return cls.draw_rows(num_clients, config, EpisodeGenerators([rng]), np.zeros(1, dtype=np.int64))[0]
 
     @classmethod
     def draw_rows(cls, num_clients: int, config: ComputeConfig, rngs: EpisodeGenerators,
                   rows: np.ndarray) -> list[ClientDevices]:  # fmt: skip
-        """``[draw(num_clients, config, rngs[r]) for r in rows]``, the draws made in compiled loops."""
+        """``[draw(num_clients, config, rngs[r]) for r in rows]``, each episode's devices from its generator: a clock
+        uniform in ``client_cpu_hz`` per client (peak model), or tiers as ``rng.choice(len(DEVICE_TIERS),
+        num_clients, p=device_mix)`` draws them (the mix's cdf searched with uniforms), without its checks."""
         table = np.empty((len(rngs), num_clients))
         if config.client_devices == "peak":
             low_hz, high_hz = config.client_cpu_hz
@@ -136,9 +133,9 @@ class CpuAvailability:
         self.config = config
         self._single = isinstance(rng, np.random.Generator)
         devices = [devices] if self._single else list(devices)
-        rngs = [rng] if self._single else rng if isinstance(rng, EpisodeGenerators) else list(rng)
+        rngs = EpisodeGenerators.of([rng] if self._single else rng)
         shape = (len(rngs), len(devices[0].cpu_hz))
-        self._rngs = EpisodeGenerators.of(rngs)
+        self._rngs = rngs
         self._devices: list[ClientDevices] = [None] * len(rngs)  # type: ignore[list-item]
         self._base_hz, self._cycles_per_flop = np.zeros(shape), np.zeros(shape)
         self._busy, self._governor = np.zeros(shape, dtype=bool), np.ones(shape)

@@ -73,9 +73,9 @@ class Channel:
         self.num_clients = num_clients
         self.config = config
         self._single = isinstance(rng, np.random.Generator)
-        rngs = [rng] if self._single else rng if isinstance(rng, EpisodeGenerators) else list(rng)
+        rngs = EpisodeGenerators.of([rng] if self._single else rng)
         shape = (len(rngs), num_clients)
-        self._rngs = EpisodeGenerators.of(rngs)
+        self._rngs = rngs
         self._distance_m, self._shadowing_db = np.zeros(shape), np.zeros(shape)
         self._fading, self._power = np.ones(shape, dtype=np.complex128), np.ones(shape)
         self._path_gain = np.zeros(shape)

@@ -7,8 +7,8 @@ compiled Newton iteration of :mod:`solvers.newton`, a row at a time; the other r
 unsolved and all rows of other methods go to the one-problem ``solve``.
 
 Rows never interact: a row's result is bitwise the same whatever the other rows and however many. So
-the numpy code here is elementwise or reduces along the client axis only, and rows are compacted by
-fancy indexing.
+the numpy code here is elementwise or reduces along the client axis only, and a large batch is solved
+in runs of rows on threads (``SFL_SOLVER_THREADS``), each row by the same compiled code.
 """
 
 from __future__ import annotations
