@@ -16,6 +16,7 @@ import numpy as np
 from .config import EnvConfig
 
 ENDS = ("target", "time_budget", "leakage_budget", "energy_budget", "diverged")
+BUDGETS = ("time", "leakage", "energy")  # the columns of EpisodeBudget.left_shares
 
 
 class EpisodeBudget:
@@ -84,14 +85,15 @@ class EpisodeBudget:
     def left_shares(self) -> np.ndarray:
         """(E, 3): the share of the time, leakage and energy budgets left (1.0 for one the task does not have)."""
         cfg = self.config
-
-        def share(spent: np.ndarray, budget: float | None) -> np.ndarray:
-            return np.ones_like(spent) if budget is None else np.maximum(0.0, 1.0 - spent / budget)
-
-        return np.stack([share(self._elapsed_s, cfg.time_budget_s), share(self._leakage, cfg.leakage_budget),
-                         share(self._energy_j.max(axis=-1), cfg.energy_budget_j)], axis=-1)
+        left = np.ones((len(self._elapsed_s), len(BUDGETS)))
+        if cfg.time_budget_s is not None:
+            left[:, 0] = np.maximum(0.0, 1.0 - self._elapsed_s / cfg.time_budget_s)
+        if cfg.leakage_budget is not None:
+            left[:, 1] = np.maximum(0.0, 1.0 - self._leakage / cfg.leakage_budget)
+        if cfg.energy_budget_j is not None:
+            left[:, 2] = np.maximum(0.0, 1.0 - self._energy_j.max(axis=-1) / cfg.energy_budget_j)
+        return left
 
     def left(self) -> dict[str, float]:
         """The share of each budget left in the one episode (1.0 for a budget the task does not have)."""
-        time, leakage, energy = self.left_shares()[0].tolist()
-        return {"time": time, "leakage": leakage, "energy": energy}
+        return dict(zip(BUDGETS, self.left_shares()[0].tolist()))

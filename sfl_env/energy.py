@@ -15,9 +15,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .config import ComputeConfig, WirelessConfig
-from .latency import CostBatch, transfer_s
+from . import latency_kernels as kernels
+from .latency import CostBatch, system_constants
 from .ledger import RoundCost
-from .wireless import uplink_rate_bps
 
 
 def round_energy_j(
@@ -52,7 +52,7 @@ def round_energy_j_batch(
 ) -> np.ndarray:
     """Joules each client spends in each of N rounds, (N, K), from (N, K) shares, gains, clocks and
     cycles per FLOP, each round from its own row only."""
-    cycles = cycles_per_flop * costs.local_iters * (costs.client_forward_flops + costs.client_backward_flops)[:, None]
-    compute_j = compute.effective_capacitance * cycles * cpu_hz**2
-    rate = uplink_rate_bps(beta, gain, wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
-    return compute_j + wireless.client_power_w * transfer_s((costs.bits_up / costs.num_clients)[:, None], rate)
+    energy = np.empty(gain.shape)
+    kernels.client_energy(costs.table, costs.index, beta, gain, cpu_hz, cycles_per_flop,
+                          system_constants(wireless, compute), costs.local_iters, energy)
+    return energy

@@ -81,7 +81,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .availability import ClientDevices, CpuAvailability, fastest_client_flops
-from .budgets import EpisodeBudget
+from .budgets import BUDGETS, EpisodeBudget
 from .calibration.leakage import leakage_table
 from .config import FILE_DATASETS, EnvConfig
 from .convergence import convergence_term
@@ -179,7 +179,8 @@ class SFLEnv(PlanningInterface, gym.Env):
         self._cpu = CpuAvailability(ClientDevices.draw(self.num_clients, cfg.compute, rng), cfg.compute, rng)
         self._trainer = build_trainer(cfg.system, int(trainer_seed.generate_state(1)[0]), cfg.training,
                                       data_shape=self._data_shape,
-                                      model=self._probe_model if cfg.training == "analytic" else None)
+                                      model=self._probe_model if cfg.training == "analytic" else None,
+                                      curve=self._curve if cfg.training == "analytic" else None)
         self._round, self._previous_cut_index = 0, None
         self._mask = self._privacy_mask()
         self._accuracy, self._loss, self._latency_ratio = 0.0, math.log(self._num_classes), 0.0
@@ -205,12 +206,9 @@ class SFLEnv(PlanningInterface, gym.Env):
         outcome = self._trainer.run_round(cut)
         round_s = time.perf_counter() - round_start
 
-        state = self._round_state()
-        solve_start = time.perf_counter()
-        allocation = self.pricer.allocate(cost, state)
-        solve_s = time.perf_counter() - solve_start
-        priced = self.pricer.price(cost, state, cut_index, violated, allocation=allocation)
+        priced = self.pricer.price(cost, self._round_state(), cut_index, violated)
         allocation, latency, terms, reward = priced.allocation, priced.latency, priced.terms, priced.reward
+        solve_s = allocation.solve_time_s
         energy, leakage = priced.energy_j, priced.leakage
 
         self._round += 1
@@ -232,6 +230,7 @@ class SFLEnv(PlanningInterface, gym.Env):
         self._channel.step(latency.total_s)
         self._cpu.step()
 
+        left = self._budget.left_shares()
         info = {
             "cut": cut,
             "latency_s": latency.total_s,
@@ -255,14 +254,14 @@ class SFLEnv(PlanningInterface, gym.Env):
             "energy_j": energy,
             "leakage": leakage,
             "elapsed_s": self._budget.elapsed_s,
-            "budget_left": self._budget.left(),
+            "budget_left": dict(zip(BUDGETS, left[0].tolist())),
             "episode_end": end if end is not None else ("max_rounds" if truncated else None),
             "terminal_cost": terminal_cost,
         }
         if self._trainer.model.is_language_model:
             info["test_perplexity"] = math.exp(min(outcome.test_loss, 700.0))
         self.timings = {"round_s": round_s, "solve_s": solve_s, "step_s": time.perf_counter() - start}
-        return self._observation(), float(reward), terminated, truncated, info
+        return self._observation(left), float(reward), terminated, truncated, info
 
     def action_masks(self) -> np.ndarray:
         """Allowed actions (sb3-contrib MaskablePPO reads this)."""
@@ -356,12 +355,14 @@ class SFLEnv(PlanningInterface, gym.Env):
         return (-float(path_loss_db(wireless.distance_m[1], *pl)) - 30.0 - spread,
                 -float(path_loss_db(wireless.distance_m[0], *pl)) + 10.0 + spread)
 
-    def _observation(self) -> np.ndarray:
+    def _observation(self, left: np.ndarray | None = None) -> np.ndarray:
+        """The observation now; ``left``: the budget shares left, (1, 3), when the caller has them."""
         index = -1 if self._previous_cut_index is None else self._previous_cut_index
         return observations(self, gain=self._channel.gain[None], flops_per_s=self._cpu.flops_per_s[None],
                             previous_index=np.array([index]), rounds=np.array([self._round]),
                             accuracy=np.array([self._accuracy]), loss=np.array([self._loss]),
-                            latency_ratio=np.array([self._latency_ratio]), left=self._budget.left_shares())[0]
+                            latency_ratio=np.array([self._latency_ratio]),
+                            left=self._budget.left_shares() if left is None else left)[0]
 
 
 def observations(env: SFLEnv, *, gain: np.ndarray, flops_per_s: np.ndarray, previous_index: np.ndarray,
@@ -371,13 +372,14 @@ def observations(env: SFLEnv, *, gain: np.ndarray, flops_per_s: np.ndarray, prev
     each episode's gains and FLOP/s (E, K), previous cut index (-1 before the first round), rounds done,
     last accuracy, loss and latency ratio (E,) and budget shares left (E, 3)."""
     low_db, high_db = env._gain_range_db
-    gain_db = 10 * np.log10(np.maximum(gain, 1e-300))
-    previous = np.where(previous_index < 0, 0.0, (previous_index + 1) / len(env.cuts))
-    obs = np.concatenate([
-        (gain_db - low_db) / (high_db - low_db),
-        flops_per_s / env._top_flops,
-        np.stack([previous, rounds / env.config.max_rounds, accuracy, loss / math.log(env._num_classes),
-                  latency_ratio / 4.0], axis=-1),
-        left,
-    ], axis=-1)
-    return np.clip(obs, 0.0, 1.0).astype(np.float32)
+    k = gain.shape[1]
+    obs = np.empty((gain.shape[0], 2 * k + 8))
+    obs[:, :k] = (10 * np.log10(np.maximum(gain, 1e-300)) - low_db) / (high_db - low_db)
+    obs[:, k:2 * k] = flops_per_s / env._top_flops
+    obs[:, 2 * k] = np.where(previous_index < 0, 0.0, (previous_index + 1) / len(env.cuts))
+    obs[:, 2 * k + 1] = rounds / env.config.max_rounds
+    obs[:, 2 * k + 2] = accuracy
+    obs[:, 2 * k + 3] = loss / math.log(env._num_classes)
+    obs[:, 2 * k + 4] = latency_ratio / 4.0
+    obs[:, 2 * k + 5:] = left
+    return np.clip(obs, 0.0, 1.0, out=obs).astype(np.float32)

@@ -42,22 +42,13 @@ from solvers import ProblemBatch, ResourceProblem
 from .config import ComputeConfig, WirelessConfig
 from .errors import ConfigError
 from .ledger import RoundCost
+from . import latency_kernels as kernels
 from .schemes import Server
-from .schemes.base import BANDWIDTH_PHASES, ITERATION_PHASES, SERVER_PHASE, Stage
-from .wireless import broadcast_rate_bps, unicast_rate_bps, uplink_rate_bps
+from .schemes.base import ITERATION_PHASES
 
-PHASES: tuple[str, ...] = (
-    "client_forward",
-    "uplink",
-    "server",
-    "gradient_downlink",
-    "client_backward",
-    "model_aggregation",
-    "migration",
-)
-# The reported phase each round phase is charged to.
-_REPORTED_AS = {"model_upload": "model_aggregation", "model_broadcast": "model_aggregation",
-                "migration_down": "migration", "migration_up": "migration"}
+# The phases a round's seconds are reported in: the iteration phases, then the model's aggregation and
+# migration (each round phase of a schedule is reported as one of these).
+PHASES: tuple[str, ...] = kernels.REPORTED_PHASES
 
 
 @dataclass(frozen=True)
@@ -80,22 +71,18 @@ class LatencyBreakdown:
 
 @dataclass(frozen=True)
 class CostBatch:
-    """The ledgers of N rounds of one scheme, field by field: each numeric field of
-    :class:`~sfl_env.ledger.RoundCost` as an array of shape (N,). The scheme, the number of clients, the
-    local iterations and whether the gradient is broadcast are the same in every round."""
+    """The ledgers of N rounds of one scheme: line ``index[i]`` of ``table`` holds round i's numeric
+    fields of :class:`~sfl_env.ledger.RoundCost` (:data:`COST_FIELDS`, also readable by name as (N,)
+    arrays). The scheme, the number of clients, the local iterations and whether the gradient is
+    broadcast are the same in every round. A batch of some rounds of another shares its table."""
 
     scheme: Scheme
     num_clients: int
     local_iters: int
     gradient_broadcast: bool
-    client_forward_flops: np.ndarray
-    client_backward_flops: np.ndarray
-    server_flops: np.ndarray
-    smashed_bits: np.ndarray
-    client_model_bits: np.ndarray
-    bits_up: np.ndarray
-    migrated_bits_up: np.ndarray
-    migrated_bits_down: np.ndarray
+    table: np.ndarray  # (M, len(COST_FIELDS)) float64, C-contiguous
+    index: np.ndarray  # (N,) int64
+    schedule: np.ndarray  # the scheme's stages for the kernels (latency_kernels.schedule_table)
 
     @classmethod
     def of(cls, costs: Sequence[RoundCost]) -> CostBatch:
@@ -104,16 +91,26 @@ class CostBatch:
         if any((c.scheme, c.num_clients, c.local_iters, c.gradient_broadcast)
                != (first.scheme, first.num_clients, first.local_iters, first.gradient_broadcast) for c in costs):
             raise ValueError("a CostBatch holds rounds of one scheme, client count, local iterations and downlink")
-        fields = {name: np.array([getattr(c, name) for c in costs], dtype=np.float64) for name in _COST_FIELDS}
-        return cls(first.scheme, first.num_clients, first.local_iters, first.gradient_broadcast, **fields)
+        table = np.array([[getattr(c, name) for name in COST_FIELDS] for c in costs], dtype=np.float64)
+        return cls(first.scheme, first.num_clients, first.local_iters, first.gradient_broadcast, table,
+                   np.arange(len(costs), dtype=np.int64), kernels.schedule_table(first.scheme))
 
     def take(self, index: np.ndarray) -> CostBatch:
         """The rounds at ``index`` (an integer array), in its order."""
-        return dataclasses.replace(self, **{name: getattr(self, name)[index] for name in _COST_FIELDS})
+        return dataclasses.replace(self, index=self.index[index])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name in COST_FIELDS:
+            return self.table[self.index, COST_FIELDS.index(name)]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
-_COST_FIELDS = ("client_forward_flops", "client_backward_flops", "server_flops", "smashed_bits", "client_model_bits",
-                "bits_up", "migrated_bits_up", "migrated_bits_down")
+# The numeric fields of a RoundCost that pricing reads, in the order of CostBatch.table's columns.
+COST_FIELDS = ("client_forward_flops", "client_backward_flops", "server_flops", "smashed_bits", "client_model_bits",
+               "bits_up", "migrated_bits_up", "migrated_bits_down")
 
 
 @dataclass(frozen=True)
@@ -185,30 +182,14 @@ def round_latency_batch(
     """Seconds of N rounds at once: ``costs`` (N rounds), shares ``beta`` and ``phi``, gains, client
     clocks and cycles per FLOP, each of shape (N, K) and valid (unchecked). Each round's seconds are
     computed from its own row only, so that a round priced in a batch equals the same round priced alone."""
-    scheme, num_clients = costs.scheme, costs.num_clients
-    uplink = (wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz)
-    uplink_bps = uplink_rate_bps(beta, gain, *uplink)
-    broadcast_bps = broadcast_rate_bps(gain, *_downlink(wireless))
-    seconds = _iteration_seconds(costs, gain, cycles_per_flop / cpu_hz, wireless, broadcast_bps)
-    seconds["uplink"] = transfer_s(costs.smashed_bits[:, None], uplink_bps)
-    server_cycles = compute.server_cycles_per_flop * costs.server_flops
-    if scheme.server is Server.SEQUENTIAL:
-        seconds["server"] = np.repeat((server_cycles / compute.server_cpu_hz)[:, None], num_clients, axis=1)
-    else:
-        seconds["server"] = transfer_s(server_cycles[:, None], phi * compute.server_cpu_hz)
-    seconds["model_upload"] = transfer_s(costs.client_model_bits[:, None], uplink_bps)
-    seconds["model_broadcast"] = transfer_s(costs.client_model_bits, broadcast_bps)
-    seconds["migration_down"] = transfer_s(costs.migrated_bits_down, broadcast_bps)
-    seconds["migration_up"] = transfer_s((costs.migrated_bits_up / num_clients)[:, None], uplink_bps)
-
-    zeros = np.zeros(len(costs.smashed_bits))
-    phases = dict.fromkeys(PHASES, zeros)
-    for stage in scheme.stages:
-        _charge_stage(stage, seconds, costs.local_iters, phases)
-    total = zeros
-    for value in phases.values():
-        total = total + value
-    return LatencyBatch(total, phases, {name: seconds[name] for name in ITERATION_PHASES})
+    rounds, clients = gain.shape
+    phases, total = np.empty((len(PHASES), rounds)), np.empty(rounds)
+    per_client = np.empty((len(ITERATION_PHASES), rounds, clients))
+    kernels.phase_seconds(costs.table, costs.index, beta, phi, gain, cpu_hz, cycles_per_flop,
+                          system_constants(wireless, compute), costs.schedule, costs.local_iters,
+                          costs.scheme.server is Server.SEQUENTIAL, costs.gradient_broadcast, phases, total,
+                          per_client)  # fmt: skip
+    return LatencyBatch(total, dict(zip(PHASES, phases)), dict(zip(ITERATION_PHASES, per_client)))
 
 
 def allocation_problem(
@@ -252,47 +233,18 @@ def allocation_problem_batch(
 ) -> ProblemBatch:
     """The resource problems of N rounds (see :func:`allocation_problem`), from (N, K) gains, clocks and
     cycles per FLOP that are valid by construction (unchecked), each row from its own round only."""
-    scheme = costs.scheme
-    num_rounds, num_clients = gain.shape
-    stage = scheme.allocated_stage
-    repeats = 1 if stage.per_iteration else costs.local_iters  # of an iteration phase inside the chain
-    fixed = [name for name in stage.phases if name not in BANDWIDTH_PHASES and name != SERVER_PHASE]
-    seconds = _iteration_seconds(costs, gain, cycles_per_flop / cpu_hz, wireless, None, only=fixed)
-    fixed_s = sum((repeats * seconds[name] for name in fixed), np.zeros((num_rounds, num_clients))) \
-        if len(fixed) != 1 else repeats * seconds[fixed[0]]
-    upload = next(name for name in stage.phases if name in BANDWIDTH_PHASES)
-    upload_bits = costs.smashed_bits if upload == "uplink" else costs.client_model_bits
-    server_cycles = np.zeros(num_rounds)
-    if SERVER_PHASE in stage.phases:
-        server_cycles = repeats * compute.server_cycles_per_flop * costs.server_flops
-    shape = (num_rounds, num_clients)
-    return ProblemBatch.trusted(
-        fixed_time_s=fixed_s,
-        upload_bits=np.broadcast_to(upload_bits[:, None], shape),
-        server_cycles=np.broadcast_to(server_cycles[:, None], shape),
-        channel_gain=gain,
-        tx_power_w=np.full(shape, wireless.client_power_w),
-        noise_psd_w_per_hz=wireless.noise_psd_w_per_hz,
-        bandwidth_hz=wireless.bandwidth_hz,
-        server_cpu_hz=compute.server_cpu_hz,
-    )
+    block = np.empty((5, *gain.shape))
+    kernels.allocation_problems(costs.table, costs.index, gain, cpu_hz, cycles_per_flop,
+                                system_constants(wireless, compute), costs.schedule,
+                                costs.local_iters, costs.gradient_broadcast, block)  # fmt: skip
+    return ProblemBatch.from_block(block, wireless.noise_psd_w_per_hz, wireless.bandwidth_hz, compute.server_cpu_hz)
 
 
-def transfer_s(bits: float | np.ndarray, rate_bps: ArrayLike) -> np.ndarray:
-    """``bits / rate``: 0 for nothing to send, inf for bits over a zero rate (no warning)."""
-    if isinstance(bits, float) and isinstance(rate_bps, float):
-        return np.float64(0.0 if bits <= 0 else bits / rate_bps if rate_bps > 0 else math.inf)
-    bits = np.asarray(bits, dtype=np.float64)
-    rate = np.asarray(rate_bps, dtype=np.float64)
-    if bits.min() > 0 and rate.min() > 0:  # the common case (False for NaN): a plain division, the same values
-        return bits / rate
-    with np.errstate(divide="ignore", invalid="ignore"):
-        seconds = bits / rate
-    return np.where(bits > 0, np.where(rate > 0, seconds, np.inf), 0.0)
-
-
-def _downlink(wireless: WirelessConfig) -> tuple[float, float, float]:
-    return wireless.server_power_w, wireless.downlink_bandwidth_hz, wireless.noise_psd_w_per_hz
+def system_constants(wireless: WirelessConfig, compute: ComputeConfig) -> np.ndarray:
+    """The constants the kernels read (:mod:`sfl_env.latency_kernels`' ``P_*`` entries)."""
+    return np.array([wireless.client_power_w, wireless.bandwidth_hz, wireless.noise_psd_w_per_hz,
+                     wireless.server_power_w, wireless.downlink_bandwidth_hz, compute.server_cycles_per_flop,
+                     compute.server_cpu_hz, compute.effective_capacitance])
 
 
 def _cycles_per_flop(value: ArrayLike | None, compute: ComputeConfig, num_clients: int) -> np.ndarray:
@@ -300,59 +252,6 @@ def _cycles_per_flop(value: ArrayLike | None, compute: ComputeConfig, num_client
     if value is None:
         return np.full(num_clients, compute.client_cycles_per_flop)
     return np.asarray(value, dtype=np.float64)
-
-
-def _iteration_seconds(
-    costs: CostBatch,
-    gain: np.ndarray,
-    seconds_per_flop: np.ndarray,
-    wireless: WirelessConfig,
-    broadcast_bps: np.ndarray | None,
-    only: list[str] | None = None,
-) -> dict[str, np.ndarray]:
-    """Per-client seconds (N, K) of the iteration phases that do not depend on the shares: the client's
-    forward and backward passes and the gradient's downlink (``only``: just these)."""
-    wanted = ("client_forward", "gradient_downlink", "client_backward") if only is None else only
-    seconds = {}
-    for name in wanted:
-        if name == "client_forward":
-            seconds[name] = costs.client_forward_flops[:, None] * seconds_per_flop
-        elif name == "client_backward":
-            seconds[name] = costs.client_backward_flops[:, None] * seconds_per_flop
-        elif name == "gradient_downlink":
-            smashed = costs.smashed_bits[:, None]
-            if costs.gradient_broadcast:
-                rate = broadcast_bps if broadcast_bps is not None else broadcast_rate_bps(gain, *_downlink(wireless))
-                seconds[name] = np.repeat(transfer_s(smashed, rate[:, None]), costs.num_clients, axis=1)
-            else:
-                seconds[name] = transfer_s(smashed, unicast_rate_bps(gain, *_downlink(wireless), costs.num_clients))
-        else:
-            raise ValueError(f"phase {name!r} depends on the allocation or is not an iteration phase")
-    return seconds
-
-
-def _charge_stage(stage: Stage, seconds: dict[str, np.ndarray], local_iters: int,
-                  phases: dict[str, np.ndarray]) -> None:
-    """Adds the seconds ``stage`` lasts in each of N rounds to ``phases``, each phase charged to the
-    stage's straggler. A per-client phase is (N, K), a round-wide one (N,)."""
-    names = stage.phases
-    repeat = local_iters if stage.per_iteration else 1
-    if stage.sequential:  # one client after another: the stage lasts the sum
-        charged = [seconds[names[0]].sum(axis=-1)]
-    elif len(names) == 1:
-        value = seconds[names[0]]
-        charged = [value if value.ndim == 1 else value.max(axis=-1)]
-    else:
-        if stage.per_iteration:
-            arrays = [seconds[name] for name in names]
-        else:  # once per round: an iteration phase runs I times inside each client's chain
-            arrays = [local_iters * seconds[name] if name in ITERATION_PHASES else seconds[name] for name in names]
-        straggler = sum(array if array.ndim == 2 else array[:, None] for array in arrays).argmax(axis=-1)
-        rows = np.arange(len(straggler))
-        charged = [array[rows, straggler] if array.ndim == 2 else array for array in arrays]
-    for name, value in zip(names, charged):
-        reported = _REPORTED_AS.get(name, name)
-        phases[reported] = phases[reported] + repeat * value
 
 
 def _per_client(name: str, value: ArrayLike, num_clients: int, *, positive: bool = False) -> np.ndarray:

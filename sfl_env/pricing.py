@@ -101,6 +101,10 @@ class RoundPricer:
                  convergence: np.ndarray, leakage: np.ndarray | None, reference_state: RoundState) -> None:
         self.config, self.scheme, self.profile, self.cuts = config, scheme, profile, tuple(cuts)
         self.convergence, self.leakage = np.asarray(convergence, dtype=np.float64), leakage
+        # Each ledger this pricer made, by (cut, previous cut), and as a batch of one by the ledger's id (a ledger
+        # stays in the first dict, so its id is not reused): a step prices its round without rebuilding either.
+        self._round_costs: dict[tuple[int, int | None], RoundCost] = {}
+        self._batches_of_one: dict[int, CostBatch] = {}
         # Every (cut, previous cut) pair's ledger, so that a batch gathers its rounds' costs by index.
         previous = (None, *self.cuts)
         self._costs = CostBatch.of([self.round_cost(cut, before) for cut in self.cuts for before in previous])
@@ -117,26 +121,35 @@ class RoundPricer:
     def round_cost(self, cut: int, previous_cut: int | None) -> RoundCost:
         """The ledger of a round at ``cut`` after ``previous_cut`` (None: the first round). A scheme that
         does not split the model trains all of it whatever the cut, so it never migrates blocks."""
-        system, blocks = self.config.system, self.profile.num_blocks
-        cut = self.scheme.client_cut(cut, blocks)
-        if previous_cut is not None:
-            previous_cut = self.scheme.client_cut(previous_cut, blocks)
-        return round_cost(self.profile, self.scheme, cut, previous_cut, num_clients=system.num_clients,
-                          local_iters=system.local_iters, batch_size=system.batch_size,
-                          gradient_aggregation=system.gradient_aggregation)
+        cost = self._round_costs.get((cut, previous_cut))
+        if cost is None:
+            system, blocks = self.config.system, self.profile.num_blocks
+            client_cut = self.scheme.client_cut(cut, blocks)
+            client_previous = None if previous_cut is None else self.scheme.client_cut(previous_cut, blocks)
+            cost = round_cost(self.profile, self.scheme, client_cut, client_previous, num_clients=system.num_clients,
+                              local_iters=system.local_iters, batch_size=system.batch_size,
+                              gradient_aggregation=system.gradient_aggregation)
+            self._round_costs[(cut, previous_cut)] = cost
+            self._batches_of_one[id(cost)] = CostBatch.of([cost])
+        return cost
+
+    def _batch_of_one(self, cost: RoundCost) -> CostBatch:
+        """``cost`` as a batch of one: kept for a ledger of :meth:`round_cost`, built for another."""
+        batch = self._batches_of_one.get(id(cost))
+        return batch if batch is not None else CostBatch.of([cost])
 
     def allocate(self, cost: RoundCost, state: RoundState) -> Allocation:
         """The configured allocation of ``cost``'s round in ``state``: the solver's, or the equal split."""
-        return self.allocate_batch(CostBatch.of([cost]), state.batch()).row(0)
+        return self.allocate_batch(self._batch_of_one(cost), state.batch()).row(0)
 
     def latency(self, cost: RoundCost, allocation: Allocation, state: RoundState) -> LatencyBreakdown:
         """Seconds of ``cost``'s round by phase under ``allocation`` in ``state``."""
-        return self.latency_batch(CostBatch.of([cost]), allocation.bandwidth_share[None],
+        return self.latency_batch(self._batch_of_one(cost), allocation.bandwidth_share[None],
                                   allocation.server_cpu_share[None], state.batch()).row(0)
 
     def energy_j(self, cost: RoundCost, allocation: Allocation, state: RoundState) -> np.ndarray:
         """Joules each client spends in ``cost``'s round under ``allocation`` in ``state``, shape (K,)."""
-        return self.energy_batch(CostBatch.of([cost]), allocation.bandwidth_share[None], state.batch())[0]
+        return self.energy_batch(self._batch_of_one(cost), allocation.bandwidth_share[None], state.batch())[0]
 
     def round_leakage(self, cut_index: int) -> float | None:
         """The leakage a round at ``cut_index`` spends: its cut's distance correlation (0 for a scheme
@@ -155,7 +168,7 @@ class RoundPricer:
             solved = AllocationBatch(allocation.bandwidth_share[None], allocation.server_cpu_share[None],
                                      np.array([allocation.latency_s]), (allocation.status,),
                                      np.array([allocation.fallback]), allocation.method, allocation.solve_time_s)
-        priced = self.price_batch(CostBatch.of([cost]), state.batch(), np.array([cut_index]), np.array([violated]),
+        priced = self.price_batch(self._batch_of_one(cost), state.batch(), np.array([cut_index]), np.array([violated]),
                                   energy=energy, allocation=solved)
         return priced.row(0)
 

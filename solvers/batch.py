@@ -13,6 +13,7 @@ in runs of rows on threads (``SFL_SOLVER_THREADS``), each row by the same compil
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -20,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from .newton import solve_rows
-from .problem import _PER_CLIENT_FIELDS, _SCALAR_FIELDS, Allocation, ResourceProblem, shannon_rate_bps
+from .problem import _PER_CLIENT_FIELDS, _SCALAR_FIELDS, Allocation, ResourceProblem, shannon_rate, shannon_rate_bps
 from .problem import _allowed, _as_positive_scalar
 
 __all__ = ["AllocationBatch", "ProblemBatch", "equal_split_batch", "iteration_latency_batch", "solve_batch"]
@@ -62,6 +64,19 @@ class ProblemBatch:
         for name, value in zip(_CLIENT_FIELDS + _SCALAR_FIELDS, values):
             object.__setattr__(batch, name, value)
         _store_fields(batch, check=False)
+        return batch
+
+    @classmethod
+    def from_block(cls, block: np.ndarray, noise_psd_w_per_hz: float, bandwidth_hz: float,
+                   server_cpu_hz: float) -> ProblemBatch:  # fmt: skip
+        """A batch of values valid by construction that takes ``block``, a fresh C-contiguous float64 (5, N, K)
+        array of the per-client fields in their order, as its storage (no copy; it becomes read-only)."""
+        batch = object.__new__(cls)
+        block.setflags(write=False)
+        for name, values in zip(_CLIENT_FIELDS, block):
+            object.__setattr__(batch, name, values)
+        for name, value in zip(_SCALAR_FIELDS, (noise_psd_w_per_hz, bandwidth_hz, server_cpu_hz)):
+            object.__setattr__(batch, name, float(value))
         return batch
 
     @property
@@ -175,13 +190,10 @@ def solve_batch(
     n, k = batch.num_problems, batch.num_clients
     if method == "exact":
         solved, beta, phi = np.zeros(n, dtype=bool), np.full((n, k), np.nan), np.full((n, k), np.nan)
+        latency = np.full(n, np.nan)
         _solve_exact_rows(batch, round_off, solved, beta, phi)
-        with np.errstate(all="ignore"):  # the unsolved rows' garbage
-            for share in (beta, phi):  # solve's last step, with numpy's sum
-                total = share.sum(-1)[:, None]
-                np.divide(share, total, out=share, where=total > 1.0)
-            latency = iteration_latency_batch(batch, beta, phi).max(-1)
-        solved &= np.isfinite(latency)
+        _finish_rows(solved, beta, phi, batch.fixed_time_s, batch.upload_bits, batch.server_cycles,
+                     batch.full_band_snr, batch.bandwidth_hz, batch.server_cpu_hz, latency)  # fmt: skip
     else:
         solved, beta, phi, latency = np.zeros(n, dtype=bool), np.zeros((n, k)), np.zeros((n, k)), np.zeros(n)
     status, fallback = ["optimal"] * n, np.zeros(n, dtype=bool)
@@ -190,6 +202,92 @@ def solve_batch(
         beta[i], phi[i], latency[i] = allocation.bandwidth_share, allocation.server_cpu_share, allocation.latency_s
         status[i], fallback[i] = allocation.status, allocation.fallback
     return AllocationBatch(beta, phi, latency, tuple(status), fallback, method, time.perf_counter() - start)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def numpy_sum(values, start, stop) -> float:
+    """The sum of ``values[start:stop]`` in numpy's order, so that ``0.0 + numpy_sum(a, 0, a.size)`` equals
+    ``a.sum()`` to the bit: numpy's pairwise summation halves a run (at a multiple of 8) until it has at most 128
+    values (:func:`_block_sum`). Its recursion is written out with a stack (numba's cache cannot hold a recursive
+    function)."""
+    if stop - start <= 128:
+        return _block_sum(values, start, stop)
+    lows, highs, stages, lefts = np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64)
+    top, returned = 0, 0.0
+    lows[0], highs[0], stages[0] = start, stop, 0
+    while top >= 0:
+        low, high = lows[top], highs[top]
+        half = (high - low) // 2
+        half -= half % 8
+        if high - low <= 128:
+            returned = _block_sum(values, low, high)
+            top -= 1
+        elif stages[top] == 0:  # the left half first
+            stages[top] = 1
+            top += 1
+            lows[top], highs[top], stages[top] = low, low + half, 0
+        elif stages[top] == 1:  # then the right half
+            lefts[top], stages[top] = returned, 2
+            top += 1
+            lows[top], highs[top], stages[top] = low + half, high, 0
+        else:
+            returned = lefts[top] + returned
+            top -= 1
+    return returned
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _block_sum(values, start, stop) -> float:
+    """numpy's sum of at most 128 values: fewer than 8 left to right, else 8 interleaved partial sums."""
+    n = stop - start
+    if n < 8:
+        total = 0.0
+        for i in range(start, stop):
+            total += values[i]
+        return total
+    p0, p1, p2, p3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+    p4, p5, p6, p7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
+    i = start + 8
+    while i < stop - n % 8:
+        p0, p1, p2, p3 = p0 + values[i], p1 + values[i + 1], p2 + values[i + 2], p3 + values[i + 3]
+        p4, p5, p6, p7 = p4 + values[i + 4], p5 + values[i + 5], p6 + values[i + 6], p7 + values[i + 7]
+        i += 8
+    total = ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
+    for j in range(i, stop):
+        total += values[j]
+    return total
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _finish_rows(solved, beta, phi, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz,
+                 latency) -> None:  # fmt: skip
+    """``solve``'s last steps on the solved rows, in place: shares whose total exceeds 1 (by round-off) scaled to
+    it, the latency recomputed from the shares (:func:`iteration_latency_batch`'s maximum, NaN-propagating); a row
+    whose latency is not finite is unsolved."""
+    for i in range(solved.size):
+        if not solved[i]:
+            continue
+        for share in (beta[i], phi[i]):
+            total = 0.0 + numpy_sum(share, 0, share.size)
+            if total > 1.0:
+                for k in range(share.size):
+                    share[k] /= total
+        worst = -math.inf
+        for k in range(snr.shape[1]):
+            seconds = fixed_time_s[i, k]
+            if upload_bits[i, k] > 0:
+                rate = shannon_rate(beta[i, k], snr[i, k], bandwidth_hz)
+                seconds = seconds + (upload_bits[i, k] / rate if rate > 0 else math.inf)
+            else:
+                seconds = seconds + 0.0
+            if server_cycles[i, k] > 0:
+                seconds = seconds + (server_cycles[i, k] / (phi[i, k] * server_cpu_hz) if phi[i, k] > 0 else math.inf)
+            else:
+                seconds = seconds + 0.0
+            if not math.isnan(worst) and not seconds <= worst:  # a larger value, or a NaN (which stays)
+                worst = seconds
+        latency[i] = worst
+        solved[i] = math.isfinite(worst)
 
 
 # From this many rows a batch is split into SOLVER_THREADS runs of rows, solved on as many threads (the compiled

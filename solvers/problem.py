@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 LN2 = float(np.log(2.0))
 
@@ -170,6 +171,14 @@ def shannon_rate_bps(share: np.ndarray | float, full_band_snr: np.ndarray | floa
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = share * bandwidth_hz * np.log1p(full_band_snr / share) / LN2
     return np.where(share > 0, rate, 0.0)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def shannon_rate(share: float, full_band_snr: float, bandwidth_hz: float) -> float:
+    """:func:`shannon_rate_bps` of one client, compiled (the C library's ``log1p``: equal to numpy's to round-off)."""
+    if share > 0:
+        return share * bandwidth_hz * math.log1p(full_band_snr / share) / LN2
+    return 0.0
 
 
 def uplink_rate(problem: ResourceProblem, bandwidth_share: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from .protocol import RoundOutcome, RoundTrainer
 if TYPE_CHECKING:
     from ..config import SFLConfig
     from ..models import SplitModel
+    from .curve import TrainingCurveModel
 
 __all__ = ["TRAININGS", "RoundOutcome", "RoundTrainer", "build_trainer"]
 
@@ -29,12 +30,14 @@ __all__ = ["TRAININGS", "RoundOutcome", "RoundTrainer", "build_trainer"]
 def build_trainer(
     config: SFLConfig, seed: int = 0, training: str = "real",
     data_shape: tuple[tuple[int, int, int], int] | None = None, model: SplitModel | None = None,
+    curve: TrainingCurveModel | None = None,
 ) -> RoundTrainer:
     """The whole training system of ``config`` from ``seed``: real PyTorch rounds or the analytic twin.
 
     ``data_shape`` (input shape, classes) spares the analytic twin a dataset load when the caller has it;
     ``model`` (the analytic twin only) is the split model it prices, shared rather than built again: the
-    twin never trains it, so one model serves every episode."""
+    twin never trains it, so one model serves every episode; ``curve`` (the analytic twin only) is its fitted
+    curve when the caller has looked it up (:func:`~sfl_env.training.calibration.calibration_for`)."""
     check_choice("training", training, TRAININGS)
     if training == "real":
         from .real import build_real_trainer
@@ -42,4 +45,4 @@ def build_trainer(
         return build_real_trainer(config, seed)
     from .analytic import build_analytic_trainer
 
-    return build_analytic_trainer(config, seed, data_shape, model=model)
+    return build_analytic_trainer(config, seed, data_shape, model=model, curve=curve)

@@ -141,19 +141,20 @@ class AnalyticTrainer:
 
 def build_analytic_trainer(
     config: SFLConfig, seed: int = 0, data_shape: tuple[tuple[int, int, int], int] | None = None,
-    model: SplitModel | None = None,
+    model: SplitModel | None = None, curve: TrainingCurveModel | None = None,
 ) -> AnalyticTrainer:
     """The analytic twin of ``config`` from ``seed`` (the fluctuation and the run's pace).
 
     ``data_shape`` is (input shape, classes) when the caller knows it; otherwise
     :func:`~sfl_env.data.dataset_shape` gives it. ``model``: the split model of ``config``, when the
     caller has built it (the twin reads its cuts and profile only, never its weights); building one
-    costs most of a reset."""
+    costs most of a reset. ``curve``: ``config``'s fitted curve, when the caller has looked it up."""
     if model is None:
         if data_shape is None:
             from ..data import dataset_shape
 
             data_shape = dataset_shape(config)
         model = build_model(config.model, *data_shape, **config.model_options, seed=seed)
-    curve = calibration_for(config).curve
+    if curve is None:
+        curve = calibration_for(config).curve
     return AnalyticTrainer(config, model, curve, rng=np.random.default_rng(seed))
