@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from solvers.row_runs import over_rows
+
 from .config import ComputeConfig, WirelessConfig
 from . import latency_kernels as kernels
 from .latency import CostBatch, system_constants
@@ -53,6 +55,12 @@ def round_energy_j_batch(
     """Joules each client spends in each of N rounds, (N, K), from (N, K) shares, gains, clocks and
     cycles per FLOP, each round from its own row only."""
     energy = np.empty(gain.shape)
-    kernels.client_energy(costs.table, costs.index, beta, gain, cpu_hz, cycles_per_flop,
-                          system_constants(wireless, compute), costs.local_iters, energy)
+    constants = system_constants(wireless, compute)
+
+    def run(start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        kernels.client_energy(costs.table, costs.index[rows], beta[rows], gain[rows], cpu_hz[rows],
+                              cycles_per_flop[rows], constants, costs.local_iters, energy[rows])
+
+    over_rows(len(gain), run)
     return energy

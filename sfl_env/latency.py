@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from solvers import ProblemBatch, ResourceProblem
+from solvers.row_runs import over_rows
 
 from .config import ComputeConfig, WirelessConfig
 from .errors import ConfigError
@@ -183,13 +184,19 @@ def round_latency_batch(
     clocks and cycles per FLOP, each of shape (N, K) and valid (unchecked). Each round's seconds are
     computed from its own row only, so that a round priced in a batch equals the same round priced alone."""
     rounds, clients = gain.shape
-    phases, total = np.empty((len(PHASES), rounds)), np.empty(rounds)
-    per_client = np.empty((len(ITERATION_PHASES), rounds, clients))
-    kernels.phase_seconds(costs.table, costs.index, beta, phi, gain, cpu_hz, cycles_per_flop,
-                          system_constants(wireless, compute), costs.schedule, costs.local_iters,
-                          costs.scheme.server is Server.SEQUENTIAL, costs.gradient_broadcast, phases, total,
-                          per_client)  # fmt: skip
-    return LatencyBatch(total, dict(zip(PHASES, phases)), dict(zip(ITERATION_PHASES, per_client)))
+    phases, total = np.empty((rounds, len(PHASES))), np.empty(rounds)
+    per_client = np.empty((rounds, len(ITERATION_PHASES), clients))
+    constants, sequential = system_constants(wireless, compute), costs.scheme.server is Server.SEQUENTIAL
+
+    def run(start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        kernels.phase_seconds(costs.table, costs.index[rows], beta[rows], phi[rows], gain[rows], cpu_hz[rows],
+                              cycles_per_flop[rows], constants, costs.schedule, costs.local_iters, sequential,
+                              costs.gradient_broadcast, phases[rows], total[rows], per_client[rows])  # fmt: skip
+
+    over_rows(rounds, run)
+    return LatencyBatch(total, {name: phases[:, p] for p, name in enumerate(PHASES)},
+                        {name: per_client[:, p] for p, name in enumerate(ITERATION_PHASES)})
 
 
 def allocation_problem(
@@ -234,9 +241,15 @@ def allocation_problem_batch(
     """The resource problems of N rounds (see :func:`allocation_problem`), from (N, K) gains, clocks and
     cycles per FLOP that are valid by construction (unchecked), each row from its own round only."""
     block = np.empty((5, *gain.shape))
-    kernels.allocation_problems(costs.table, costs.index, gain, cpu_hz, cycles_per_flop,
-                                system_constants(wireless, compute), costs.schedule,
-                                costs.local_iters, costs.gradient_broadcast, block)  # fmt: skip
+    constants = system_constants(wireless, compute)
+
+    def run(start: int, stop: int) -> None:
+        rows = slice(start, stop)
+        kernels.allocation_problems(costs.table, costs.index[rows], gain[rows], cpu_hz[rows], cycles_per_flop[rows],
+                                    constants, costs.schedule, costs.local_iters, costs.gradient_broadcast,
+                                    block[:, rows])  # fmt: skip
+
+    over_rows(len(gain), run)
     return ProblemBatch.from_block(block, wireless.noise_psd_w_per_hz, wireless.bandwidth_hz, compute.server_cpu_hz)
 
 

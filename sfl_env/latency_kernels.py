@@ -124,7 +124,7 @@ def _phase_row(cost, beta, phi, gain, cpu_hz, cycles_per_flop, constants, sequen
 
 @njit(**_COMPILE)
 def _charge(schedule, seconds, local_iters, phases, row) -> None:
-    """Adds each stage's seconds to ``phases[:, row]``, each phase charged to the stage's straggler (the
+    """Adds each stage's seconds to ``phases[row]``, each phase charged to the stage's straggler (the
     client whose chain is longest; the first of equals; a NaN chain is the straggler)."""
     clients = seconds.shape[1]
     for line in schedule:
@@ -132,7 +132,7 @@ def _charge(schedule, seconds, local_iters, phases, row) -> None:
         repeat = local_iters if line[PER_ITERATION] else 1
         first = line[FIRST_PHASE]
         if line[SEQUENTIAL]:  # one client after another: the stage lasts the sum
-            phases[REPORTED[first], row] += repeat * (0.0 + numpy_sum(seconds[first], 0, clients))
+            phases[row, REPORTED[first]] += repeat * (0.0 + numpy_sum(seconds[first], 0, clients))
             continue
         straggler, longest = 0, -math.inf
         for k in range(clients):
@@ -144,7 +144,7 @@ def _charge(schedule, seconds, local_iters, phases, row) -> None:
                 straggler, longest = k, chain
         for j in range(count):
             code = line[FIRST_PHASE + j]
-            phases[REPORTED[code], row] += repeat * _in_chain(seconds[code, straggler], code, line[PER_ITERATION],
+            phases[row, REPORTED[code]] += repeat * _in_chain(seconds[code, straggler], code, line[PER_ITERATION],
                                                               local_iters)  # fmt: skip
 
 
@@ -160,27 +160,27 @@ def _in_chain(value, code, per_iteration, local_iters) -> float:
 def phase_seconds(costs, index, beta, phi, gain, cpu_hz, cycles_per_flop, constants, schedule, local_iters,
                   sequential, broadcast, phases, total, per_client) -> None:  # fmt: skip
     """Row i: round ``costs[index[i]]`` under shares ``beta[i]``, ``phi[i]`` in state row i, into
-    ``phases[:, i]`` (latency.PHASES), ``total[i]`` and ``per_client[:, i]`` (the iteration phases)."""
+    ``phases[i]`` (latency.PHASES), ``total[i]`` and ``per_client[i]`` (the iteration phases, (5, K))."""
     clients = gain.shape[1]
     seconds = np.empty((REPORTED.size, clients))
     for i in range(gain.shape[0]):
         cost = costs[index[i]]
         _phase_row(cost, beta[i], phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, sequential, broadcast,
                    seconds)  # fmt: skip
-        phases[:, i] = 0.0
+        phases[i] = 0.0
         _charge(schedule, seconds, local_iters, phases, i)
         round_total = 0.0
-        for p in range(phases.shape[0]):
-            round_total += phases[p, i]
+        for p in range(phases.shape[1]):
+            round_total += phases[i, p]
         total[i] = round_total
-        per_client[:, i, :] = seconds[:BACKWARD + 1]
+        per_client[i] = seconds[:BACKWARD + 1]
 
 
 @njit(**_COMPILE)
 def allocation_problems(costs, index, gain, cpu_hz, cycles_per_flop, constants, schedule, local_iters, broadcast,
                         problems) -> None:  # fmt: skip
     """Row i: the allocated stage of round ``costs[index[i]]`` in state row i as the problem
-    ``max_k [a_k + D_k / r_k(beta_k) + C_k / (phi_k F)]``, into ``problems[:, i]``: (5, N, K) of
+    ``max_k [a_k + D_k / r_k(beta_k) + C_k / (phi_k F)]``, into ``problems[:, i]``: (5, N, K), of
     ProblemBatch's per-client fields (a, D, C, the gains, the transmit powers)."""
     line = schedule[0]
     for candidate in schedule:

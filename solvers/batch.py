@@ -14,16 +14,15 @@ in runs of rows on threads (``SFL_SOLVER_THREADS``), each row by the same compil
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
 from .newton import solve_rows
+from .row_runs import over_rows
 from .problem import _PER_CLIENT_FIELDS, _SCALAR_FIELDS, Allocation, ResourceProblem, shannon_rate, shannon_rate_bps
 from .problem import _allowed, _as_positive_scalar
 
@@ -191,9 +190,7 @@ def solve_batch(
     if method == "exact":
         solved, beta, phi = np.zeros(n, dtype=bool), np.full((n, k), np.nan), np.full((n, k), np.nan)
         latency = np.full(n, np.nan)
-        _solve_exact_rows(batch, round_off, solved, beta, phi)
-        _finish_rows(solved, beta, phi, batch.fixed_time_s, batch.upload_bits, batch.server_cycles,
-                     batch.full_band_snr, batch.bandwidth_hz, batch.server_cpu_hz, latency)  # fmt: skip
+        _solve_exact_rows(batch, round_off, solved, beta, phi, latency)
     else:
         solved, beta, phi, latency = np.zeros(n, dtype=bool), np.zeros((n, k)), np.zeros((n, k)), np.zeros(n)
     status, fallback = ["optimal"] * n, np.zeros(n, dtype=bool)
@@ -290,45 +287,15 @@ def _finish_rows(solved, beta, phi, fixed_time_s, upload_bits, server_cycles, sn
         solved[i] = math.isfinite(worst)
 
 
-# From this many rows a batch is split into SOLVER_THREADS runs of rows, solved on as many threads (the compiled
-# solver releases the GIL; a row's result is the same on any thread). SFL_SOLVER_THREADS sets the number.
-PARALLEL_FROM_ROWS = 256
-
-
-def _solver_threads() -> int:
-    value = os.environ.get("SFL_SOLVER_THREADS")
-    if value is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if not value.strip().isdigit() or int(value) < 1:
-        raise ValueError(f"SFL_SOLVER_THREADS={value!r}; allowed: a whole number of threads >= 1")
-    return int(value)
-
-
-SOLVER_THREADS = _solver_threads()
-_executor: ThreadPoolExecutor | None = None
-
-
-def _solve_exact_rows(batch: ProblemBatch, round_off: float, solved: np.ndarray, beta: np.ndarray,
-                      phi: np.ndarray) -> None:  # fmt: skip
-    """The compiled solver on every row, in runs of rows on threads for a large batch."""
+def _solve_exact_rows(batch: ProblemBatch, round_off: float, solved: np.ndarray, beta: np.ndarray, phi: np.ndarray,
+                      latency: np.ndarray) -> None:  # fmt: skip
+    """The compiled solver and solve's last steps on every row, in runs of rows on threads for a large batch."""
     arrays = (batch.fixed_time_s, batch.upload_bits, batch.server_cycles, batch.full_band_snr)
-    scalars = (batch.bandwidth_hz, batch.server_cpu_hz, round_off)
-    n = batch.num_problems
-    if n < PARALLEL_FROM_ROWS or SOLVER_THREADS == 1:
-        return solve_rows(*arrays, *scalars, solved, beta, phi)
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=SOLVER_THREADS, thread_name_prefix="sfl-solver")
-    bounds = np.linspace(0, n, SOLVER_THREADS + 1).astype(int)
-    runs = [_executor.submit(solve_rows, *(a[lo:hi] for a in arrays), *scalars, solved[lo:hi], beta[lo:hi],
-                             phi[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]  # fmt: skip
-    for run in runs:
-        run.result()
+    scalars = (batch.bandwidth_hz, batch.server_cpu_hz)
 
+    def run(start: int, stop: int) -> None:
+        rows = tuple(array[start:stop] for array in arrays)
+        solve_rows(*rows, *scalars, round_off, solved[start:stop], beta[start:stop], phi[start:stop])
+        _finish_rows(solved[start:stop], beta[start:stop], phi[start:stop], *rows, *scalars, latency[start:stop])
 
-def _forget_executor() -> None:  # a forked child has none of its parent's threads
-    global _executor
-    _executor = None
-
-
-os.register_at_fork(after_in_child=_forget_executor)
+    over_rows(batch.num_problems, run)

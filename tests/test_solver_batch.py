@@ -18,6 +18,7 @@ from solvers import (
     solve_batch,
 )
 from solvers import batch as batch_module
+from solvers import row_runs
 
 NOISE_PSD_W_PER_HZ = 10 ** (-174 / 10) * 1e-3  # -174 dBm/Hz
 BANDWIDTH_HZ = 10e6
@@ -181,11 +182,11 @@ def test_the_batch_a_row_of_three_problems_is_the_batch_of_it_alone() -> None:
 
 def test_rows_solved_on_threads_are_bitwise_the_rows_solved_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     batch = random_batch(np.random.default_rng(21), 300, 10, kinds=("coupled", "upload"))
-    monkeypatch.setattr(batch_module, "PARALLEL_FROM_ROWS", 10**9)
+    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 10**9)
     in_turn = solve_batch(batch)
-    monkeypatch.setattr(batch_module, "PARALLEL_FROM_ROWS", 1)
-    monkeypatch.setattr(batch_module, "SOLVER_THREADS", 3)  # three runs of rows, whatever the cores
-    monkeypatch.setattr(batch_module, "_executor", None)
+    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 1)
+    monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)  # three runs of rows, whatever the cores
+    monkeypatch.setattr(row_runs, "_executor", None)
     on_threads = solve_batch(batch)
     for i in range(batch.num_problems):
         assert_rows_equal(on_threads, i, in_turn, i)
@@ -195,7 +196,7 @@ def test_rows_solved_on_threads_are_bitwise_the_rows_solved_in_turn(monkeypatch:
 def test_a_bad_thread_count_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("SFL_SOLVER_THREADS", value)
     with pytest.raises(ValueError, match="SFL_SOLVER_THREADS=.*allowed: a whole number of threads >= 1"):
-        batch_module._solver_threads()
+        row_runs._solver_threads()
 
 
 # --- rows the compiled solver leaves to the one-problem solve -----------------------------------
