@@ -14,9 +14,11 @@ is SI (Hz, W, W/Hz, m, bit/s, cycles/s).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 from numpy.typing import ArrayLike
 
 from solvers import shannon_rate_bps
@@ -130,22 +132,13 @@ class Channel:
             self._rngs.standard_normal(shadowing_draw, np.flatnonzero(moves))
         if mobility_draw is not None:
             self._rngs.standard_normal(mobility_draw)
-        if innovation is not None:
-            fresh = np.sqrt(0.5) * innovation[:, 0] + 1j * (np.sqrt(0.5) * innovation[:, 1])
-            self._fading = fresh if rho == 0 else rho * self._fading + np.sqrt(1.0 - rho**2) * fresh
-        self._power = _block_power(self._fading, others, blocks) if others is not None else np.abs(self._fading) ** 2
-        if shadowing_draw is not None:
-            shadowing_draw = config.shadowing_db * shadowing_draw
-        if mobility_draw is not None:
-            mobility_draw = config.mobility_m_per_round * mobility_draw
-        if shadowing_draw is not None:
-            kept = np.exp(-moved_m / config.shadowing_decorrelation_m)[:, None]
-            moved = kept * self._shadowing_db + np.sqrt(1.0 - kept**2) * shadowing_draw
-            self._shadowing_db = np.where(moves[:, None], moved, self._shadowing_db)
-        if mobility_draw is not None:
-            self._distance_m = _reflect(self._distance_m + mobility_draw, *config.distance_m)
-        if shadowing_draw is not None or mobility_draw is not None:
-            self._path_gain = large_scale_gain(self._distance_m, config, self._shadowing_db)
+        rho_keep = np.sqrt(1.0 - rho**2)
+        _advance(self._fading, self._power, self._shadowing_db, self._distance_m, self._path_gain, moved_m, moves,
+                 _EMPTY3 if innovation is None else innovation, _EMPTY3 if others is None else others,
+                 _EMPTY2 if shadowing_draw is None else shadowing_draw,
+                 _EMPTY2 if mobility_draw is None else mobility_draw, rho, rho_keep, blocks, config.shadowing_db,
+                 config.shadowing_decorrelation_m, config.mobility_m_per_round, *config.distance_m,
+                 config.path_loss_intercept_db, config.path_loss_slope_db)  # fmt: skip
         self._gain = self._compute_gain()
 
     def sample_gains(self, rng: np.random.Generator, samples: int) -> np.ndarray:
@@ -176,7 +169,7 @@ class Channel:
     @property
     def fading_power(self) -> np.ndarray:
         """``|h_k|^2`` of this round (1 without fading)."""
-        return self._view(self._power)
+        return self._view(self._power).copy()
 
     @property
     def gain(self) -> np.ndarray:
@@ -195,13 +188,51 @@ def _block_power(fading: np.ndarray, others: np.ndarray, blocks: int) -> np.ndar
     return (np.abs(fading) ** 2 + others.sum(axis=1)) / blocks
 
 
-def _reflect(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Folds ``x`` back into ``[low, high]`` as a mirror would, however far outside it lies."""
+_EMPTY2, _EMPTY3 = np.empty((0, 0)), np.empty((0, 0, 0))  # a draw this configuration does not make
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _advance(fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, innovation, others, shadowing_draw,
+             mobility_draw, rho, rho_keep, blocks, shadowing_std_db, decorrelation_m, mobility_m, low_m, high_m,
+             intercept_db, slope_db) -> None:  # fmt: skip
+    """Channel.step's arithmetic on every episode (row), in place, from the round's standard draws (an empty
+    table: not drawn): the Gauss-Markov fading and the round's fading power, Gudmundson's shadowing move, the
+    reflected mobility step, then the large-scale gain where shadowing or distance moved."""
+    half = math.sqrt(0.5)
+    for e in range(fading.shape[0]):
+        moved_shadowing = shadowing_draw.size > 0 and moves[e]
+        kept = math.exp(-moved_m[e] / decorrelation_m) if moved_shadowing else 0.0
+        for k in range(fading.shape[1]):
+            if innovation.size > 0:
+                fresh = complex(half * innovation[e, 0, k], half * innovation[e, 1, k])
+                fading[e, k] = fresh if rho == 0 else complex(rho * fading[e, k].real + rho_keep * fresh.real,
+                                                              rho * fading[e, k].imag + rho_keep * fresh.imag)
+            magnitude = abs(fading[e, k])
+            if others.size > 0:
+                total = 0.0
+                for b in range(others.shape[1]):
+                    total += others[e, b, k]
+                power[e, k] = (magnitude * magnitude + total) / blocks
+            else:
+                power[e, k] = magnitude * magnitude
+            if moved_shadowing:
+                shadowing_db[e, k] = kept * shadowing_db[e, k] + math.sqrt(1.0 - kept * kept) * (
+                    shadowing_std_db * shadowing_draw[e, k])
+            if mobility_draw.size > 0:
+                distance_m[e, k] = _reflected(distance_m[e, k] + mobility_m * mobility_draw[e, k], low_m, high_m)
+            if shadowing_draw.size > 0 or mobility_draw.size > 0:
+                loss_db = intercept_db + slope_db * math.log10(distance_m[e, k] / 1000.0) - shadowing_db[e, k]
+                path_gain[e, k] = 10.0 ** (-loss_db / 10.0)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _reflected(x: float, low: float, high: float) -> float:
+    """``x`` folded back into ``[low, high]`` as a mirror would, however far outside it lies."""
     width = high - low
     if width == 0:
-        return np.full_like(x, low)
-    offset = np.mod(x - low, 2.0 * width)
-    return low + np.where(offset > width, 2.0 * width - offset, offset)
+        return low
+    offset = (x - low) % (2.0 * width)
+    return low + (2.0 * width - offset if offset > width else offset)
 
 
 def uplink_rate_bps(
