@@ -123,6 +123,12 @@ class LatencyBatch:
     phases: dict[str, np.ndarray]
     per_client_s: dict[str, np.ndarray]
 
+    @classmethod
+    def of_arrays(cls, total: np.ndarray, phases: np.ndarray, per_client: np.ndarray) -> LatencyBatch:
+        """From ``total`` (N,), ``phases`` (N, len(PHASES)) and ``per_client`` (N, len(ITERATION_PHASES), K)."""
+        return cls(total, {name: phases[:, p] for p, name in enumerate(PHASES)},
+                   {name: per_client[:, p] for p, name in enumerate(ITERATION_PHASES)})
+
     def row(self, i: int) -> LatencyBreakdown:
         """Round ``i`` as a :class:`LatencyBreakdown`."""
         return LatencyBreakdown(
@@ -195,8 +201,7 @@ def round_latency_batch(
                               costs.gradient_broadcast, phases[rows], total[rows], per_client[rows])  # fmt: skip
 
     over_rows(rounds, run)
-    return LatencyBatch(total, {name: phases[:, p] for p, name in enumerate(PHASES)},
-                        {name: per_client[:, p] for p, name in enumerate(ITERATION_PHASES)})
+    return LatencyBatch.of_arrays(total, phases, per_client)
 
 
 def allocation_problem(

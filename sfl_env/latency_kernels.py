@@ -22,13 +22,15 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from solvers.batch import numpy_sum
+from solvers.batch import finish_row, numpy_sum
+from solvers.newton import solve_row
 from solvers.problem import shannon_rate
 
 from .schemes import Scheme
 from .schemes.base import BANDWIDTH_PHASES, ITERATION_PHASES, ROUND_PHASES, SERVER_PHASE
 
-__all__ = ["REPORTED_PHASES", "ROUND_PHASE_CODES", "allocation_problems", "client_energy", "phase_seconds", "schedule_table"]
+__all__ = ["REPORTED_PHASES", "ROUND_PHASE_CODES", "allocation_problems", "client_energy", "phase_seconds", "priced_rows",
+           "schedule_table"]
 
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf
 
@@ -157,23 +159,69 @@ def _in_chain(value, code, per_iteration, local_iters) -> float:
 
 
 @njit(**_COMPILE)
+def _latency_row(cost, beta, phi, gain, cpu_hz, cycles_per_flop, constants, schedule, local_iters, sequential,
+                 broadcast, seconds, phases, row, per_client) -> float:  # fmt: skip
+    """One round's phases into ``phases[row]`` and iteration phases into ``per_client`` (5, K); returns its
+    seconds. ``seconds``: (9, K) scratch."""
+    _phase_row(cost, beta, phi, gain, cpu_hz, cycles_per_flop, constants, sequential, broadcast, seconds)
+    phases[row] = 0.0
+    _charge(schedule, seconds, local_iters, phases, row)
+    total = 0.0
+    for p in range(phases.shape[1]):
+        total += phases[row, p]
+    per_client[:] = seconds[:BACKWARD + 1]
+    return total
+
+
+@njit(**_COMPILE)
 def phase_seconds(costs, index, beta, phi, gain, cpu_hz, cycles_per_flop, constants, schedule, local_iters,
                   sequential, broadcast, phases, total, per_client) -> None:  # fmt: skip
     """Row i: round ``costs[index[i]]`` under shares ``beta[i]``, ``phi[i]`` in state row i, into
     ``phases[i]`` (latency.PHASES), ``total[i]`` and ``per_client[i]`` (the iteration phases, (5, K))."""
-    clients = gain.shape[1]
-    seconds = np.empty((REPORTED.size, clients))
+    seconds = np.empty((REPORTED.size, gain.shape[1]))
     for i in range(gain.shape[0]):
-        cost = costs[index[i]]
-        _phase_row(cost, beta[i], phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, sequential, broadcast,
-                   seconds)  # fmt: skip
-        phases[i] = 0.0
-        _charge(schedule, seconds, local_iters, phases, i)
-        round_total = 0.0
-        for p in range(phases.shape[1]):
-            round_total += phases[i, p]
-        total[i] = round_total
-        per_client[i] = seconds[:BACKWARD + 1]
+        total[i] = _latency_row(costs[index[i]], beta[i], phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants,
+                                schedule, local_iters, sequential, broadcast, seconds, phases, i,
+                                per_client[i])  # fmt: skip
+
+
+@njit(**_COMPILE)
+def _allocated_line(schedule):
+    """The allocated stage's line of ``schedule``."""
+    line = schedule[0]
+    for candidate in schedule:
+        if candidate[ALLOCATED]:
+            line = candidate
+    return line
+
+
+@njit(**_COMPILE)
+def _problem_row(cost, gain, cpu_hz, cycles_per_flop, constants, line, local_iters, broadcast, problems, i) -> None:
+    """One round's allocation problem (the stage ``line``) into ``problems[:, i]``."""
+    repeats = 1 if line[PER_ITERATION] else local_iters
+    has_server, upload_code = False, UPLINK
+    for j in range(line[N_PHASES]):
+        code = line[FIRST_PHASE + j]
+        has_server = has_server or code == SERVER
+        if code == UPLINK or code == MODEL_UP:
+            upload_code = code
+    broadcast_bps = _broadcast_rate(gain, constants)
+    bits = cost[C_SMASHED] if upload_code == UPLINK else cost[C_MODEL]
+    cycles = repeats * constants[P_SERVER_PER_FLOP] * cost[C_SERVER] if has_server else 0.0
+    for k in range(gain.size):
+        forward, downlink, backward = _iteration_seconds(cost, gain, cpu_hz, cycles_per_flop, constants, broadcast,
+                                                         broadcast_bps, k)  # fmt: skip
+        fixed = 0.0
+        for j in range(line[N_PHASES]):
+            code = line[FIRST_PHASE + j]
+            if code == FORWARD:
+                fixed += repeats * forward
+            elif code == DOWNLINK:
+                fixed += repeats * downlink
+            elif code == BACKWARD:
+                fixed += repeats * backward
+        problems[0, i, k], problems[1, i, k], problems[2, i, k] = fixed, bits, cycles
+        problems[3, i, k], problems[4, i, k] = gain[k], constants[P_CLIENT_W]
 
 
 @njit(**_COMPILE)
@@ -182,51 +230,58 @@ def allocation_problems(costs, index, gain, cpu_hz, cycles_per_flop, constants, 
     """Row i: the allocated stage of round ``costs[index[i]]`` in state row i as the problem
     ``max_k [a_k + D_k / r_k(beta_k) + C_k / (phi_k F)]``, into ``problems[:, i]``: (5, N, K), of
     ProblemBatch's per-client fields (a, D, C, the gains, the transmit powers)."""
-    line = schedule[0]
-    for candidate in schedule:
-        if candidate[ALLOCATED]:
-            line = candidate
-    repeats = 1 if line[PER_ITERATION] else local_iters
-    has_server, upload_code = False, UPLINK
-    for j in range(line[N_PHASES]):
-        code = line[FIRST_PHASE + j]
-        has_server = has_server or code == SERVER
-        if code == UPLINK or code == MODEL_UP:
-            upload_code = code
+    line = _allocated_line(schedule)
     for i in range(gain.shape[0]):
-        cost = costs[index[i]]
-        broadcast_bps = _broadcast_rate(gain[i], constants)
-        bits = cost[C_SMASHED] if upload_code == UPLINK else cost[C_MODEL]
-        cycles = repeats * constants[P_SERVER_PER_FLOP] * cost[C_SERVER] if has_server else 0.0
-        for k in range(gain.shape[1]):
-            forward, downlink, backward = _iteration_seconds(cost, gain[i], cpu_hz[i], cycles_per_flop[i], constants,
-                                                             broadcast, broadcast_bps, k)  # fmt: skip
-            fixed = 0.0
-            for j in range(line[N_PHASES]):
-                code = line[FIRST_PHASE + j]
-                if code == FORWARD:
-                    fixed += repeats * forward
-                elif code == DOWNLINK:
-                    fixed += repeats * downlink
-                elif code == BACKWARD:
-                    fixed += repeats * backward
-            problems[0, i, k], problems[1, i, k], problems[2, i, k] = fixed, bits, cycles
-            problems[3, i, k], problems[4, i, k] = gain[i, k], constants[P_CLIENT_W]
+        _problem_row(costs[index[i]], gain[i], cpu_hz[i], cycles_per_flop[i], constants, line, local_iters, broadcast,
+                     problems, i)  # fmt: skip
+
+
+@njit(**_COMPILE)
+def _energy_row(cost, beta, gain, cpu_hz, cycles_per_flop, constants, local_iters, energy) -> None:
+    """One round's joules per client into ``energy`` (K,)."""
+    clients = gain.size
+    uplink_snr_scale = constants[P_BANDWIDTH_HZ] * constants[P_NOISE]
+    flops = cost[C_FORWARD] + cost[C_BACKWARD]
+    bits = cost[C_BITS_UP] / clients
+    for k in range(clients):
+        cycles = cycles_per_flop[k] * local_iters * flops
+        compute_j = constants[P_CAPACITANCE] * cycles * (cpu_hz[k] * cpu_hz[k])
+        rate = shannon_rate(beta[k], constants[P_CLIENT_W] * gain[k] / uplink_snr_scale, constants[P_BANDWIDTH_HZ])
+        energy[k] = compute_j + constants[P_CLIENT_W] * transfer(bits, rate)
 
 
 @njit(**_COMPILE)
 def client_energy(costs, index, beta, gain, cpu_hz, cycles_per_flop, constants, local_iters, energy) -> None:
     """Row i: joules each client spends in round ``costs[index[i]]`` (its passes' cycles at its clock,
     its share of the uplink bits at its rate), into ``energy[i]``."""
-    clients = gain.shape[1]
-    uplink_snr_scale = constants[P_BANDWIDTH_HZ] * constants[P_NOISE]
+    for i in range(gain.shape[0]):
+        _energy_row(costs[index[i]], beta[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, local_iters,
+                    energy[i])  # fmt: skip
+
+
+@njit(**_COMPILE)
+def priced_rows(costs, index, gain, cpu_hz, cycles_per_flop, constants, schedule, local_iters, sequential, broadcast,
+                settings, round_off, problems, snr, solved, beta, phi, allocation_latency, phases, total, per_client,
+                energy) -> None:  # fmt: skip
+    """Row i, in one pass: :func:`allocation_problems` into ``problems[:, i]`` and its SNRs ``snr[i]``, the exact
+    solver's row (:func:`solvers.newton.solve_row`, :func:`solvers.batch.finish_row`) into ``solved[i]``,
+    ``beta[i]``, ``phi[i]`` and ``allocation_latency[i]``, then, where solved, :func:`phase_seconds` and
+    :func:`client_energy` under those shares. The same row functions as the separate kernels, so the same
+    values to the bit; an unsolved row is left for the caller."""
+    line = _allocated_line(schedule)
+    seconds = np.empty((REPORTED.size, gain.shape[1]))
+    snr_scale = constants[P_BANDWIDTH_HZ] * constants[P_NOISE]
     for i in range(gain.shape[0]):
         cost = costs[index[i]]
-        flops = cost[C_FORWARD] + cost[C_BACKWARD]
-        bits = cost[C_BITS_UP] / clients
-        for k in range(clients):
-            cycles = cycles_per_flop[i, k] * local_iters * flops
-            compute_j = constants[P_CAPACITANCE] * cycles * (cpu_hz[i, k] * cpu_hz[i, k])
-            rate = shannon_rate(beta[i, k], constants[P_CLIENT_W] * gain[i, k] / uplink_snr_scale,
-                                constants[P_BANDWIDTH_HZ])  # fmt: skip
-            energy[i, k] = compute_j + constants[P_CLIENT_W] * transfer(bits, rate)
+        _problem_row(cost, gain[i], cpu_hz[i], cycles_per_flop[i], constants, line, local_iters, broadcast, problems,
+                     i)  # fmt: skip
+        for k in range(gain.shape[1]):
+            snr[i, k] = problems[4, i, k] * problems[3, i, k] / snr_scale
+        solve_row(i, problems[0], problems[1], problems[2], snr, constants[P_BANDWIDTH_HZ], constants[P_SERVER_HZ],
+                  round_off, solved, beta, phi, settings)  # fmt: skip
+        finish_row(i, solved, beta, phi, problems[0], problems[1], problems[2], snr, constants[P_BANDWIDTH_HZ],
+                   constants[P_SERVER_HZ], allocation_latency)  # fmt: skip
+        if solved[i]:
+            total[i] = _latency_row(cost, beta[i], phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, schedule,
+                                    local_iters, sequential, broadcast, seconds, phases, i, per_client[i])  # fmt: skip
+            _energy_row(cost, beta[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, local_iters, energy[i])

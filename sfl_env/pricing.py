@@ -11,19 +11,23 @@ planner all price through it, so a previewed round and the round taken are price
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from solvers import Allocation, AllocationBatch, equal_split, equal_split_batch, solve_batch
+from solvers import ROUND_OFF, Allocation, AllocationBatch, equal_split, equal_split_batch, newton, solve_batch
+from solvers.row_runs import over_rows
 
 from .config import EnvConfig
 from .energy import round_energy_j_batch
-from .latency import (CostBatch, LatencyBatch, LatencyBreakdown, allocation_problem, allocation_problem_batch,
-                      round_latency_batch)
+from .latency import (PHASES, CostBatch, LatencyBatch, LatencyBreakdown, allocation_problem,
+                      allocation_problem_batch, round_latency_batch, system_constants)
+from .latency_kernels import priced_rows
 from .ledger import RoundCost, round_cost
 from .profiling import ModelProfile
-from .schemes import Scheme
+from .schemes import Scheme, Server
+from .schemes.base import ITERATION_PHASES
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class RoundPricer:
         problem = allocation_problem(reference, reference_state.uplink_gain, reference_state.client_cpu_hz,
                                      config.wireless, config.compute,
                                      client_cycles_per_flop=reference_state.client_cycles_per_flop)
+        self._constants = system_constants(config.wireless, config.compute)
         self.reference_s = self.latency(reference, equal_split(problem), reference_state).total_s
 
     # ------------------------------------------------------------------ one round
@@ -203,10 +208,17 @@ class RoundPricer:
     def price_batch(self, costs: CostBatch, states: StateBatch, cut_index: np.ndarray, violated: np.ndarray, *,
                     energy: bool = True, allocation: AllocationBatch | None = None) -> PricedBatch:
         """N rounds at cut indices ``cut_index`` (N,) priced at once (see :meth:`price`)."""
-        if allocation is None:
-            allocation = self.allocate_batch(costs, states)
-        latency = self.latency_batch(costs, allocation.bandwidth_share, allocation.server_cpu_share, states)
-        config, reference = self.config, self.reference_s
+        config = self.config
+        energy_j = None
+        if allocation is None and config.allocation == "optimal" and config.solver == "exact":
+            allocation, latency, energy_j = self._price_exact(costs, states)
+        else:
+            if allocation is None:
+                allocation = self.allocate_batch(costs, states)
+            latency = self.latency_batch(costs, allocation.bandwidth_share, allocation.server_cpu_share, states)
+        if energy and energy_j is None:
+            energy_j = self.energy_batch(costs, allocation.bandwidth_share, states)
+        reference = self.reference_s
         latency_term = latency.total_s / reference if reference > 0 else np.zeros_like(latency.total_s)
         gamma = self.convergence[cut_index]
         penalty = np.where(violated, config.privacy_penalty, 0.0)
@@ -216,6 +228,48 @@ class RoundPricer:
         else:
             reward = -latency_term
         leakage = self._leakage[cut_index]
-        return PricedBatch(allocation, latency, terms, reward - penalty,
-                           self.energy_batch(costs, allocation.bandwidth_share, states) if energy else None,
+        return PricedBatch(allocation, latency, terms, reward - penalty, energy_j if energy else None,
                            None if np.isnan(leakage).any() else leakage)
+
+    def _price_exact(self, costs: CostBatch, states: StateBatch) -> tuple[AllocationBatch, LatencyBatch, np.ndarray]:
+        """The exact allocation, the latency and the energy of N rounds in one compiled pass
+        (:func:`~sfl_env.latency_kernels.priced_rows`: the kernels of allocate_batch, latency_batch and
+        energy_batch, row by row, so the same values); the rows it leaves unsolved take that general path."""
+        config, gain = self.config, states.uplink_gain
+        cpu_hz, per_flop = states.client_cpu_hz, states.client_cycles_per_flop
+        n, k = gain.shape
+        problems, snr = np.empty((5, n, k)), np.empty((n, k))
+        solved, beta, phi = np.zeros(n, dtype=bool), np.full((n, k), np.nan), np.full((n, k), np.nan)
+        allocation_latency, total = np.full(n, np.nan), np.full(n, np.nan)
+        phases, per_client = np.empty((n, len(PHASES))), np.empty((n, len(ITERATION_PHASES), k))
+        energy_j = np.empty((n, k))
+        sequential = costs.scheme.server is Server.SEQUENTIAL
+
+        def run(start: int, stop: int) -> None:
+            rows = slice(start, stop)
+            priced_rows(costs.table, costs.index[rows], gain[rows], cpu_hz[rows], per_flop[rows], self._constants,
+                        costs.schedule, costs.local_iters, sequential, costs.gradient_broadcast, newton.SETTINGS,
+                        ROUND_OFF, problems[:, rows], snr[rows], solved[rows], beta[rows], phi[rows],
+                        allocation_latency[rows], phases[rows], total[rows], per_client[rows],
+                        energy_j[rows])  # fmt: skip
+
+        start = time.perf_counter()
+        over_rows(n, run)
+        solve_time_s = time.perf_counter() - start
+        status, fallback = ["optimal"] * n, np.zeros(n, dtype=bool)
+        rest = np.flatnonzero(~solved)
+        if rest.size:
+            part, part_states = costs.take(rest), StateBatch(gain[rest], cpu_hz[rest], per_flop[rest])
+            allocation = self.allocate_batch(part, part_states)
+            latency = self.latency_batch(part, allocation.bandwidth_share, allocation.server_cpu_share, part_states)
+            beta[rest], phi[rest] = allocation.bandwidth_share, allocation.server_cpu_share
+            allocation_latency[rest], fallback[rest] = allocation.latency_s, allocation.fallback
+            for row, row_status in zip(rest, allocation.status):
+                status[row] = row_status
+            total[rest] = latency.total_s
+            phases[rest] = np.stack([latency.phases[name] for name in PHASES], axis=-1)
+            per_client[rest] = np.stack([latency.per_client_s[name] for name in ITERATION_PHASES], axis=1)
+            energy_j[rest] = self.energy_batch(part, allocation.bandwidth_share, part_states)
+            solve_time_s += allocation.solve_time_s
+        allocation = AllocationBatch(beta, phi, allocation_latency, tuple(status), fallback, "exact", solve_time_s)
+        return allocation, LatencyBatch.of_arrays(total, phases, per_client), energy_j

@@ -116,20 +116,22 @@ class Channel:
         config, k = self.config, self.num_clients
         rho, blocks = config.fading_correlation, config.fading_blocks
         rayleigh = config.fading == "rayleigh"
-        moved_m = config.speed_m_per_s * np.broadcast_to(np.asarray(elapsed_s, dtype=np.float64), (len(self._rngs),))
-        moves = (moved_m > 0) if config.shadowing_db > 0 else np.zeros(len(self._rngs), dtype=bool)
         episodes = len(self._rngs)
+        elapsed_s = np.asarray(elapsed_s, dtype=np.float64)
+        moved_m = config.speed_m_per_s * (elapsed_s if elapsed_s.shape == (episodes,) else np.full(episodes, elapsed_s))
+        moves = (moved_m > 0) if config.shadowing_db > 0 else np.zeros(episodes, dtype=bool)
+        moving = np.flatnonzero(moves)
         # Each episode draws from its own generator, in this order; N(0, s) is s times a standard draw.
         innovation = np.empty((episodes, 2, k)) if rayleigh else None
         others = np.empty((episodes, blocks - 1, k)) if rayleigh and blocks > 1 else None
-        shadowing_draw = np.zeros((episodes, k)) if moves.any() else None
+        shadowing_draw = np.zeros((episodes, k)) if moving.size else None
         mobility_draw = np.empty((episodes, k)) if config.mobility_m_per_round > 0 else None
         if innovation is not None:
             self._rngs.standard_normal(innovation)
         if others is not None:
             self._rngs.standard_exponential(others)
         if shadowing_draw is not None:
-            self._rngs.standard_normal(shadowing_draw, np.flatnonzero(moves))
+            self._rngs.standard_normal(shadowing_draw, moving)
         if mobility_draw is not None:
             self._rngs.standard_normal(mobility_draw)
         rho_keep = np.sqrt(1.0 - rho**2)

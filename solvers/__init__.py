@@ -23,6 +23,7 @@ from .batch import AllocationBatch, ProblemBatch, equal_split_batch, iteration_l
 from .problem import Allocation, ResourceProblem, iteration_latency, shannon_rate_bps, uplink_rate
 
 __all__ = [
+    "ROUND_OFF",
     "SOLVER_METHODS",
     "Allocation",
     "AllocationBatch",
@@ -41,7 +42,7 @@ __all__ = [
 SOLVER_METHODS = ("exact", "cvxpy")
 
 _ACCEPTED_STATUSES = ("optimal", "optimal_inaccurate")
-_ROUND_OFF = 1e-9  # allowed in shares (below 0) and in their totals (above 1), then removed
+ROUND_OFF = 1e-9  # allowed in shares (below 0) and in their totals (above 1), then removed
 
 
 def _solve_cvxpy(problem: ResourceProblem) -> tuple[np.ndarray | None, np.ndarray | None, str]:
@@ -102,7 +103,7 @@ def solve_batch(batch: ProblemBatch, method: str = "exact") -> AllocationBatch:
     With ``method="exact"`` the rows it can are solved together (see :mod:`solvers.batch`), each
     row's result bitwise independent of the other rows; the rest go to :func:`solve` one by one.
     """
-    return batched.solve_batch(batch, method, solve_row=solve, round_off=_ROUND_OFF)
+    return batched.solve_batch(batch, method, solve_row=solve, round_off=ROUND_OFF)
 
 
 def _equal_shares(problem: ResourceProblem) -> tuple[np.ndarray, np.ndarray, float]:
@@ -123,11 +124,11 @@ def _feasible_shares(
         if not np.isfinite(share).all():
             return (), "nonfinite"
         lowest = share.min()
-        if lowest < -_ROUND_OFF:
+        if lowest < -ROUND_OFF:
             return (), "infeasible"
         share = np.clip(share, 0.0, None) if lowest < 0 else share.copy()  # a fresh array either way
         total = float(share.sum())
-        if total > 1.0 + _ROUND_OFF:
+        if total > 1.0 + ROUND_OFF:
             return (), "infeasible"
         shares.append(share / total if total > 1.0 else share)
     return tuple(shares), None

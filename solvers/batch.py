@@ -256,35 +256,42 @@ def _block_sum(values, start, stop) -> float:
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _finish_rows(solved, beta, phi, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz,
-                 latency) -> None:  # fmt: skip
-    """``solve``'s last steps on the solved rows, in place: shares whose total exceeds 1 (by round-off) scaled to
+def finish_row(i, solved, beta, phi, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz,
+               latency) -> None:  # fmt: skip
+    """``solve``'s last steps on row i if solved, in place: shares whose total exceeds 1 (by round-off) scaled to
     it, the latency recomputed from the shares (:func:`iteration_latency_batch`'s maximum, NaN-propagating); a row
     whose latency is not finite is unsolved."""
+    if not solved[i]:
+        return
+    for share in (beta[i], phi[i]):
+        total = 0.0 + numpy_sum(share, 0, share.size)
+        if total > 1.0:
+            for k in range(share.size):
+                share[k] /= total
+    worst = -math.inf
+    for k in range(snr.shape[1]):
+        seconds = fixed_time_s[i, k]
+        if upload_bits[i, k] > 0:
+            rate = shannon_rate(beta[i, k], snr[i, k], bandwidth_hz)
+            seconds = seconds + (upload_bits[i, k] / rate if rate > 0 else math.inf)
+        else:
+            seconds = seconds + 0.0
+        if server_cycles[i, k] > 0:
+            seconds = seconds + (server_cycles[i, k] / (phi[i, k] * server_cpu_hz) if phi[i, k] > 0 else math.inf)
+        else:
+            seconds = seconds + 0.0
+        if not math.isnan(worst) and not seconds <= worst:  # a larger value, or a NaN (which stays)
+            worst = seconds
+    latency[i] = worst
+    solved[i] = math.isfinite(worst)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _finish_rows(solved, beta, phi, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz,
+                 latency) -> None:  # fmt: skip
     for i in range(solved.size):
-        if not solved[i]:
-            continue
-        for share in (beta[i], phi[i]):
-            total = 0.0 + numpy_sum(share, 0, share.size)
-            if total > 1.0:
-                for k in range(share.size):
-                    share[k] /= total
-        worst = -math.inf
-        for k in range(snr.shape[1]):
-            seconds = fixed_time_s[i, k]
-            if upload_bits[i, k] > 0:
-                rate = shannon_rate(beta[i, k], snr[i, k], bandwidth_hz)
-                seconds = seconds + (upload_bits[i, k] / rate if rate > 0 else math.inf)
-            else:
-                seconds = seconds + 0.0
-            if server_cycles[i, k] > 0:
-                seconds = seconds + (server_cycles[i, k] / (phi[i, k] * server_cpu_hz) if phi[i, k] > 0 else math.inf)
-            else:
-                seconds = seconds + 0.0
-            if not math.isnan(worst) and not seconds <= worst:  # a larger value, or a NaN (which stays)
-                worst = seconds
-        latency[i] = worst
-        solved[i] = math.isfinite(worst)
+        finish_row(i, solved, beta, phi, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz,
+                   latency)  # fmt: skip
 
 
 def _solve_exact_rows(batch: ProblemBatch, round_off: float, solved: np.ndarray, beta: np.ndarray, phi: np.ndarray,

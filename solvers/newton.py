@@ -27,7 +27,7 @@ from numba import njit
 from . import conditions, exact
 from .problem import LN2
 
-__all__ = ["solve_rows"]
+__all__ = ["solve_row", "solve_rows"]
 
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf, not a raise
 
@@ -360,7 +360,7 @@ def _finished(share, round_off) -> bool:
 
 
 @njit(**_COMPILE)
-def _solve_one(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
+def solve_row(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
                solved, beta, phi, st) -> None:  # fmt: skip
     """Row i of the batch into solved[i], beta[i] and phi[i]."""
     k = snr.shape[1]
@@ -388,7 +388,7 @@ def _solve_one(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, s
 def _solve_rows(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
                 solved, beta, phi, st) -> None:  # fmt: skip
     for i in range(snr.shape[0]):
-        _solve_one(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
+        solve_row(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
                    solved, beta, phi, st)  # fmt: skip
 
 
@@ -403,7 +403,7 @@ def solve_rows(fixed_time_s: np.ndarray, upload_bits: np.ndarray, server_cycles:
     total above 1 by at most ``round_off`` (the caller scales it to 1). Unsolved rows are left as they are.
     """
     _solve_rows(fixed_time_s, upload_bits, server_cycles, full_band_snr, float(bandwidth_hz), float(server_cpu_hz),
-                float(round_off), solved, beta, phi, _SETTINGS)
+                float(round_off), solved, beta, phi, SETTINGS)
 
 
-_SETTINGS = _settings()
+SETTINGS = _settings()  # the constants every solve of this module reads

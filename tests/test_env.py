@@ -193,6 +193,7 @@ def test_privacy_mask_refuses_or_penalises():
 
 
 def test_a_failed_solve_falls_back_and_says_so(monkeypatch):
+    from sfl_env import pricing
     from solvers import batch, exact
 
     def unsolved(*args):  # the compiled solver solves no row: each goes to the one-problem solver
@@ -201,6 +202,7 @@ def test_a_failed_solve_falls_back_and_says_so(monkeypatch):
     def broken(problem):
         raise exact.ExactSolverError("no convergence")
 
+    monkeypatch.setattr(pricing, "priced_rows", unsolved)  # the pricer's one compiled pass solves no row either
     monkeypatch.setattr(batch, "solve_rows", unsolved)
     monkeypatch.setattr(exact, "solve_exact", broken)
     env = make()

@@ -244,7 +244,7 @@ def test_a_row_the_compiled_solver_leaves_unsolved_gets_the_one_problem_result(
 )
 def test_the_compiled_solver_finishes_shares_as_solve_does(share: list[float], expected: list[float] | None) -> None:
     values = np.array(share)
-    usable = solvers.newton._finished(values, solvers._ROUND_OFF)
+    usable = solvers.newton._finished(values, solvers.ROUND_OFF)
     if expected is None:
         assert not usable
     else:
