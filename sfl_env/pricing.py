@@ -238,11 +238,11 @@ class RoundPricer:
         config, gain = self.config, states.uplink_gain
         cpu_hz, per_flop = states.client_cpu_hz, states.client_cycles_per_flop
         n, k = gain.shape
-        problems, snr = np.empty((5, n, k)), np.empty((n, k))
-        solved, beta, phi = np.zeros(n, dtype=bool), np.full((n, k), np.nan), np.full((n, k), np.nan)
-        allocation_latency, total = np.full(n, np.nan), np.full(n, np.nan)
+        # The pass fills every row it solves, the general path every other row.
+        solved, problems, snr = np.zeros(n, dtype=bool), np.empty((5, n, k)), np.empty((n, k))
+        beta, phi, energy_j = np.empty((n, k)), np.empty((n, k)), np.empty((n, k))
+        allocation_latency, total = np.empty(n), np.empty(n)
         phases, per_client = np.empty((n, len(PHASES))), np.empty((n, len(ITERATION_PHASES), k))
-        energy_j = np.empty((n, k))
         sequential = costs.scheme.server is Server.SEQUENTIAL
 
         def run(start: int, stop: int) -> None:
@@ -257,8 +257,8 @@ class RoundPricer:
         over_rows(n, run)
         solve_time_s = time.perf_counter() - start
         status, fallback = ["optimal"] * n, np.zeros(n, dtype=bool)
-        rest = np.flatnonzero(~solved)
-        if rest.size:
+        if not solved.all():
+            rest = np.flatnonzero(~solved)
             part, part_states = costs.take(rest), StateBatch(gain[rest], cpu_hz[rest], per_flop[rest])
             allocation = self.allocate_batch(part, part_states)
             latency = self.latency_batch(part, allocation.bandwidth_share, allocation.server_cpu_share, part_states)

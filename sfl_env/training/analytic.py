@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 
 from ..config import SFLConfig
 from ..draws import EpisodeGenerators
@@ -21,7 +22,7 @@ from ..models import SplitModel, build_model
 from ..profiling import profile_model
 from ..schemes import get_scheme
 from .calibration import calibration_for
-from .curve import TrainingCurveModel, ar1_noise
+from .curve import TrainingCurveModel, ar1_noise, saturating
 from .protocol import RoundOutcome
 
 __all__ = ["AnalyticRuns", "AnalyticTrainer", "TrainingCurveModel", "ar1_noise", "build_analytic_trainer"]
@@ -48,6 +49,8 @@ class AnalyticRuns:
         cuts = model.cuts if self.scheme.splits_model else (1,) * len(model.cuts)
         self.speed_per_index = np.array([curve.speed[cut - 1] for cut in cuts])
         self._innovation_std = curve.acc_noise_std * math.sqrt(1.0 - curve.acc_noise_corr**2)
+        self._curve_constants = np.array([curve.acc_0, curve.acc_inf, curve.acc_tau, curve.acc_kappa, curve.loss_0,
+                                          curve.loss_inf, curve.loss_tau, curve.loss_kappa], dtype=np.float64)
         runs = len(rngs)
         self.rngs = EpisodeGenerators.of(rngs)
         self.progress, self.noise, self.pace = np.zeros(runs), np.zeros(runs), np.ones(runs)
@@ -73,16 +76,35 @@ class AnalyticRuns:
     def run_round(self, cut_index: np.ndarray) -> dict[str, np.ndarray]:
         """One round of every run at its cut index (E,): ``train_loss``, ``test_accuracy`` and
         ``test_loss`` (NaN where the round is not evaluated), arrays of shape (E,)."""
-        self.progress = self.progress + self.pace * self.speed_per_index[cut_index]
-        self.round_index = self.round_index + 1
-        draws = np.empty((len(self.rngs), 1))
+        runs, curve = len(self.rngs), self.curve
+        draws = np.empty((runs, 1))
         self.rngs.standard_normal(draws)  # N(0, s) is s times a standard draw
-        self.noise = self.curve.acc_noise_corr * self.noise + self._innovation_std * draws[:, 0]
-        loss = self.curve.loss(self.progress)
-        evaluated = self.round_index % self.config.eval_every == 0
-        accuracy = np.minimum(np.maximum(self.curve.accuracy(self.progress) + self.noise, 0.0), 1.0)
-        return {"train_loss": loss, "test_accuracy": np.where(evaluated, accuracy, np.nan),
-                "test_loss": np.where(evaluated, loss, np.nan)}
+        metrics = np.empty((3, runs))
+        _advance_runs(self.progress, self.pace, self.speed_per_index, np.asarray(cut_index, dtype=np.int64),
+                      self.round_index, self.noise, draws, curve.acc_noise_corr, self._innovation_std,
+                      self.config.eval_every, self._curve_constants, metrics)  # fmt: skip
+        return dict(zip(("train_loss", "test_accuracy", "test_loss"), metrics))
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _advance_runs(progress, pace, speed_per_index, cut_index, round_index, noise, draws, noise_corr, innovation_std,
+                  eval_every, curve, metrics) -> None:  # fmt: skip
+    """One round of every run, in place: its progress at its pace and cut's speed, its AR(1) fluctuation from
+    its standard draw, then into ``metrics`` (3, E) the train loss, and the test accuracy (the curve plus the
+    fluctuation, clipped to [0, 1]) and test loss where the round is evaluated (NaN elsewhere). ``curve``: the
+    accuracy's and the loss's (start, end, tau, kappa)."""
+    for e in range(progress.size):
+        progress[e] = progress[e] + pace[e] * speed_per_index[cut_index[e]]
+        round_index[e] += 1
+        noise[e] = noise_corr * noise[e] + innovation_std * draws[e, 0]
+        loss = saturating(progress[e], curve[4], curve[5], curve[6], curve[7])
+        accuracy = saturating(progress[e], curve[0], curve[1], curve[2], curve[3]) + noise[e]
+        accuracy = 0.0 if accuracy < 0.0 else accuracy  # a NaN stays NaN
+        accuracy = 1.0 if accuracy > 1.0 else accuracy
+        evaluated = round_index[e] % eval_every == 0
+        metrics[0, e] = loss
+        metrics[1, e] = accuracy if evaluated else math.nan
+        metrics[2, e] = loss if evaluated else math.nan
 
 
 class AnalyticTrainer:

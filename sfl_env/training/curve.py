@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from numba import njit
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,23 @@ def ar1_noise(rng: np.random.Generator, shape: tuple[int, int], std: float, corr
     return noise
 
 
+@njit(cache=True, error_model="numpy", nogil=True)
+def saturating(progress: float, start: float, end: float, tau: float, kappa: float) -> float:
+    """``end - (end - start) exp(-(p / tau)^kappa)`` at ``p = max(progress, 0)`` (NaN stays NaN): the curve's
+    shape, compiled, so the twin's rounds (:class:`~sfl_env.training.analytic.AnalyticRuns`) and
+    :meth:`TrainingCurveModel.accuracy` give the same values."""
+    p = 0.0 if progress < 0 else progress
+    return end - (end - start) * math.exp(-((p / tau) ** kappa))
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _saturating_all(progress, start, end, tau, kappa, out) -> None:
+    for i in range(progress.size):
+        out[i] = saturating(progress[i], start, end, tau, kappa)
+
+
 def _saturating(p, start: float, end: float, tau: float, kappa: float):
-    p = np.maximum(np.asarray(p, dtype=np.float64), 0.0)
-    value = end - (end - start) * np.exp(-((p / tau) ** kappa))
+    progress = np.ascontiguousarray(p, dtype=np.float64)
+    value = np.empty(progress.shape)
+    _saturating_all(progress.reshape(-1), float(start), float(end), float(tau), float(kappa), value.reshape(-1))
     return float(value) if value.ndim == 0 else value
