@@ -257,7 +257,7 @@ class RoundPricer:
         over_rows(n, run)
         solve_time_s = time.perf_counter() - start
         status, fallback = ["optimal"] * n, np.zeros(n, dtype=bool)
-        if not solved.all():
+        if np.count_nonzero(solved) < n:
             rest = np.flatnonzero(~solved)
             part, part_states = costs.take(rest), StateBatch(gain[rest], cpu_hz[rest], per_flop[rest])
             allocation = self.allocate_batch(part, part_states)

@@ -22,6 +22,7 @@ from numba import njit
 from numpy.typing import ArrayLike
 
 from solvers import shannon_rate_bps
+from solvers.row_runs import over_rows
 
 from .config import WirelessConfig
 from .draws import EpisodeGenerators
@@ -135,12 +136,18 @@ class Channel:
         if mobility_draw is not None:
             self._rngs.standard_normal(mobility_draw)
         rho_keep = np.sqrt(1.0 - rho**2)
-        _advance(self._fading, self._power, self._shadowing_db, self._distance_m, self._path_gain, moved_m, moves,
-                 _EMPTY3 if innovation is None else innovation, _EMPTY3 if others is None else others,
-                 _EMPTY2 if shadowing_draw is None else shadowing_draw,
-                 _EMPTY2 if mobility_draw is None else mobility_draw, rho, rho_keep, blocks, config.shadowing_db,
-                 config.shadowing_decorrelation_m, config.mobility_m_per_round, *config.distance_m,
-                 config.path_loss_intercept_db, config.path_loss_slope_db)  # fmt: skip
+        draws = tuple(empty if table is None else table for empty, table in
+                      ((_EMPTY3, innovation), (_EMPTY3, others), (_EMPTY2, shadowing_draw), (_EMPTY2, mobility_draw)))
+        state = (self._fading, self._power, self._shadowing_db, self._distance_m, self._path_gain, moved_m, moves)
+        constants = (rho, rho_keep, blocks, config.shadowing_db, config.shadowing_decorrelation_m,
+                     config.mobility_m_per_round, *config.distance_m, config.path_loss_intercept_db,
+                     config.path_loss_slope_db)  # fmt: skip
+
+        def run(start: int, stop: int) -> None:  # an empty table (a draw not made) stays whole
+            _advance(*(array[start:stop] for array in state),
+                     *(table[start:stop] if table.size else table for table in draws), *constants)
+
+        over_rows(episodes, run)
         self._gain = self._compute_gain()
 
     def sample_gains(self, rng: np.random.Generator, samples: int) -> np.ndarray:

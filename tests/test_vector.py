@@ -107,3 +107,26 @@ def test_bad_input_is_refused_before_any_work():
     masked.reset(seed=0)
     with pytest.raises(ActionError, match="privacy"):
         masked.step(np.array([1, 0]))
+
+
+def test_a_step_split_over_threads_is_bitwise_the_step_in_one_run(monkeypatch):
+    # From PARALLEL_FROM_ROWS episodes the compiled kernels (the pricer's pass, the solver, the channel) take
+    # their rows in runs on threads; each row is computed by the same code, so nothing may change.
+    from solvers import row_runs
+
+    def play() -> list[np.ndarray]:
+        vector = gym.make_vec("SFLEnvDynamicAnalytic-v0", num_envs=7, max_rounds=15)
+        rng, (obs, _) = np.random.default_rng(3), vector.reset(seed=5)
+        seen = [obs]
+        for _ in range(40):
+            obs, reward, terminated, truncated, _ = vector.step(rng.integers(0, vector.single_action_space.n, 7))
+            seen += [obs, reward, terminated, truncated]
+        return seen
+
+    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 10**9)
+    in_one_run = play()
+    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 1)
+    monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)  # three runs of rows, whatever the cores
+    monkeypatch.setattr(row_runs, "_executor", None)
+    for threaded, expected in zip(play(), in_one_run, strict=True):
+        np.testing.assert_array_equal(threaded, expected)
