@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["episode_states", "pcg64_state"]
+__all__ = ["episode_states", "pcg64_states"]
 
 _POOL_SIZE = 4
 # numpy's SeedSequence constants, as unsigned 64-bit integers: products of two 32-bit words fit, nothing wraps.
@@ -89,16 +89,19 @@ def _episode_words(seeds):
     return channel, trainer
 
 
-def pcg64_state(words: np.ndarray) -> dict:
-    """PCG64's state when seeded with ``generate_state(4, uint64)``'s 8 little-endian 32-bit ``words``."""
-    w = [int(v) for v in words]
-    seed = ((w[1] << 32 | w[0]) << 64) | (w[3] << 32 | w[2])
-    sequence = ((w[5] << 32 | w[4]) << 64) | (w[7] << 32 | w[6])
-    increment = (sequence << 1 | 1) & _MASK128
-    state = increment  # 0 * multiplier + increment
-    state = (state + seed) & _MASK128
-    state = (state * _PCG_MULTIPLIER + increment) & _MASK128
-    return {"bit_generator": "PCG64", "state": {"state": state, "inc": increment}, "has_uint32": 0, "uinteger": 0}
+def pcg64_states(words: np.ndarray) -> list[dict]:
+    """PCG64's state when seeded with ``generate_state(4, uint64)``'s 8 little-endian 32-bit ``words``, for each
+    row of ``words`` (R, 8)."""
+    words = words.astype(np.uint64)
+    halves = (words[:, 1::2] << _U(32)) | words[:, 0::2]  # the four 64-bit words: seed high, low, sequence high, low
+    states = []
+    for seed_high, seed_low, sequence_high, sequence_low in halves.tolist():
+        increment = (((sequence_high << 64) | sequence_low) << 1 | 1) & _MASK128
+        state = (increment + ((seed_high << 64) | seed_low)) & _MASK128  # 0 * multiplier + increment, plus the seed
+        state = (state * _PCG_MULTIPLIER + increment) & _MASK128
+        states.append({"bit_generator": "PCG64", "state": {"state": state, "inc": increment},
+                       "has_uint32": 0, "uinteger": 0})
+    return states
 
 
 def episode_states(seeds: np.ndarray) -> tuple[list[dict], list[dict]]:
@@ -108,4 +111,4 @@ def episode_states(seeds: np.ndarray) -> tuple[list[dict], list[dict]]:
     if seeds.size and not (seeds.min() >= 0 and seeds.max() < 2**32):
         raise ValueError(f"episode seeds must lie in [0, 2^32); got {seeds.min()} to {seeds.max()}")
     channel, trainer = _episode_words(seeds.astype(np.uint64))
-    return [pcg64_state(words) for words in channel], [pcg64_state(words) for words in trainer]
+    return pcg64_states(channel), pcg64_states(trainer)
