@@ -95,7 +95,8 @@ def test_a_failed_trial_leaves_its_own_error_where_trials_md_reads_it(tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_two_trial_sweep_interrupted_and_resumed_finishes_every_run_folder(tmp_path):
-    spec, out = write(tmp_path, TINY), tmp_path / "sweeps"
+    # Trials long enough (seconds on the twin) to be interrupted after their first evaluation, before their end.
+    spec, out = write(tmp_path, TINY.replace("total_steps: 600", "total_steps: 1800")), tmp_path / "sweeps"
     command = [sys.executable, str(ROOT / "sweep.py"), str(spec), "--out", str(out), "--num-cpus", "2"]
     runs = out / "spec" / "runs"
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -119,7 +120,7 @@ def test_a_two_trial_sweep_interrupted_and_resumed_finishes_every_run_folder(tmp
     assert len(folders) == 2
     for run in folders:
         summary = json.loads((run / "summary.json").read_text())
-        assert summary["steps"] == 600
+        assert summary["steps"] == 1800
         episodes = [json.loads(line)["episode"] for line in (run / "metrics.jsonl").read_text().splitlines()
                     if '"kind": "episode"' in line]
         assert episodes == list(range(1, len(episodes) + 1))  # one timeline across the interruption
