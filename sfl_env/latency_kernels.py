@@ -1,5 +1,5 @@
 """The latency ledger's arithmetic, compiled: N rounds' phase seconds, allocation problems and client
-energy, one round (row) at a time.
+energy, one round (row) at a time, and the pricer's one pass over them with the exact solver.
 
 :mod:`sfl_env.latency` and :mod:`sfl_env.energy` are the API and say what is computed; this module is
 how. Each kernel reads a round's ledger (a line of :class:`~sfl_env.latency.CostBatch`'s table), its
@@ -42,7 +42,7 @@ REPORTED_PHASES: tuple[str, ...] = (*ITERATION_PHASES, "model_aggregation", "mig
 _REPORTED_AS = {"model_upload": "model_aggregation", "model_broadcast": "model_aggregation",
                 "migration_down": "migration", "migration_up": "migration"}
 REPORTED = np.array([REPORTED_PHASES.index(_REPORTED_AS.get(name, name)) for name in ROUND_PHASE_CODES])
-# The cost table's rows (latency._COST_FIELDS).
+# The cost table's columns (latency.COST_FIELDS).
 C_FORWARD, C_BACKWARD, C_SERVER, C_SMASHED, C_MODEL, C_BITS_UP, C_MIGRATED_UP, C_MIGRATED_DOWN = range(8)
 # The system constants' entries.
 (P_CLIENT_W, P_BANDWIDTH_HZ, P_NOISE, P_SERVER_W, P_DOWNLINK_HZ, P_SERVER_PER_FLOP, P_SERVER_HZ,
@@ -153,7 +153,7 @@ def _charge(schedule, seconds, local_iters, phases, row) -> None:
 @njit(**_COMPILE)
 def _in_chain(value, code, per_iteration, local_iters) -> float:
     """A phase's seconds in a chain: an iteration phase runs I times inside a once-per-round chain."""
-    if not per_iteration and code <= BACKWARD:
+    if not per_iteration and code <= BACKWARD:  # the iteration phases have the first codes
         return local_iters * value
     return value
 

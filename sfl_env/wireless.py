@@ -206,7 +206,7 @@ def _advance(fading, power, shadowing_db, distance_m, path_gain, moved_m, moves,
              intercept_db, slope_db) -> None:  # fmt: skip
     """Channel.step's arithmetic on every episode (row), in place, from the round's standard draws (an empty
     table: not drawn): the Gauss-Markov fading and the round's fading power, Gudmundson's shadowing move, the
-    reflected mobility step, then the large-scale gain where shadowing or distance moved."""
+    reflected mobility step, then the large-scale gain of the rows whose shadowing or distance moved."""
     half = math.sqrt(0.5)
     for e in range(fading.shape[0]):
         moved_shadowing = shadowing_draw.size > 0 and moves[e]
@@ -229,7 +229,7 @@ def _advance(fading, power, shadowing_db, distance_m, path_gain, moved_m, moves,
                     shadowing_std_db * shadowing_draw[e, k])
             if mobility_draw.size > 0:
                 distance_m[e, k] = _reflected(distance_m[e, k] + mobility_m * mobility_draw[e, k], low_m, high_m)
-            if shadowing_draw.size > 0 or mobility_draw.size > 0:
+            if moved_shadowing or mobility_draw.size > 0:  # each row by its own moves only
                 loss_db = intercept_db + slope_db * math.log10(distance_m[e, k] / 1000.0) - shadowing_db[e, k]
                 path_gain[e, k] = 10.0 ** (-loss_db / 10.0)
 

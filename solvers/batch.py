@@ -6,9 +6,12 @@ which every client uploads and every client or none has server work (coupled or 
 compiled Newton iteration of :mod:`solvers.newton`, a row at a time; the other rows, those it leaves
 unsolved and all rows of other methods go to the one-problem ``solve``.
 
+solve's last steps on a solved row (shares scaled to their total, the latency recomputed from them) are
+compiled too (:func:`finish_row`, summing as numpy does: :func:`numpy_sum`).
+
 Rows never interact: a row's result is bitwise the same whatever the other rows and however many. So
 the numpy code here is elementwise or reduces along the client axis only, and a large batch is solved
-in runs of rows on threads (``SFL_SOLVER_THREADS``), each row by the same compiled code.
+in runs of rows on threads (:mod:`solvers.row_runs`), each row by the same compiled code.
 """
 
 from __future__ import annotations

@@ -361,8 +361,9 @@ def _finished(share, round_off) -> bool:
 
 @njit(**_COMPILE)
 def solve_row(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
-               solved, beta, phi, st) -> None:  # fmt: skip
-    """Row i of the batch into solved[i], beta[i] and phi[i]."""
+              solved, beta, phi, st) -> None:  # fmt: skip
+    """Row i of (N, K) problem arrays solved into solved[i], beta[i] and phi[i] (see :func:`solve_rows`); ``st``:
+    :data:`SETTINGS`. Compiled code that builds its problems row by row (the pricer's one pass) calls it."""
     k = snr.shape[1]
     uploads, coupled, uncoupled = True, True, True
     for j in range(k):
@@ -389,7 +390,7 @@ def _solve_rows(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, ser
                 solved, beta, phi, st) -> None:  # fmt: skip
     for i in range(snr.shape[0]):
         solve_row(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz, round_off,
-                   solved, beta, phi, st)  # fmt: skip
+                  solved, beta, phi, st)  # fmt: skip
 
 
 def solve_rows(fixed_time_s: np.ndarray, upload_bits: np.ndarray, server_cycles: np.ndarray,

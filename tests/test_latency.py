@@ -364,3 +364,32 @@ def test_exact_and_cvxpy_agree_on_every_schemes_problem(scheme):
         assert not exact.fallback and not convex.fallback
         assert exact.latency_s == pytest.approx(convex.latency_s, rel=1e-6)
         assert exact.latency_s <= equal_split(problem).latency_s * (1 + 1e-12)
+
+
+def test_the_kernels_codes_name_the_phases_and_cost_fields_they_read():
+    from sfl_env import latency_kernels as kernels
+    from sfl_env.latency import COST_FIELDS
+
+    codes = ("FORWARD", "UPLINK", "SERVER", "DOWNLINK", "BACKWARD", "MODEL_UP", "MODEL_DOWN", "MIGRATION_DOWN",
+             "MIGRATION_UP")
+    assert [getattr(kernels, code) for code in codes] == list(kernels.ROUND_PHASE_CODES.values())
+    assert list(kernels.ROUND_PHASE_CODES)[kernels.BACKWARD] == "client_backward"
+    columns = ("C_FORWARD", "C_BACKWARD", "C_SERVER", "C_SMASHED", "C_MODEL", "C_BITS_UP", "C_MIGRATED_UP",
+               "C_MIGRATED_DOWN")
+    assert [COST_FIELDS[getattr(kernels, column)] for column in columns] == [
+        "client_forward_flops", "client_backward_flops", "server_flops", "smashed_bits", "client_model_bits", "bits_up",
+        "migrated_bits_up", "migrated_bits_down"]
+    assert [PHASES[p] for p in kernels.REPORTED] == [
+        "client_forward", "uplink", "server", "gradient_downlink", "client_backward", "model_aggregation",
+        "model_aggregation", "migration", "migration"]
+
+
+def test_an_allocated_stage_with_a_fixed_round_phase_is_refused_by_name():
+    from sfl_env.latency_kernels import schedule_table
+    from sfl_env.schemes import Scheme, Server
+    from sfl_env.schemes.base import Stage
+
+    scheme = Scheme("odd", "a broadcast inside the allocated chain", Server.NONE, False, True,
+                    (Stage(("model_broadcast", "model_upload"), per_iteration=False, allocated=True),))
+    with pytest.raises(ValueError, match=r"scheme 'odd': its allocated stage .*model_broadcast.* holds a round phase"):
+        schedule_table(scheme)
