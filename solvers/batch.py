@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from . import problem
+from .kernel_cache import drop_stale_kernels
 from .newton import solve_rows
 from .row_runs import over_rows
 from .problem import _PER_CLIENT_FIELDS, _SCALAR_FIELDS, Allocation, ResourceProblem, shannon_rate, shannon_rate_bps
@@ -32,6 +34,7 @@ from .problem import _allowed, _as_positive_scalar
 __all__ = ["AllocationBatch", "ProblemBatch", "equal_split_batch", "iteration_latency_batch", "solve_batch"]
 
 RowSolver = Callable[[ResourceProblem, str], Allocation]
+drop_stale_kernels(__file__, problem.__file__)  # the compiled Shannon rate is compiled in
 _CLIENT_FIELDS = tuple(name for name, _, _ in _PER_CLIENT_FIELDS)
 
 

@@ -25,10 +25,13 @@ import numpy as np
 from numba import njit
 
 from . import conditions, exact
+from . import problem
+from .kernel_cache import drop_stale_kernels
 from .problem import LN2
 
 __all__ = ["solve_row", "solve_rows"]
 
+drop_stale_kernels(__file__, problem.__file__)  # LN2 is compiled in
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf, not a raise
 
 

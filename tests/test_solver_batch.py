@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,6 +24,8 @@ from solvers import (
 )
 from solvers import batch as batch_module
 from solvers import row_runs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 NOISE_PSD_W_PER_HZ = 10 ** (-174 / 10) * 1e-3  # -174 dBm/Hz
 BANDWIDTH_HZ = 10e6
@@ -381,3 +388,31 @@ def test_validation_errors_name_the_field(field: str, value: object, message: st
 def test_one_dimensional_fields_alone_are_not_a_batch() -> None:
     with pytest.raises(ValueError, match=r"broadcast to one shape \(N, K\)"):
         ProblemBatch([0.0, 0.1], [1e6, 2e6], 1e8, 1e-10, 0.2, *SYSTEM)
+
+
+# --- the kernels' cache ------------------------------------------------------------------------------
+
+
+def test_a_cached_kernel_follows_an_edit_of_the_file_it_calls_into(tmp_path: Path) -> None:
+    # numba expires a cached kernel with its own file only; one that calls a compiled function of another file
+    # carries that function's code. drop_stale_kernels makes such a kernel compile afresh when the other file
+    # changes (without it, the second run below prints 11).
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "callee.py").write_text("from numba import njit\n\n\n@njit(cache=True)\ndef value():\n    return 1\n")
+    (package / "caller.py").write_text(
+        "from numba import njit\n\nfrom solvers.kernel_cache import drop_stale_kernels\n\nfrom package import callee\n\n"
+        "drop_stale_kernels(__file__, callee.__file__)\n\n\n@njit(cache=True)\ndef total():\n"
+        "    return callee.value() + 10\n")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+
+    def run() -> str:
+        command = [sys.executable, "-c", "from package.caller import total; print(total())"]
+        return subprocess.run(command, env=environment, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert run() == "11"
+    assert list((package / "__pycache__").glob("caller.total-*.nbi"))  # cached
+    (package / "callee.py").write_text((package / "callee.py").read_text().replace("return 1", "return 2"))
+    assert run() == "12"
+    assert run() == "12"  # and cached again

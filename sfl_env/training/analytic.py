@@ -15,17 +15,22 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
+from solvers.kernel_cache import drop_stale_kernels
+
 from ..config import SFLConfig
 from ..draws import EpisodeGenerators
 from ..errors import ConfigError
 from ..models import SplitModel, build_model
 from ..profiling import profile_model
 from ..schemes import get_scheme
+from . import curve as curve_module
 from .calibration import calibration_for
 from .curve import TrainingCurveModel, ar1_noise, saturating
 from .protocol import RoundOutcome
 
 __all__ = ["AnalyticRuns", "AnalyticTrainer", "TrainingCurveModel", "ar1_noise", "build_analytic_trainer"]
+
+drop_stale_kernels(__file__, curve_module.__file__)  # the curve's shape is compiled in
 
 
 class AnalyticRuns:
