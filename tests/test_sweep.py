@@ -95,8 +95,10 @@ def test_a_failed_trial_leaves_its_own_error_where_trials_md_reads_it(tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_two_trial_sweep_interrupted_and_resumed_finishes_every_run_folder(tmp_path):
-    # Trials long enough (seconds on the twin) to be interrupted after their first evaluation, before their end.
-    spec, out = write(tmp_path, TINY.replace("total_steps: 600", "total_steps: 1800")), tmp_path / "sweeps"
+    # Trials long enough (seconds on the twin) to be interrupted after their first evaluation, before their end;
+    # still four evaluations each, the ASHA grace period, so that no trial is stopped early.
+    longer = TINY.replace("total_steps: 600", "total_steps: 1800").replace("eval_freq: 150", "eval_freq: 450")
+    spec, out = write(tmp_path, longer), tmp_path / "sweeps"
     command = [sys.executable, str(ROOT / "sweep.py"), str(spec), "--out", str(out), "--num-cpus", "2"]
     runs = out / "spec" / "runs"
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
