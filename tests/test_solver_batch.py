@@ -416,3 +416,12 @@ def test_a_cached_kernel_follows_an_edit_of_the_file_it_calls_into(tmp_path: Pat
     (package / "callee.py").write_text((package / "callee.py").read_text().replace("return 1", "return 2"))
     assert run() == "12"
     assert run() == "12"  # and cached again
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 8, 9, 10, 16, 17, 127, 128, 129, 200, 1000, 5000])
+def test_numpy_sum_is_numpys_sum_to_the_bit(size: int) -> None:
+    # solve's last step scales shares by their numpy sum; the compiled step must find the same total.
+    rng = np.random.default_rng(size)
+    for values in (rng.dirichlet(np.ones(size), 50) * rng.uniform(0.5, 2.0, (50, 1)), rng.normal(size=(50, size))):
+        for row in values:
+            assert 0.0 + batch_module.numpy_sum(row, 0, row.size) == row.sum()
