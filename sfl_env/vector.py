@@ -130,26 +130,23 @@ class SFLVectorEnv(VectorEnv):
         stepping = ~self._autoreset
         cut_index, violated = self._cut_indices(actions, stepping)
         cfg = self.config
-        costs = self.pricer.cost_batch(cut_index, self._previous_index)
         outcome = self._runs.run_round(cut_index)
-        states = StateBatch(self._channel.gain, self._cpu.cpu_hz, self._cpu.cycles_per_flop)
-        priced = self.pricer.price_batch(costs, states, cut_index, violated)
-        latency_s = priced.latency.total_s
+        latency_s, latency_ratio, priced_reward, leakage, energy_j = self._price(cut_index, violated, stepping)
 
         self._round = self._round + 1
         self._previous_index = cut_index
-        self._budget.charge(latency_s, priced.leakage, priced.energy_j)
+        self._budget.charge(latency_s, leakage, energy_j)
         accuracy = outcome["test_accuracy"]
         self._accuracy = np.where(np.isnan(accuracy), self._accuracy, accuracy)
         train_loss = outcome["train_loss"]
         self._loss = np.where(np.isfinite(train_loss), train_loss, self._loss)
-        self._latency_ratio = priced.terms["latency"]
+        self._latency_ratio = latency_ratio
         end = self._budget.end_codes(self._accuracy, np.zeros(self.num_envs, dtype=bool))
         terminated = end >= 0
         truncated = ~terminated & (self._round >= cfg.max_rounds)
         failed = terminated & (end != ENDS.index("target"))
         terminal_cost = np.where(failed, self._budget.terminal_cost_s() / self.pricer.reference_s, 0.0)
-        reward = priced.reward - terminal_cost
+        reward = priced_reward - terminal_cost
         episode_end = _END_NAMES[np.where(truncated, len(ENDS), end)]  # -1: None
         info = {"cut": np.asarray(self.cuts)[cut_index], "latency_s": latency_s,
                 "elapsed_s": self._budget.elapsed_s.copy(), "test_accuracy": accuracy, "train_loss": train_loss,
@@ -222,6 +219,30 @@ class SFLVectorEnv(VectorEnv):
         self._round[rows], self._previous_index[rows] = 0, -1
         self._accuracy[rows], self._latency_ratio[rows] = 0.0, 0.0
         self._loss[rows] = math.log(self._model.num_classes)
+
+    def _price(self, cut_index: np.ndarray, violated: np.ndarray, stepping: np.ndarray):
+        """The rounds of the stepping episodes priced: (latency_s, latency term, reward, leakage or None,
+        energy_j), each with a row per episode. An episode being reset in this step is not priced (its row is
+        0): whatever it spends is wiped by the restart, which redraws every state its round would move."""
+        rows = np.flatnonzero(stepping) if not stepping.all() else None
+        gain, cpu_hz, per_flop = self._channel.gain, self._cpu.cpu_hz, self._cpu.cycles_per_flop
+        if rows is not None:
+            gain, cpu_hz, per_flop = gain[rows], cpu_hz[rows], per_flop[rows]
+        index = slice(None) if rows is None else rows
+        costs = self.pricer.cost_batch(cut_index[index], self._previous_index[index])
+        priced = self.pricer.price_batch(costs, StateBatch(gain, cpu_hz, per_flop), cut_index[index], violated[index])
+        values = (priced.latency.total_s, priced.terms["latency"], priced.reward, priced.leakage, priced.energy_j)
+        if rows is None:
+            return values
+        full = []
+        for value in values:
+            if value is None:
+                full.append(None)
+                continue
+            whole = np.zeros((self.num_envs, *value.shape[1:]))
+            whole[rows] = value
+            full.append(whole)
+        return tuple(full)
 
     def _cut_indices(self, actions, stepping: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The cut index each episode's round runs at, and whether its action violated privacy; the
