@@ -220,7 +220,8 @@ class SFLVectorEnv(VectorEnv):
         self._accuracy[rows], self._latency_ratio[rows] = 0.0, 0.0
         self._loss[rows] = math.log(self._model.num_classes)
 
-    def _price(self, cut_index: np.ndarray, violated: np.ndarray, stepping: np.ndarray):
+    def _price(self, cut_index: np.ndarray, violated: np.ndarray, stepping: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
         """The rounds of the stepping episodes priced: (latency_s, latency term, reward, leakage or None,
         energy_j), each with a row per episode. An episode being reset in this step is not priced (its row is
         0): whatever it spends is wiped by the restart, which redraws every state its round would move."""
