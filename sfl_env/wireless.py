@@ -101,13 +101,12 @@ class Channel:
             parts = np.empty((len(self._rngs), 2, k))
             self._rngs.normal(0.0, np.sqrt(0.5), parts, rows)
             self._fading[rows] = parts[rows, 0] + 1j * parts[rows, 1]
+        others = _EMPTY3
         if rayleigh and config.fading_blocks > 1:
             others = np.empty((len(self._rngs), config.fading_blocks - 1, k))
             self._rngs.exponential(1.0, others, rows)
-            self._power[rows] = _block_power(self._fading[rows], others[rows], config.fading_blocks)
-        else:
-            self._power[rows] = np.abs(self._fading[rows]) ** 2
-        self._path_gain[rows] = large_scale_gain(self._distance_m[rows], config, self._shadowing_db[rows])
+        _settle(rows, self._fading, others, config.fading_blocks, self._distance_m, self._shadowing_db,
+                config.path_loss_intercept_db, config.path_loss_slope_db, self._power, self._path_gain)
         self._gain = self._compute_gain()
 
     def step(self, elapsed_s: float | np.ndarray) -> None:
@@ -191,12 +190,6 @@ class Channel:
         return gain
 
 
-def _block_power(fading: np.ndarray, others: np.ndarray, blocks: int) -> np.ndarray:
-    """``|h|^2`` of a round: its first block's fade (the Gauss-Markov state, (E, K)) averaged with the
-    ``blocks - 1`` independent fades ``others`` (E, blocks - 1, K) of the round's other coherence intervals."""
-    return (np.abs(fading) ** 2 + others.sum(axis=1)) / blocks
-
-
 _EMPTY2, _EMPTY3 = np.empty((0, 0)), np.empty((0, 0, 0))  # a draw this configuration does not make
 
 
@@ -216,22 +209,42 @@ def _advance(fading, power, shadowing_db, distance_m, path_gain, moved_m, moves,
                 fresh = complex(half * innovation[e, 0, k], half * innovation[e, 1, k])
                 fading[e, k] = fresh if rho == 0 else complex(rho * fading[e, k].real + rho_keep * fresh.real,
                                                               rho * fading[e, k].imag + rho_keep * fresh.imag)
-            magnitude = abs(fading[e, k])
-            if others.size > 0:
-                total = 0.0
-                for b in range(others.shape[1]):
-                    total += others[e, b, k]
-                power[e, k] = (magnitude * magnitude + total) / blocks
-            else:
-                power[e, k] = magnitude * magnitude
+            power[e, k] = _round_power(fading, others, blocks, e, k)
             if moved_shadowing:
                 shadowing_db[e, k] = kept * shadowing_db[e, k] + math.sqrt(1.0 - kept * kept) * (
                     shadowing_std_db * shadowing_draw[e, k])
             if mobility_draw.size > 0:
                 distance_m[e, k] = _reflected(distance_m[e, k] + mobility_m * mobility_draw[e, k], low_m, high_m)
             if moved_shadowing or mobility_draw.size > 0:  # each row by its own moves only
-                loss_db = intercept_db + slope_db * math.log10(distance_m[e, k] / 1000.0) - shadowing_db[e, k]
-                path_gain[e, k] = 10.0 ** (-loss_db / 10.0)
+                path_gain[e, k] = _path_gain(distance_m[e, k], shadowing_db[e, k], intercept_db, slope_db)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _settle(rows, fading, others, blocks, distance_m, shadowing_db, intercept_db, slope_db, power, path_gain) -> None:
+    """The fading power and the large-scale gain of new episodes in ``rows``, from their drawn state."""
+    for e in rows:
+        for k in range(fading.shape[1]):
+            power[e, k] = _round_power(fading, others, blocks, e, k)
+            path_gain[e, k] = _path_gain(distance_m[e, k], shadowing_db[e, k], intercept_db, slope_db)
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _round_power(fading, others, blocks, e, k) -> float:
+    """``|h|^2`` of a round: its first block's fade (the Gauss-Markov state) averaged with the ``blocks - 1``
+    independent fades ``others[e, :, k]`` of the round's other coherence intervals (an empty table: one block)."""
+    magnitude = abs(fading[e, k])
+    if others.size == 0:
+        return magnitude * magnitude
+    total = 0.0
+    for b in range(others.shape[1]):
+        total += others[e, b, k]
+    return (magnitude * magnitude + total) / blocks
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _path_gain(distance_m, shadowing_db, intercept_db, slope_db) -> float:
+    """:func:`large_scale_gain` of one client."""
+    return 10.0 ** (-(intercept_db + slope_db * math.log10(distance_m / 1000.0) - shadowing_db) / 10.0)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
