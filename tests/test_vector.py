@@ -130,3 +130,11 @@ def test_a_step_split_over_threads_is_bitwise_the_step_in_one_run(monkeypatch):
     monkeypatch.setattr(row_runs, "_executor", None)
     for threaded, expected in zip(play(), in_one_run, strict=True):
         np.testing.assert_array_equal(threaded, expected)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"allocation": "equal"}])
+def test_a_step_in_which_every_episode_is_reset_prices_no_round_and_still_equals_the_single_envs(kwargs):
+    # One-round episodes: every other step resets every episode, so the pricer sees a batch of no round.
+    vector = gym.make_vec("SFLEnvAnalytic-v0", num_envs=2, max_rounds=1, **kwargs)
+    singles = [gym.make("SFLEnvAnalytic-v0", max_rounds=1, **kwargs) for _ in range(2)]
+    assert _play(vector, singles, seed=2, steps=6, rng=np.random.default_rng(1)) == ["max_rounds"] * 6
