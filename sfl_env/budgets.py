@@ -94,6 +94,7 @@ class EpisodeBudget:
             left[:, 2] = np.maximum(0.0, 1.0 - self._energy_j.max(axis=-1) / cfg.energy_budget_j)
         return left
 
-    def left(self) -> dict[str, float]:
-        """The share of each budget left in the one episode (1.0 for a budget the task does not have)."""
-        return dict(zip(BUDGETS, self.left_shares()[0].tolist()))
+    def left(self, shares: np.ndarray | None = None) -> dict[str, float]:
+        """The share of each budget left in the one episode (1.0 for a budget the task does not have);
+        ``shares``: :meth:`left_shares` now, when the caller has it."""
+        return dict(zip(BUDGETS, (self.left_shares() if shares is None else shares)[0].tolist()))

@@ -81,7 +81,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .availability import ClientDevices, CpuAvailability, fastest_client_flops
-from .budgets import BUDGETS, EpisodeBudget
+from .budgets import EpisodeBudget
 from .calibration.leakage import leakage_table
 from .config import FILE_DATASETS, EnvConfig
 from .convergence import convergence_term
@@ -254,7 +254,7 @@ class SFLEnv(PlanningInterface, gym.Env):
             "energy_j": energy,
             "leakage": leakage,
             "elapsed_s": self._budget.elapsed_s,
-            "budget_left": dict(zip(BUDGETS, left[0].tolist())),
+            "budget_left": self._budget.left(left),
             "episode_end": end if end is not None else ("max_rounds" if truncated else None),
             "terminal_cost": terminal_cost,
         }

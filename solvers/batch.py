@@ -265,7 +265,7 @@ def _block_sum(values, start, stop) -> float:
 def finish_row(i, solved, beta, phi, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, server_cpu_hz,
                latency) -> None:  # fmt: skip
     """``solve``'s last steps on row i if solved, in place: shares whose total exceeds 1 (by round-off) scaled to
-    it, the latency recomputed from the shares (:func:`iteration_latency_batch`'s maximum, NaN-propagating); a row
+    sum to 1, the latency recomputed from the shares (:func:`iteration_latency_batch`'s maximum, NaN-propagating); a row
     whose latency is not finite is unsolved."""
     if not solved[i]:
         return
