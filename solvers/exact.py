@@ -20,9 +20,10 @@ The client equations are nearly linear in ``s`` and the resource equations in ``
 
 Algorithm.  Newton's method on this system, with the diagonal client block eliminated first,
 so that a step costs one vectorised pass and a 2x2 solve.  It starts from the optimum of a
-model with a closed-form solution (each client's spectral efficiency frozen), refined a few
-times; trial points are pulled back onto the client equations by per-client Newton steps and
-accepted when the largest residual decreases.  Should Newton still fail, a slower safeguarded
+model that freezes each client's upload work and its elasticity at the current shares (one
+equation in the gap), re-solved a few times at its own shares; trial points are pulled back
+onto the client equations by per-client Newton steps and accepted when the largest residual
+decreases.  Should Newton still fail, a slower safeguarded
 method takes over: bracketed root finding on ``ln sigma`` (CPU balance) nested inside one on
 ``gap`` (bandwidth balance), both monotone.  Clients without upload work get no bandwidth and
 clients without server work no CPU; when no client has both kinds of work, the two resources
@@ -53,9 +54,11 @@ _MAX_ITERATIONS = 60
 _MAX_HALVINGS = 30
 _FLOOR_FRACTION = 0.9  # a step may close at most this fraction of the gap
 # starting point
-_MODEL_ROUNDS = 4  # re-solves of the closed-form model
+_MODEL_ROUNDS = 4  # re-solves of the model
 _MIN_ELASTICITY = 0.01  # keeps the model finite for clients in bandwidth saturation
 _MODEL_FLOOR_FRACTION = 0.1  # the start keeps at least this fraction of the equal split's gap
+_MODEL_ROOT_TOLERANCE = 1e-8  # relative Newton step (or bracket) at which the model's gap is taken
+_MODEL_ROOT_STEPS = 100
 # safeguarded fallback
 _FALLBACK_TOLERANCE = 1e-8  # relative latency error accepted from it
 _SETTLED = 1e-13  # client residual of its evaluations, and tolerance of its root finding
@@ -141,53 +144,98 @@ def _equal_split_gap(clients: Clients) -> float:
     return max(float(gap.max()) for gap in gaps if gap.size)
 
 
-def _model_solution(clients: Clients, T: float) -> tuple[float, float, np.ndarray]:
-    """(T, sigma, beta) of a model of the problem that has a closed-form optimum.
+def _model_solution(clients: Clients, equal_gap: float) -> tuple[float, float, np.ndarray]:
+    """(gap, sigma, beta) of a model of the problem that is solved exactly, re-solved at its own shares.
 
-    The model freezes, at the current shares, each client's upload work ``U = u * beta``, the
-    elasticity ``e = -d ln u / d ln beta`` and the ratio ``w = T / (T - a)``.  Its optimum is
-    ``beta = w (U + sigma sqrt(e U gamma)) / T`` and ``phi = w (gamma + sqrt(U gamma / e) / sigma) / T``
-    with sigma the root of a quadratic.  Re-solving at the new shares converges quickly.
+    The model freezes, at the current shares, each client's upload work ``U = u * beta`` (its upload
+    time ``u`` at bandwidth share ``beta``) and the elasticity ``e = -d ln u / d ln beta``. With a
+    client's slack ``S = T - a`` its optimum is ``beta = (U + sigma M) / S`` and
+    ``phi = (gamma + M / (e sigma)) / S`` with ``M = sqrt(e U gamma)`` (a compute-only client:
+    ``phi = gamma / S``). Summed over the clients, ``sum(beta) = A + sigma B`` and
+    ``sum(phi) = C + D / sigma``, where A, B, C, D are the sums of U, M, gamma and M / e over S; both
+    equal 1 where ``(1 - A)(1 - C) = B D``, a single equation in the gap (:func:`_model_gap`).
+    At a fixed point of the re-solves the model's conditions are the problem's, so each re-solve
+    brings the start closer; the gap stays between ``_MODEL_FLOOR_FRACTION`` of the equal split's
+    and the equal split's.
     """
-    a = clients.a_kappa - clients.kappa
     upload_per_log = clients.kappa * clients.c  # upload work U = this / ln(1 + z)
+    slack = clients.d + clients.kappa  # S - gap of the upload clients; of the compute-only ones: d_cpu
     beta = np.full(clients.c.size, 1.0 / max(clients.c.size, 1))
-    sigma = 1.0
+    lo, hi = _MODEL_FLOOR_FRACTION * equal_gap, equal_gap
+    gap, sigma = hi, 1.0
     for _ in range(_MODEL_ROUNDS):
         z = clients.c / beta
         log1p = np.log1p(z)
         work = upload_per_log / log1p
         elasticity = np.maximum(1.0 - z / ((1.0 + z) * log1p), _MIN_ELASTICITY)
         mixed = np.sqrt(work * clients.gamma * elasticity)
-        weight = T / np.maximum(T - a, 1e-3 * T)
-        upload_total = float(weight.dot(work))
-        m1 = float(weight.dot(mixed))
-        m2 = float(weight.dot(mixed / elasticity))
-        cpu_total = float(weight.dot(clients.gamma))
-        if clients.has_cpu_only:
-            cpu_total += float((T / np.maximum(T - clients.a_cpu, 1e-3 * T)).dot(clients.gamma_cpu))
-        if m1 > 0:  # sum(beta) = sum(phi) = 1  <=>  upload_total + sigma m1 = cpu_total + m2 / sigma = T
-            sigma = _positive_root(m1, upload_total - cpu_total, -m2)
-        T = upload_total + sigma * m1 if clients.has_upload else cpu_total
-        beta = weight * (work + sigma * mixed) / T
-    return T, sigma, beta
+        mixed_over_e = mixed / elasticity
+
+        def sums(g: float) -> tuple[float, float, float, float, float, float, float, float]:
+            x = 1.0 / (g + slack)
+            x2 = x * x
+            A, B, C, D = work.dot(x), mixed.dot(x), clients.gamma.dot(x), mixed_over_e.dot(x)
+            dA, dB, dC, dD = work.dot(x2), mixed.dot(x2), clients.gamma.dot(x2), mixed_over_e.dot(x2)
+            if clients.has_cpu_only:
+                x_cpu = 1.0 / (g + clients.d_cpu)
+                C += float(clients.gamma_cpu.dot(x_cpu))
+                dC += float(clients.gamma_cpu.dot(x_cpu * x_cpu))
+            return A, B, C, D, -dA, -dB, -dC, -dD
+
+        gap = _model_gap(sums, lo, hi, gap)
+        A, B, C, D = sums(gap)[:4]
+        if B > 0:  # of the two expressions of sigma, the one without cancellation
+            root = (1.0 - A) / B if A <= C else D / (1.0 - C)
+            sigma = root if 0 < root < math.inf else sigma
+        beta = (work + sigma * mixed) / (gap + slack)
+        beta /= beta.sum()  # when the gap is held at a bound, the shares of the model's optimum do not sum to 1
+    return gap, sigma, beta
 
 
-def _positive_root(a: float, b: float, c: float) -> float:
-    """The positive root of a x^2 + b x + c (a > 0 > c), without cancellation."""
-    root = math.sqrt(b * b - 4.0 * a * c)
-    return (root - b) / (2.0 * a) if b < 0 else -2.0 * c / (root + b)
+def _model_gap(sums: Callable[[float], tuple[float, ...]], lo: float, hi: float, gap: float) -> float:
+    """The root in [lo, hi] of ``H = (1 - A)(1 - C) - B D`` (lo or hi should it lie outside).
+
+    H is negative below the root and positive above it: where A and C are below 1 it increases with
+    the gap, and where either is not, the gap is too small. Newton's method runs on ``H / (A + C)``,
+    nearly linear in the gap (``1 / A - 1`` for one resource), from ``gap``, and bisects the bracket
+    in the ratio when a step would leave it."""
+    a, b = lo, hi
+    tried_lo = tried_hi = False
+    for _ in range(_MODEL_ROOT_STEPS):
+        A, B, C, D, dA, dB, dC, dD = sums(gap)
+        tried_lo, tried_hi = tried_lo or gap == lo, tried_hi or gap == hi
+        h = ((1.0 - A) * (1.0 - C) - B * D) / (A + C) if (A < 1.0 or C < 1.0) else -math.inf
+        if h > 0:
+            b = gap
+        elif h < 0:
+            a = gap
+        else:
+            return gap  # a root, or NaN
+        if b - a <= _MODEL_ROOT_TOLERANCE * b:
+            return gap  # the root lies outside [lo, hi]
+        dh = (-dA * (1.0 - C) - (1.0 - A) * dC - dB * D - B * dD - h * (dA + dC)) / (A + C)
+        step = h / dh if (math.isfinite(h) and dh > 0) else math.inf
+        new = gap - step
+        if abs(step) <= _MODEL_ROOT_TOLERANCE * gap and a <= new <= b:
+            return new
+        if a < new < b:
+            pass
+        elif new <= a and a == lo and not tried_lo:
+            new = lo
+        elif new >= b and b == hi and not tried_hi:
+            new = hi
+        else:
+            new = math.sqrt(a * b)
+        gap = new
+    return gap
 
 
 def _initial_point(clients: Clients) -> Point:
-    """The model's solution (the equal split should it be unusable), with T kept between the
-    floor and the equal split's latency."""
+    """The model's solution, or the equal split should it be unusable."""
     equal_gap = _equal_split_gap(clients)
-    T, sigma, beta = _model_solution(clients, clients.floor + equal_gap)
-    gap = T - clients.floor
+    gap, sigma, beta = _model_solution(clients, equal_gap)
     if not (math.isfinite(gap) and 0 < sigma < math.inf and _all_positive_finite(beta)):
         gap, sigma, beta = equal_gap, 1.0, np.full(clients.c.size, 1.0 / max(clients.c.size, 1))
-    gap = min(max(gap, _MODEL_FLOOR_FRACTION * equal_gap), equal_gap)
     return pulled_back(clients, gap, math.log(sigma), np.log(clients.c / beta))
 
 

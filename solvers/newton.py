@@ -2,7 +2,7 @@
 
 :func:`solve_rows` solves the rows of a :class:`~solvers.batch.ProblemBatch` in which every client
 uploads and every client has server work (coupled) or none has. It follows ``exact.py`` step for
-step: the client constants, the closed-form model's start, the pull-back onto the client equations,
+step: the client constants, the model's start, the pull-back onto the client equations,
 the Newton step with its 2x2 solve, the halving line search, the stall test, and ``solve``'s checks
 of the shares. It does not take the safeguarded fallback: a row on which ``exact.py`` would fall back
 or raise (a division by zero, an overflowing ``exp``, a singular step, no convergence) and a row of
@@ -48,6 +48,8 @@ class Settings(NamedTuple):
     model_rounds: int
     min_elasticity: float
     model_floor_fraction: float
+    model_root_tolerance: float
+    model_root_steps: int
     floor_fraction: float
     stall_tolerance: float
     tolerance: float
@@ -61,7 +63,8 @@ def _settings() -> Settings:
         np.ascontiguousarray(conditions._LOG_MINUS_FRACTION, dtype=np.float64),
         float(conditions._SERIES_BELOW), int(conditions._MAX_PULL_BACK_STEPS), float(conditions._PULL_BACK_TOLERANCE),
         float(conditions.MAX_LOG_STEP), int(exact._MODEL_ROUNDS), float(exact._MIN_ELASTICITY),
-        float(exact._MODEL_FLOOR_FRACTION), float(exact._FLOOR_FRACTION), float(exact._STALL_TOLERANCE),
+        float(exact._MODEL_FLOOR_FRACTION), float(exact._MODEL_ROOT_TOLERANCE), int(exact._MODEL_ROOT_STEPS),
+        float(exact._FLOOR_FRACTION), float(exact._STALL_TOLERANCE),
         float(exact._TOLERANCE), int(exact._MAX_ITERATIONS), int(exact._MAX_HALVINGS),
     )  # fmt: skip
 
@@ -172,47 +175,97 @@ def _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, st
 
 
 @njit(**_COMPILE)
-def _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, p, scalars, st):
-    """exact._initial_point: the closed-form model's optimum, pulled back."""
+def _model_sums(work, mixed, mixed_over_e, gamma, slack, gap):
+    """The sums of exact._model_solution's ``sums`` at ``gap``: A, B, C, D and their derivatives."""
+    A = B = C = D = dA = dB = dC = dD = 0.0
+    for k in range(work.size):
+        x = 1.0 / (gap + slack[k])
+        x2 = x * x
+        A += work[k] * x
+        B += mixed[k] * x
+        C += gamma[k] * x
+        D += mixed_over_e[k] * x
+        dA -= work[k] * x2
+        dB -= mixed[k] * x2
+        dC -= gamma[k] * x2
+        dD -= mixed_over_e[k] * x2
+    return A, B, C, D, dA, dB, dC, dD
+
+
+@njit(**_COMPILE)
+def _model_gap(work, mixed, mixed_over_e, gamma, slack, lo, hi, gap, st) -> float:
+    """exact._model_gap."""
+    a, b = lo, hi
+    tried_lo = tried_hi = False
+    for _ in range(st.model_root_steps):
+        A, B, C, D, dA, dB, dC, dD = _model_sums(work, mixed, mixed_over_e, gamma, slack, gap)
+        tried_lo, tried_hi = tried_lo or gap == lo, tried_hi or gap == hi
+        h = ((1.0 - A) * (1.0 - C) - B * D) / (A + C) if (A < 1.0 or C < 1.0) else -math.inf
+        if h > 0:
+            b = gap
+        elif h < 0:
+            a = gap
+        else:
+            return gap
+        if b - a <= st.model_root_tolerance * b:
+            return gap
+        dh = (-dA * (1.0 - C) - (1.0 - A) * dC - dB * D - B * dD - h * (dA + dC)) / (A + C)
+        step = h / dh if (math.isfinite(h) and dh > 0) else math.inf
+        new = gap - step
+        if abs(step) <= st.model_root_tolerance * gap and a <= new <= b:
+            return new
+        if a < new < b:
+            pass
+        elif new <= a and a == lo and not tried_lo:
+            new = lo
+        elif new >= b and b == hi and not tried_hi:
+            new = hi
+        else:
+            new = math.sqrt(a * b)
+        gap = new
+    return gap
+
+
+@njit(**_COMPILE)
+def _initial_point(c, kappa, gamma, m, gamma_over_m, d, coupled, p, scalars, st):
+    """exact._initial_point: the model's solution (exact._model_solution), pulled back."""
     n = c.size
     equal_gap = -math.inf
     for k in range(n):
         gap_k = kappa[k] * _h_minus_1(c[k] * n, st) + gamma[k] * (n if coupled else 0) - d[k]
         equal_gap = _nan_max(equal_gap, gap_k)
-    T = floor + equal_gap
     beta = np.full(n, 1.0 / n)
-    work, mixed, elasticity, weight = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    sigma = 1.0
-    for _ in range(st.model_rounds):  # exact._model_solution
-        upload_total = m1 = m2 = cpu_total = 0.0
+    work, mixed, mixed_over_e, slack = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    for k in range(n):
+        slack[k] = d[k] + kappa[k]
+    lo, hi = st.model_floor_fraction * equal_gap, equal_gap
+    gap, sigma = hi, 1.0
+    for _ in range(st.model_rounds):
         for k in range(n):
             z = c[k] / beta[k]
             log1p = np.log1p(z)
             work[k] = kappa[k] * c[k] / log1p
             e = 1.0 - z / ((1.0 + z) * log1p)
-            elasticity[k] = e if (e > st.min_elasticity or math.isnan(e)) else st.min_elasticity
-            mixed[k] = np.sqrt(work[k] * gamma[k] * elasticity[k])
-            slack = T - (a_kappa[k] - kappa[k])
-            weight[k] = T / (slack if (slack > 1e-3 * T or math.isnan(slack)) else 1e-3 * T)
-            upload_total += weight[k] * work[k]
-            m1 += weight[k] * mixed[k]
-            m2 += weight[k] * (mixed[k] / elasticity[k])
-            cpu_total += weight[k] * gamma[k]
-        if m1 > 0:
-            b = upload_total - cpu_total
-            root = np.sqrt(b * b - 4.0 * m1 * -m2)
-            sigma = (root - b) / (2.0 * m1) if b < 0 else -2.0 * -m2 / (root + b)
-        T = upload_total + sigma * m1
+            elasticity = e if (e > st.min_elasticity or math.isnan(e)) else st.min_elasticity
+            mixed[k] = np.sqrt(work[k] * gamma[k] * elasticity)
+            mixed_over_e[k] = mixed[k] / elasticity
+        gap = _model_gap(work, mixed, mixed_over_e, gamma, slack, lo, hi, gap, st)
+        A, B, C, D, _, _, _, _ = _model_sums(work, mixed, mixed_over_e, gamma, slack, gap)
+        if B > 0:
+            root = (1.0 - A) / B if A <= C else D / (1.0 - C)
+            sigma = root if 0 < root < math.inf else sigma
+        total = 0.0
         for k in range(n):
-            beta[k] = weight[k] * (work[k] + sigma * mixed[k]) / T
-    gap = T - floor
+            beta[k] = (work[k] + sigma * mixed[k]) / (gap + slack[k])
+            total += beta[k]
+        for k in range(n):
+            beta[k] /= total
     usable = math.isfinite(gap) and 0 < sigma < math.inf
     for k in range(n):
         usable = usable and 0 < beta[k] < math.inf
     if not usable:
         gap, sigma = equal_gap, 1.0
         beta[:] = 1.0 / n
-    gap = _py_min(_py_max(gap, st.model_floor_fraction * equal_gap), equal_gap)
     for k in range(n):
         p[S, k] = np.log(c[k] / beta[k])
     _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, np.log(sigma), p, scalars, st)
@@ -280,13 +333,13 @@ def _stalled(gamma, kappa, d, floor, coupled, p, scalars, st) -> bool:
 
 
 @njit(**_COMPILE)
-def _solve_row(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, st):
+def _solve_row(c, kappa, gamma, m, gamma_over_m, d, floor, coupled, st):
     """exact._newton from exact._initial_point: (converged, the accepted point's (8, K) array)."""
     n = c.size
     p, scalars = np.empty((8, n)), np.empty(9)
     trial, trial_scalars = np.empty((8, n)), np.empty(9)
     ds = np.empty(n)
-    _initial_point(c, kappa, gamma, m, gamma_over_m, a_kappa, d, floor, coupled, p, scalars, st)
+    _initial_point(c, kappa, gamma, m, gamma_over_m, d, coupled, p, scalars, st)
     if not math.isfinite(scalars[ERROR]) or scalars[RAISED]:
         return False, p
     for _ in range(st.max_iterations):
@@ -380,8 +433,8 @@ def solve_row(i, fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, se
                                    server_cpu_hz, coupled, constants)  # fmt: skip
     if not well_posed:
         return
-    ok, p = _solve_row(constants[0], constants[1], constants[2], constants[3], constants[4], constants[5],
-                       constants[6], floor, coupled, st)  # fmt: skip
+    ok, p = _solve_row(constants[0], constants[1], constants[2], constants[3], constants[4], constants[6], floor,
+                       coupled, st)  # fmt: skip
     if ok:
         beta[i, :] = p[BETA]
         phi[i, :] = p[PHI]

@@ -117,6 +117,61 @@ def test_exact_agrees_with_cvxpy(seed: int, count: int, gain_span_db: float | No
         assert_valid(problem, reference)
 
 
+def client_bound_problem(rng: np.random.Generator, num_clients: int) -> ResourceProblem:
+    """A :func:`random_problem` whose clients compute for 0.2-0.3 s, so that the optimal latency is the
+    slowest client's compute plus a few milliseconds: the regime of measured phone training times."""
+    base = random_problem(rng, num_clients)
+    return ResourceProblem(
+        rng.uniform(0.2, 0.3, num_clients), base.upload_bits / 10, base.server_cycles, base.channel_gain,
+        base.tx_power_w, base.noise_psd_w_per_hz, base.bandwidth_hz, base.server_cpu_hz,
+    )  # fmt: skip
+
+
+def test_exact_agrees_with_cvxpy_when_client_compute_dominates() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        problem = client_bound_problem(rng, int(rng.integers(2, 31)))
+        fast, reference = solve(problem, "exact"), solve(problem, "cvxpy")
+        assert (fast.status, fast.fallback) == ("optimal", False)
+        assert reference.status in ("optimal", "optimal_inaccurate") and not reference.fallback
+        assert fast.latency_s == pytest.approx(reference.latency_s, rel=AGREEMENT_RTOL)
+        assert_valid(problem, fast)
+
+
+def test_exact_starts_near_the_optimum_when_client_compute_dominates() -> None:
+    """The model's start leaves Newton residuals of at most a few percent (a start at the equal split's
+    latency, several times the optimal gap here, leaves residuals above 1: twice the Newton steps)."""
+    rng = np.random.default_rng(6)
+    for _ in range(30):
+        problem = client_bound_problem(rng, 10)
+        everyone = np.arange(problem.num_clients)
+        clients = conditions.Clients(problem, everyone, everyone[:0])
+        start = exact._initial_point(clients)
+        optimum = exact._newton(clients, start)
+        assert start.error < 0.1
+        assert abs(start.gap / optimum.gap - 1) < 0.1
+
+
+def _sums_of_one_resource(work: np.ndarray, slack: np.ndarray):  # noqa: ANN202
+    """exact._model_gap's sums for clients with upload work only: A and its derivative, B = C = D = 0."""
+
+    def sums(gap: float) -> tuple[float, ...]:
+        x = 1.0 / (gap + slack)
+        return float(work @ x), 0.0, 0.0, 0.0, -float(work @ (x * x)), 0.0, 0.0, 0.0
+
+    return sums
+
+
+@pytest.mark.parametrize(("lo", "hi", "expected"), [(0.01, 10.0, "root"), (2.0, 10.0, 2.0), (0.01, 0.5, 0.5)])
+def test_model_gap_is_the_root_kept_between_its_bounds(lo: float, hi: float, expected: object) -> None:
+    work, slack = np.array([0.3, 0.5, 0.2]), np.array([0.0, 0.4, 0.1])
+    root = brentq(lambda g: float(work @ (1.0 / (g + slack))) - 1.0, 1e-6, 100.0, xtol=1e-15)  # about 0.84
+    sums = _sums_of_one_resource(work, slack)
+    for start in (lo, hi, math.sqrt(lo * hi)):
+        gap = exact._model_gap(sums, lo, hi, start)
+        assert gap == pytest.approx(root if expected == "root" else expected, rel=1e-8)
+
+
 def test_compiled_cvxpy_problem_is_dpp() -> None:
     for num_clients in (1, 7):
         problem = convex.compiled_problem(num_clients)
