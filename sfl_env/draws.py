@@ -8,15 +8,19 @@ loops in code compiled by numba instead. numba's ``Generator`` calls the generat
 generator e ends in the state, that ``rngs[e].<method>(out=row)`` gives (``tests/test_draws.py`` checks
 this for every method, on generators in every state, other bit generators included). One episode (a
 single env) makes numpy's own call, which costs less than reaching the compiled loop; the vector env's
-tests compare the two paths through whole episodes.
+tests compare the two paths through whole episodes. A fill of many rows is split into runs on threads
+(:func:`solvers.row_runs.over_rows`) when no generator serves two rows: a run draws from its own rows'
+generators only, so it gives the same values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from numba import njit, typed
+
+from solvers.row_runs import over_rows
 
 __all__ = ["EpisodeGenerators"]
 
@@ -77,6 +81,7 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
         self._rngs = list(rngs)
         self._all = np.arange(len(self._rngs))
         self._typed: typed.List | None = None  # numba's list of the same generators, built on first use
+        self._distinct: bool | None = None  # whether no generator serves two rows, known on first use
 
     def __len__(self) -> int:
         return len(self._rngs)
@@ -97,6 +102,7 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
         for row, rng in zip(rows, rngs):
             if self._rngs[row] is not rng:
                 self._rngs[row] = rng
+                self._distinct = None
                 if self._typed is not None:
                     self._typed[row] = rng  # numba's handle to a new generator: ~40 us
 
@@ -131,10 +137,11 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
             if rows is None or len(rows):
                 table[0] = self._rngs[0].integers(0, int(high), table.shape[1])
             return
-        _integers(self._compiled(), self._rows(rows), int(high), table)
+        gens, rows = self._compiled(), self._rows(rows)
+        self._over_rows(rows.size, lambda start, stop: _integers(gens, rows[start:stop], int(high), table))
 
     def __getstate__(self) -> dict:
-        return {"_rngs": self._rngs, "_all": self._all, "_typed": None}  # numba's list is rebuilt where used
+        return {"_rngs": self._rngs, "_all": self._all, "_typed": None, "_distinct": None}  # rebuilt where used
 
     def _fill(self, kind: int, a: float, b: float, out: np.ndarray, rows: np.ndarray | None) -> None:
         table = self._table(out, np.float64)
@@ -142,12 +149,22 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
             if rows is None or len(rows):
                 _NUMPY_FILLS[kind](self._rngs[0], float(a), float(b), table[0])
             return
-        _fill(self._compiled(), self._rows(rows), kind, float(a), float(b), table)
+        gens, rows = self._compiled(), self._rows(rows)
+        self._over_rows(rows.size, lambda start, stop: _fill(gens, rows[start:stop], kind, float(a), float(b), table))
 
     def _compiled(self) -> typed.List:
         if self._typed is None:
             self._typed = typed.List(self._rngs)
         return self._typed
+
+    def _over_rows(self, rows: int, run: Callable[[int, int], None]) -> None:
+        """``run`` over runs of rows, on threads where every row has a generator of its own."""
+        if self._distinct is None:
+            self._distinct = len({id(rng) for rng in self._rngs}) == len(self._rngs)
+        if self._distinct:
+            over_rows(rows, run)
+        else:
+            run(0, rows)
 
     def _rows(self, rows: np.ndarray | None) -> np.ndarray:
         return self._all if rows is None else np.asarray(rows, dtype=np.int64)

@@ -117,3 +117,41 @@ def test_one_episode_draws_by_numpy_what_the_compiled_loop_draws(method):
         fill(among, out_among)
         np.testing.assert_array_equal(out_alone[0], out_among[0])
     assert alone[0].random() == among[0].random()
+
+
+@pytest.fixture
+def threaded_runs(monkeypatch):
+    """Every fill of two rows or more split into three runs on threads, whatever the cores."""
+    from solvers import row_runs
+
+    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 2)
+    monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)
+    monkeypatch.setattr(row_runs, "_executor", None)
+
+
+@pytest.mark.parametrize("method", FILLS)
+def test_a_fill_split_over_threads_draws_what_numpy_draws(threaded_runs, method):
+    fill, numpy_draw = FILLS[method]
+    generators, twins = EpisodeGenerators(_generators()), _generators()
+    out = np.empty((len(twins), 4), dtype=np.int64 if method.startswith("integers") else np.float64)
+    for _ in range(3):
+        fill(generators, out)
+        np.testing.assert_array_equal(out, np.stack([numpy_draw(rng, 4) for rng in twins]))
+
+
+def test_a_generator_serving_two_rows_keeps_its_fills_in_one_run(threaded_runs, monkeypatch):
+    # Its two rows draw one after the other from one stream, in row order; runs on threads would race for it.
+    import sfl_env.draws
+
+    split = []
+    monkeypatch.setattr(sfl_env.draws, "over_rows", lambda rows, run: split.append(rows) or run(0, rows))
+    shared = np.random.default_rng(11)
+    generators = EpisodeGenerators([shared, np.random.default_rng(12), shared, np.random.default_rng(13)])
+    out = np.empty((4, 50))
+    generators.standard_normal(out)
+    twin = np.random.default_rng(11)
+    np.testing.assert_array_equal(out[[0, 2]], np.stack([twin.standard_normal(50), twin.standard_normal(50)]))
+    assert split == []
+    generators.replace([2], [np.random.default_rng(14)])  # now every row has its own
+    generators.standard_normal(out)
+    assert split == [4]

@@ -110,7 +110,7 @@ def test_bad_input_is_refused_before_any_work():
 
 
 def test_a_step_split_over_threads_is_bitwise_the_step_in_one_run(monkeypatch):
-    # From PARALLEL_FROM_ROWS episodes the compiled kernels (the pricer's pass, the solver, the channel) take
+    # From PARALLEL_FROM_ROWS episodes the compiled kernels (the pricer's pass, the solver, the channel, the draws) take
     # their rows in runs on threads; each row is computed by the same code, so nothing may change.
     from solvers import row_runs
 
