@@ -70,7 +70,9 @@ class ClientDevices:
             return [cls((None,) * num_clients, table[r].copy(), per_flop.copy()) for r in rows]
         rngs.random(table, rows)
         index = _mix_cdf(tuple(config.device_mix)).searchsorted(table[rows], side="right")
-        return [cls._of_tiers(tiers) for tiers in index]
+        names, cpu_hz, cycles_per_flop = _tier_table()
+        return [cls(tier, hz, per_flop) for tier, hz, per_flop
+                in zip(map(tuple, np.asarray(names, dtype=object)[index]), cpu_hz[index], cycles_per_flop[index])]
 
     @classmethod
     def nominal(cls, num_clients: int, config: ComputeConfig) -> ClientDevices:
@@ -147,9 +149,11 @@ class CpuAvailability:
         config = self.config
         self._rngs.replace(rows, list(rngs))
         rows = np.asarray(rows, dtype=np.int64)
-        for row, device in zip(rows, devices):
+        for row, device in zip(rows.tolist(), devices):
             self._devices[row] = device
-            self._base_hz[row], self._cycles_per_flop[row] = device.cpu_hz, device.cycles_per_flop
+        if len(rows):
+            self._base_hz[rows] = [device.cpu_hz for device in devices]
+            self._cycles_per_flop[rows] = [device.cycles_per_flop for device in devices]
         if config.busy_probability > 0:
             draws = np.empty(self._busy.shape)
             self._rngs.random(draws, rows)
