@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -39,15 +39,20 @@ _executor: ThreadPoolExecutor | None = None
 
 def over_rows(rows: int, run: Callable[[int, int], None]) -> None:
     """Calls ``run(start, stop)`` on runs of rows covering ``range(rows)``: once for a small batch, else on
-    SOLVER_THREADS threads at once (``run`` must touch its own rows only)."""
+    SOLVER_THREADS threads at once, this one among them (``run`` must touch its own rows only)."""
     if rows < PARALLEL_FROM_ROWS or SOLVER_THREADS == 1:
         run(0, rows)
         return
     global _executor
     if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=SOLVER_THREADS, thread_name_prefix="sfl-rows")
-    bounds = np.linspace(0, rows, SOLVER_THREADS + 1).astype(int)
-    for future in [_executor.submit(run, int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]:
+        _executor = ThreadPoolExecutor(max_workers=SOLVER_THREADS - 1, thread_name_prefix="sfl-rows")
+    bounds = np.linspace(0, rows, SOLVER_THREADS + 1).astype(int).tolist()
+    futures = [_executor.submit(run, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    try:
+        run(bounds[0], bounds[1])  # the first run on this thread, while the pool's take the others
+    finally:
+        wait(futures)  # no run may still write when this returns, even after an error
+    for future in futures:
         future.result()
 
 

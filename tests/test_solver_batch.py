@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,25 @@ def test_rows_solved_on_threads_are_bitwise_the_rows_solved_in_turn(monkeypatch:
     on_threads = solve_batch(batch)
     for i in range(batch.num_problems):
         assert_rows_equal(on_threads, i, in_turn, i)
+
+
+@pytest.mark.parametrize("failing", [0, 2])  # the run on the calling thread, a run on the pool's
+def test_an_error_in_one_run_reaches_the_caller_after_every_run_has_ended(monkeypatch: pytest.MonkeyPatch,
+                                                                          failing: int) -> None:  # fmt: skip
+    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 1)
+    monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)
+    monkeypatch.setattr(row_runs, "_executor", None)
+    ended = []
+
+    def run(start: int, stop: int) -> None:
+        if start == [0, 100, 200][failing]:
+            raise ArithmeticError(f"rows {start}-{stop}")
+        time.sleep(0.2)  # still writing its rows when the failing run has raised
+        ended.append(start)
+
+    with pytest.raises(ArithmeticError, match=f"rows {[0, 100, 200][failing]}-"):
+        row_runs.over_rows(300, run)
+    assert sorted(ended) == sorted({0, 100, 200} - {[0, 100, 200][failing]})
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
