@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from solvers import batch, newton, problem
+from solvers import batch, model_root, newton, problem
 from solvers.batch import finish_row, numpy_sum
 from solvers.kernel_cache import drop_stale_kernels
 from solvers.newton import solve_row
@@ -34,7 +34,7 @@ from .schemes.base import BANDWIDTH_PHASES, ITERATION_PHASES, ROUND_PHASES, SERV
 __all__ = ["REPORTED_PHASES", "ROUND_PHASE_CODES", "allocation_problems", "client_energy", "phase_seconds",
            "priced_rows", "schedule_table"]
 
-drop_stale_kernels(__file__, newton.__file__, batch.__file__, problem.__file__)  # the solver is compiled in
+drop_stale_kernels(__file__, newton.__file__, model_root.__file__, batch.__file__, problem.__file__)  # the solver is compiled in
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf
 
 # Every phase a stage can hold, by code: the iteration phases, then the round phases.

@@ -24,14 +24,14 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from . import conditions, exact
-from . import problem
+from . import conditions, exact, model_root, problem
 from .kernel_cache import drop_stale_kernels
+from .model_root import model_gap, model_sums
 from .problem import LN2
 
 __all__ = ["solve_row", "solve_rows"]
 
-drop_stale_kernels(__file__, problem.__file__)  # LN2 is compiled in
+drop_stale_kernels(__file__, problem.__file__, model_root.__file__)  # LN2 and the model's root are compiled in
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf, not a raise
 
 
@@ -175,58 +175,6 @@ def _pulled_back(c, kappa, m, gamma_over_m, d, coupled, gap, tau, p, scalars, st
 
 
 @njit(**_COMPILE)
-def _model_sums(work, mixed, mixed_over_e, gamma, slack, gap):
-    """The sums of exact._model_solution's ``sums`` at ``gap``: A, B, C, D and their derivatives."""
-    A = B = C = D = dA = dB = dC = dD = 0.0
-    for k in range(work.size):
-        x = 1.0 / (gap + slack[k])
-        x2 = x * x
-        A += work[k] * x
-        B += mixed[k] * x
-        C += gamma[k] * x
-        D += mixed_over_e[k] * x
-        dA -= work[k] * x2
-        dB -= mixed[k] * x2
-        dC -= gamma[k] * x2
-        dD -= mixed_over_e[k] * x2
-    return A, B, C, D, dA, dB, dC, dD
-
-
-@njit(**_COMPILE)
-def _model_gap(work, mixed, mixed_over_e, gamma, slack, lo, hi, gap, st) -> float:
-    """exact._model_gap."""
-    a, b = lo, hi
-    tried_lo = tried_hi = False
-    for _ in range(st.model_root_steps):
-        A, B, C, D, dA, dB, dC, dD = _model_sums(work, mixed, mixed_over_e, gamma, slack, gap)
-        tried_lo, tried_hi = tried_lo or gap == lo, tried_hi or gap == hi
-        h = ((1.0 - A) * (1.0 - C) - B * D) / (A + C) if (A < 1.0 or C < 1.0) else -math.inf
-        if h > 0:
-            b = gap
-        elif h < 0:
-            a = gap
-        else:
-            return gap
-        if b - a <= st.model_root_tolerance * b:
-            return gap
-        dh = (-dA * (1.0 - C) - (1.0 - A) * dC - dB * D - B * dD - h * (dA + dC)) / (A + C)
-        step = h / dh if (math.isfinite(h) and dh > 0) else math.inf
-        new = gap - step
-        if abs(step) <= st.model_root_tolerance * gap and a <= new <= b:
-            return new
-        if a < new < b:
-            pass
-        elif new <= a and a == lo and not tried_lo:
-            new = lo
-        elif new >= b and b == hi and not tried_hi:
-            new = hi
-        else:
-            new = math.sqrt(a * b)
-        gap = new
-    return gap
-
-
-@njit(**_COMPILE)
 def _initial_point(c, kappa, gamma, m, gamma_over_m, d, coupled, p, scalars, st):
     """exact._initial_point: the model's solution (exact._model_solution), pulled back."""
     n = c.size
@@ -249,8 +197,9 @@ def _initial_point(c, kappa, gamma, m, gamma_over_m, d, coupled, p, scalars, st)
             elasticity = e if (e > st.min_elasticity or math.isnan(e)) else st.min_elasticity
             mixed[k] = np.sqrt(work[k] * gamma[k] * elasticity)
             mixed_over_e[k] = mixed[k] / elasticity
-        gap = _model_gap(work, mixed, mixed_over_e, gamma, slack, lo, hi, gap, st)
-        A, B, C, D, _, _, _, _ = _model_sums(work, mixed, mixed_over_e, gamma, slack, gap)
+        gap = model_gap(work, mixed, mixed_over_e, gamma, slack, lo, hi, gap, st.model_root_tolerance,
+                        st.model_root_steps)
+        A, B, C, D, _, _, _, _ = model_sums(work, mixed, mixed_over_e, gamma, slack, gap)
         if B > 0:
             root = (1.0 - A) / B if A <= C else D / (1.0 - C)
             sigma = root if 0 < root < math.inf else sigma
