@@ -196,9 +196,10 @@ def _model_gap(sums: Callable[[float], tuple[float, ...]], lo: float, hi: float,
     """The root in [lo, hi] of ``H = (1 - A)(1 - C) - B D`` (lo or hi should it lie outside).
 
     H is negative below the root and positive above it: where A and C are below 1 it increases with
-    the gap, and where either is not, the gap is too small. Newton's method runs on ``H / (A + C)``,
-    nearly linear in the gap (``1 / A - 1`` for one resource), from ``gap``, and bisects the bracket
-    in the ratio when a step would leave it."""
+    the gap; where one of them is not, H is negative (the gap is too small), and where both are not it
+    is taken as -inf. Newton's method runs on ``H / (A + C)``, nearly linear in the gap (``1 / A - 1``
+    for one resource), from ``gap``; a step that would leave the bracket tries the bound it overshot
+    once, else the bracket is bisected in the ratio."""
     a, b = lo, hi
     tried_lo = tried_hi = False
     for _ in range(_MODEL_ROOT_STEPS):
@@ -218,14 +219,13 @@ def _model_gap(sums: Callable[[float], tuple[float, ...]], lo: float, hi: float,
         new = gap - step
         if abs(step) <= _MODEL_ROOT_TOLERANCE * gap and a <= new <= b:
             return new
-        if a < new < b:
-            pass
-        elif new <= a and a == lo and not tried_lo:
-            new = lo
-        elif new >= b and b == hi and not tried_hi:
-            new = hi
-        else:
-            new = math.sqrt(a * b)
+        if not a < new < b:  # try an untried bound the step overshot, else bisect in the ratio
+            if new <= a and a == lo and not tried_lo:
+                new = lo
+            elif new >= b and b == hi and not tried_hi:
+                new = hi
+            else:
+                new = math.sqrt(a * b)
         gap = new
     return gap
 

@@ -58,13 +58,12 @@ def model_gap(work, mixed, mixed_over_e, gamma, slack, lo, hi, gap, tolerance, m
         new = gap - step
         if abs(step) <= tolerance * gap and a <= new <= b:
             return new
-        if a < new < b:
-            pass
-        elif new <= a and a == lo and not tried_lo:
-            new = lo
-        elif new >= b and b == hi and not tried_hi:
-            new = hi
-        else:
-            new = math.sqrt(a * b)
+        if not a < new < b:  # try an untried bound the step overshot, else bisect in the ratio
+            if new <= a and a == lo and not tried_lo:
+                new = lo
+            elif new >= b and b == hi and not tried_hi:
+                new = hi
+            else:
+                new = math.sqrt(a * b)
         gap = new
     return gap
