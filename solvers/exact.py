@@ -45,6 +45,7 @@ from .conditions import (
     Point,
     pulled_back,
 )
+from .model_root import model_gap, model_sums
 from .problem import ResourceProblem
 
 # Newton iteration
@@ -153,13 +154,17 @@ def _model_solution(clients: Clients, equal_gap: float) -> tuple[float, float, n
     ``phi = (gamma + M / (e sigma)) / S`` with ``M = sqrt(e U gamma)`` (a compute-only client:
     ``phi = gamma / S``). Summed over the clients, ``sum(beta) = A + sigma B`` and
     ``sum(phi) = C + D / sigma``, where A, B, C, D are the sums of U, M, gamma and M / e over S; both
-    equal 1 where ``(1 - A)(1 - C) = B D``, a single equation in the gap (:func:`_model_gap`).
+    equal 1 where ``(1 - A)(1 - C) = B D``, a single equation in the gap
+    (:func:`solvers.model_root.model_gap`).
     At a fixed point of the re-solves the model's conditions are the problem's, so each re-solve
     brings the start closer; the gap stays between ``_MODEL_FLOOR_FRACTION`` of the equal split's
     and the equal split's.
     """
     upload_per_log = clients.kappa * clients.c  # upload work U = this / ln(1 + z)
-    slack = clients.d + clients.kappa  # S - gap of the upload clients; of the compute-only ones: d_cpu
+    # model_root's sums run over the upload clients, then the compute-only ones (no U, M or M / e)
+    slack = np.concatenate([clients.d + clients.kappa, clients.d_cpu])  # S - gap
+    gamma = np.concatenate([clients.gamma, clients.gamma_cpu])
+    no_upload = np.zeros(clients.gamma_cpu.size)
     beta = np.full(clients.c.size, 1.0 / max(clients.c.size, 1))
     lo, hi = _MODEL_FLOOR_FRACTION * equal_gap, equal_gap
     gap, sigma = hi, 1.0
@@ -169,65 +174,16 @@ def _model_solution(clients: Clients, equal_gap: float) -> tuple[float, float, n
         work = upload_per_log / log1p
         elasticity = np.maximum(1.0 - z / ((1.0 + z) * log1p), _MIN_ELASTICITY)
         mixed = np.sqrt(work * clients.gamma * elasticity)
-        mixed_over_e = mixed / elasticity
-
-        def sums(g: float) -> tuple[float, float, float, float, float, float, float, float]:
-            x = 1.0 / (g + slack)
-            x2 = x * x
-            A, B, C, D = work.dot(x), mixed.dot(x), clients.gamma.dot(x), mixed_over_e.dot(x)
-            dA, dB, dC, dD = work.dot(x2), mixed.dot(x2), clients.gamma.dot(x2), mixed_over_e.dot(x2)
-            if clients.has_cpu_only:
-                x_cpu = 1.0 / (g + clients.d_cpu)
-                C += float(clients.gamma_cpu.dot(x_cpu))
-                dC += float(clients.gamma_cpu.dot(x_cpu * x_cpu))
-            return A, B, C, D, -dA, -dB, -dC, -dD
-
-        gap = _model_gap(sums, lo, hi, gap)
-        A, B, C, D = sums(gap)[:4]
+        terms = (np.concatenate([work, no_upload]), np.concatenate([mixed, no_upload]),
+                np.concatenate([mixed / elasticity, no_upload]), gamma, slack)  # fmt: skip
+        gap = model_gap(*terms, lo, hi, gap, _MODEL_ROOT_TOLERANCE, _MODEL_ROOT_STEPS)
+        A, B, C, D, _, _, _, _ = model_sums(*terms, gap)
         if B > 0:  # of the two expressions of sigma, the one without cancellation
             root = (1.0 - A) / B if A <= C else D / (1.0 - C)
             sigma = root if 0 < root < math.inf else sigma
-        beta = (work + sigma * mixed) / (gap + slack)
+        beta = (work + sigma * mixed) / (gap + slack[: clients.c.size])
         beta /= beta.sum()  # when the gap is held at a bound, the shares of the model's optimum do not sum to 1
     return gap, sigma, beta
-
-
-def _model_gap(sums: Callable[[float], tuple[float, ...]], lo: float, hi: float, gap: float) -> float:
-    """The root in [lo, hi] of ``H = (1 - A)(1 - C) - B D`` (lo or hi should it lie outside).
-
-    H is negative below the root and positive above it: where A and C are below 1 it increases with
-    the gap; where one of them is not, H is negative (the gap is too small), and where both are not it
-    is taken as -inf. Newton's method runs on ``H / (A + C)``, nearly linear in the gap (``1 / A - 1``
-    for one resource), from ``gap``; a step that would leave the bracket tries the bound it overshot
-    once, else the bracket is bisected in the ratio."""
-    a, b = lo, hi
-    tried_lo = tried_hi = False
-    for _ in range(_MODEL_ROOT_STEPS):
-        A, B, C, D, dA, dB, dC, dD = sums(gap)
-        tried_lo, tried_hi = tried_lo or gap == lo, tried_hi or gap == hi
-        h = ((1.0 - A) * (1.0 - C) - B * D) / (A + C) if (A < 1.0 or C < 1.0) else -math.inf
-        if h > 0:
-            b = gap
-        elif h < 0:
-            a = gap
-        else:
-            return gap  # a root, or NaN
-        if b - a <= _MODEL_ROOT_TOLERANCE * b:
-            return gap  # the root lies outside [lo, hi]
-        dh = (-dA * (1.0 - C) - (1.0 - A) * dC - dB * D - B * dD - h * (dA + dC)) / (A + C)
-        step = h / dh if (math.isfinite(h) and dh > 0) else math.inf
-        new = gap - step
-        if abs(step) <= _MODEL_ROOT_TOLERANCE * gap and a <= new <= b:
-            return new
-        if not a < new < b:  # try an untried bound the step overshot, else bisect in the ratio
-            if new <= a and a == lo and not tried_lo:
-                new = lo
-            elif new >= b and b == hi and not tried_hi:
-                new = hi
-            else:
-                new = math.sqrt(a * b)
-        gap = new
-    return gap
 
 
 def _initial_point(clients: Clients) -> Point:

@@ -1,10 +1,9 @@
-"""The equation in the gap of the exact solver's starting model, compiled: :func:`solvers.exact._model_gap`
-for :mod:`solvers.newton`, one row at a time.
+"""The equation in the gap of the exact solver's starting model, compiled: one root finder for exact.py and
+for newton.py's rows alike.
 
-A client with upload work contributes ``U / S``, ``M / S``, ``gamma / S`` and ``(M / e) / S`` to the sums
-A, B, C and D (``S`` its slack at the gap; see :func:`solvers.exact._model_solution`); the gap sought
-is where ``(1 - A)(1 - C) = B D``. Sums run client by client, so they may differ from exact.py's in the
-last bits.
+Each client contributes ``U / S``, ``M / S``, ``gamma / S`` and ``(M / e) / S`` to the sums A, B, C and D
+(``S`` its slack at the gap, ``S - gap`` given; a compute-only client has no U, M or M / e; see
+:func:`solvers.exact._model_solution`); the gap sought is where ``(1 - A)(1 - C) = B D``.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}
 
 @njit(**_COMPILE)
 def model_sums(work, mixed, mixed_over_e, gamma, slack, gap):
-    """exact._model_solution's ``sums`` at ``gap``: A, B, C, D and their derivatives in the gap."""
+    """A, B, C, D at ``gap`` and their derivatives in the gap."""
     A = B = C = D = dA = dB = dC = dD = 0.0
     for k in range(work.size):
         x = 1.0 / (gap + slack[k])
@@ -38,7 +37,13 @@ def model_sums(work, mixed, mixed_over_e, gamma, slack, gap):
 
 @njit(**_COMPILE)
 def model_gap(work, mixed, mixed_over_e, gamma, slack, lo, hi, gap, tolerance, max_steps) -> float:
-    """exact._model_gap, with the sums of :func:`model_sums`."""
+    """The root in [lo, hi] of ``H = (1 - A)(1 - C) - B D`` (lo or hi should it lie outside).
+
+    H is negative below the root and positive above it: where A and C are below 1 it increases with
+    the gap; where one of them is not, H is negative (the gap is too small), and where both are not it
+    is taken as -inf. Newton's method runs on ``H / (A + C)``, nearly linear in the gap (``1 / A - 1``
+    for one resource), from ``gap``, until a step is below ``tolerance`` of the gap; a step that would
+    leave the bracket tries the bound it overshot once, else the bracket is bisected in the ratio."""
     a, b = lo, hi
     tried_lo = tried_hi = False
     for _ in range(max_steps):

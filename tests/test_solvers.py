@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 
 from solvers import SOLVER_METHODS, Allocation, ResourceProblem, equal_split, iteration_latency, solve
-from solvers import conditions, convex, exact
+from solvers import conditions, convex, exact, model_root
 
 NOISE_PSD_W_PER_HZ = 10 ** (-174 / 10) * 1e-3  # -174 dBm/Hz
 BANDWIDTH_HZ = 10e6
@@ -152,23 +152,13 @@ def test_exact_starts_near_the_optimum_when_client_compute_dominates() -> None:
         assert abs(start.gap / optimum.gap - 1) < 0.1
 
 
-def _sums_of_one_resource(work: np.ndarray, slack: np.ndarray):  # noqa: ANN202
-    """exact._model_gap's sums for clients with upload work only: A and its derivative, B = C = D = 0."""
-
-    def sums(gap: float) -> tuple[float, ...]:
-        x = 1.0 / (gap + slack)
-        return float(work @ x), 0.0, 0.0, 0.0, -float(work @ (x * x)), 0.0, 0.0, 0.0
-
-    return sums
-
-
 @pytest.mark.parametrize(("lo", "hi", "expected"), [(0.01, 10.0, "root"), (2.0, 10.0, 2.0), (0.01, 0.5, 0.5)])
 def test_model_gap_is_the_root_kept_between_its_bounds(lo: float, hi: float, expected: object) -> None:
     work, slack = np.array([0.3, 0.5, 0.2]), np.array([0.0, 0.4, 0.1])
     root = brentq(lambda g: float(work @ (1.0 / (g + slack))) - 1.0, 1e-6, 100.0, xtol=1e-15)  # about 0.84
-    sums = _sums_of_one_resource(work, slack)
+    none = np.zeros(3)  # clients with upload work only: B = C = D = 0
     for start in (lo, hi, math.sqrt(lo * hi)):
-        gap = exact._model_gap(sums, lo, hi, start)
+        gap = model_root.model_gap(work, none, none, none, slack, lo, hi, start, 1e-8, 100)
         assert gap == pytest.approx(root if expected == "root" else expected, rel=1e-8)
 
 
