@@ -8,9 +8,12 @@ loops in code compiled by numba instead. numba's ``Generator`` calls the generat
 generator e ends in the state, that ``rngs[e].<method>(out=row)`` gives (``tests/test_draws.py`` checks
 this for every method, on generators in every state, other bit generators included). One episode (a
 single env) makes numpy's own call, which costs less than reaching the compiled loop; the vector env's
-tests compare the two paths through whole episodes. A fill of many rows is split into runs on threads
-(:func:`solvers.row_runs.over_rows`) when no generator serves two rows: a run draws from its own rows'
-generators only, so it gives the same values.
+tests compare the two paths through whole episodes. A fill of :data:`THREADED_FROM_DRAWS` draws or more
+is split into runs on threads (:func:`solvers.row_runs.over_rows`) when no generator serves two rows: a
+run draws from its own rows' generators only, so it gives the same values. A smaller fill stays on this
+thread, because handing a run to another thread costs as much as the draws it would save.
+:meth:`EpisodeGenerators.over_episodes` gives compiled code that draws as it goes (the channel's round)
+numba's list of the generators, on the same terms.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from numba import njit, typed
 
 from solvers.row_runs import over_rows
 
-__all__ = ["EpisodeGenerators"]
+__all__ = ["THREADED_FROM_DRAWS", "EpisodeGenerators"]
 
 _COMPILE = {"cache": True, "nogil": True}
+# From this many draws a fill goes to threads: handing a run to another thread and back costs ~0.1 ms on 2
+# cores (measured), what ~10,000 draws cost.
+THREADED_FROM_DRAWS = 65_536
 
 _STANDARD_NORMAL, _STANDARD_EXPONENTIAL, _RANDOM, _UNIFORM, _NORMAL, _EXPONENTIAL = range(6)
 
@@ -138,7 +144,8 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
                 table[0] = self._rngs[0].integers(0, int(high), table.shape[1])
             return
         gens, rows = self._compiled(), self._rows(rows)
-        self._over_rows(rows.size, lambda start, stop: _integers(gens, rows[start:stop], int(high), table))
+        self._over_rows(rows.size, table.shape[1],
+                        lambda start, stop: _integers(gens, rows[start:stop], int(high), table))
 
     def __getstate__(self) -> dict:
         return {"_rngs": self._rngs, "_all": self._all, "_typed": None, "_distinct": None}  # rebuilt where used
@@ -150,18 +157,34 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
                 _NUMPY_FILLS[kind](self._rngs[0], float(a), float(b), table[0])
             return
         gens, rows = self._compiled(), self._rows(rows)
-        self._over_rows(rows.size, lambda start, stop: _fill(gens, rows[start:stop], kind, float(a), float(b), table))
+        self._over_rows(rows.size, table.shape[1],
+                        lambda start, stop: _fill(gens, rows[start:stop], kind, float(a), float(b), table))
+
+    def over_episodes(self, run: Callable[[typed.List, int, int], None]) -> None:
+        """``run(generators, start, stop)`` over runs of the rows ``range(E)``, ``generators`` numba's list of
+        the generators (row r draws from ``generators[r]`` only): a compiled loop that draws as it goes. The
+        runs go to threads where every row has a generator of its own (see :func:`solvers.row_runs.over_rows`)."""
+        gens = self._compiled()
+        if self.distinct:
+            over_rows(len(self._rngs), lambda start, stop: run(gens, start, stop))
+        else:
+            run(gens, 0, len(self._rngs))
+
+    @property
+    def distinct(self) -> bool:
+        """Whether every row has a generator of its own (no generator serves two rows)."""
+        if self._distinct is None:
+            self._distinct = len({id(rng) for rng in self._rngs}) == len(self._rngs)
+        return self._distinct
 
     def _compiled(self) -> typed.List:
         if self._typed is None:
             self._typed = typed.List(self._rngs)
         return self._typed
 
-    def _over_rows(self, rows: int, run: Callable[[int, int], None]) -> None:
-        """``run`` over runs of rows, on threads where every row has a generator of its own."""
-        if self._distinct is None:
-            self._distinct = len({id(rng) for rng in self._rngs}) == len(self._rngs)
-        if self._distinct:
+    def _over_rows(self, rows: int, draws_per_row: int, run: Callable[[int, int], None]) -> None:
+        """``run`` over runs of rows, on threads for a large fill where every row has a generator of its own."""
+        if self.distinct and rows * draws_per_row >= THREADED_FROM_DRAWS:
             over_rows(rows, run)
         else:
             run(0, rows)

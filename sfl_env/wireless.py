@@ -22,7 +22,6 @@ from numba import njit
 from numpy.typing import ArrayLike
 
 from solvers import shannon_rate_bps
-from solvers.row_runs import over_rows
 
 from .config import WirelessConfig
 from .draws import EpisodeGenerators
@@ -101,9 +100,8 @@ class Channel:
             parts = np.empty((len(self._rngs), 2, k))
             self._rngs.normal(0.0, np.sqrt(0.5), parts, rows)
             self._fading[rows] = parts[rows, 0] + 1j * parts[rows, 1]
-        others = _EMPTY3
-        if rayleigh and config.fading_blocks > 1:
-            others = np.empty((len(self._rngs), config.fading_blocks - 1, k))
+        others = np.empty((len(self._rngs), config.fading_blocks - 1 if rayleigh else 0, k))
+        if others.size:
             self._rngs.exponential(1.0, others, rows)
         _settle(rows, self._fading, others, config.fading_blocks, self._distance_m, self._shadowing_db,
                 config.path_loss_intercept_db, config.path_loss_slope_db, self._power, self._path_gain)
@@ -114,40 +112,40 @@ class Channel:
         one per episode): new fading state, the shadowing's move over ``elapsed_s``, then the mobility
         step of every distance."""
         config, k = self.config, self.num_clients
-        rho, blocks = config.fading_correlation, config.fading_blocks
-        rayleigh = config.fading == "rayleigh"
         episodes = len(self._rngs)
         elapsed_s = np.asarray(elapsed_s, dtype=np.float64)
         moved_m = config.speed_m_per_s * (elapsed_s if elapsed_s.shape == (episodes,) else np.full(episodes, elapsed_s))
         moves = (moved_m > 0) if config.shadowing_db > 0 else np.zeros(episodes, dtype=bool)
-        moving = np.flatnonzero(moves)
-        # Each episode draws from its own generator, in this order; N(0, s) is s times a standard draw.
-        innovation = np.empty((episodes, 2, k)) if rayleigh else None
-        others = np.empty((episodes, blocks - 1, k)) if rayleigh and blocks > 1 else None
-        shadowing_draw = np.zeros((episodes, k)) if moving.size else None
-        mobility_draw = np.empty((episodes, k)) if config.mobility_m_per_round > 0 else None
-        if innovation is not None:
-            self._rngs.standard_normal(innovation)
-        if others is not None:
-            self._rngs.standard_exponential(others)
-        if shadowing_draw is not None:
-            self._rngs.standard_normal(shadowing_draw, moving)
-        if mobility_draw is not None:
-            self._rngs.standard_normal(mobility_draw)
-        rho_keep = np.sqrt(1.0 - rho**2)
-        draws = tuple(empty if table is None else table for empty, table in
-                      ((_EMPTY3, innovation), (_EMPTY3, others), (_EMPTY2, shadowing_draw), (_EMPTY2, mobility_draw)))
+        rayleigh, mobile = config.fading == "rayleigh", config.mobility_m_per_round > 0
         state = (self._fading, self._power, self._shadowing_db, self._distance_m, self._path_gain, moved_m, moves)
-        constants = (rho, rho_keep, blocks, config.shadowing_db, config.shadowing_decorrelation_m,
+        constants = (rayleigh, mobile, config.fading_correlation, np.sqrt(1.0 - config.fading_correlation**2),
+                     config.fading_blocks, config.shadowing_db, config.shadowing_decorrelation_m,
                      config.mobility_m_per_round, *config.distance_m, config.path_loss_intercept_db,
                      config.path_loss_slope_db)  # fmt: skip
-
-        def run(start: int, stop: int) -> None:  # an empty table (a draw not made) stays whole
-            _advance(*(array[start:stop] for array in state),
-                     *(table[start:stop] if table.size else table for table in draws), *constants)
-
-        over_rows(episodes, run)
+        if episodes > 1 and self._rngs.distinct:  # each row draws its round, then moves, in one compiled loop
+            self._rngs.over_episodes(lambda gens, start, stop: _step_rows(gens, start, stop, *state, *constants))
+        else:  # numpy's own draws for one episode; a generator serving two rows draws them row after row
+            _advance_rows(*state, *self._draws(moves), *constants)
         self._gain = self._compute_gain()
+
+    def _draws(self, moves: np.ndarray) -> tuple[np.ndarray, ...]:
+        """A round's standard draws of every episode, each from its own generator, in this order: the fading
+        innovation (E, 2, K) normals, the round's other blocks' (E, blocks - 1, K) exponentials, the shadowing's
+        (E, K) normals (rows that moved), the mobility's (E, K) normals; a draw not made has no row entries."""
+        config, k, episodes = self.config, self.num_clients, len(self._rngs)
+        rayleigh = config.fading == "rayleigh"
+        innovation = np.empty((episodes, 2 if rayleigh else 0, k))
+        others = np.empty((episodes, config.fading_blocks - 1 if rayleigh else 0, k))
+        shadowing_draw, mobility_draw = np.empty((episodes, k)), np.empty((episodes, k))
+        if innovation.size:
+            self._rngs.standard_normal(innovation)
+        if others.size:
+            self._rngs.standard_exponential(others)
+        if moves.any():
+            self._rngs.standard_normal(shadowing_draw, np.flatnonzero(moves))
+        if config.mobility_m_per_round > 0:
+            self._rngs.standard_normal(mobility_draw)
+        return innovation, others, shadowing_draw, mobility_draw
 
     def sample_gains(self, rng: np.random.Generator, samples: int) -> np.ndarray:
         """(samples, K) gains of a round drawn from the fading distribution at the current distances and
@@ -190,33 +188,70 @@ class Channel:
         return gain
 
 
-_EMPTY2, _EMPTY3 = np.empty((0, 0)), np.empty((0, 0, 0))  # a draw this configuration does not make
+@njit(cache=True, error_model="numpy", nogil=True)
+def _step_rows(gens, start, stop, fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, rayleigh, mobile,
+               rho, rho_keep, blocks, shadowing_std_db, decorrelation_m, mobility_m, low_m, high_m, intercept_db,
+               slope_db) -> None:  # fmt: skip
+    """Channel.step on rows ``start`` to ``stop``, in place: each row draws its round from ``gens[row]`` as
+    :meth:`Channel._draws` orders them (numba's draws are numpy's), then moves (:func:`_advance_row`)."""
+    clients = fading.shape[1]
+    innovation = np.empty((2 if rayleigh else 0, clients))
+    others = np.empty((blocks - 1 if rayleigh else 0, clients))
+    shadowing_draw, mobility_draw = np.empty(clients), np.empty(clients)
+    for e in range(start, stop):
+        g = gens[e]
+        for i in range(innovation.shape[0]):
+            for k in range(clients):
+                innovation[i, k] = g.standard_normal()
+        for i in range(others.shape[0]):
+            for k in range(clients):
+                others[i, k] = g.standard_exponential()
+        if moves[e]:
+            for k in range(clients):
+                shadowing_draw[k] = g.standard_normal()
+        if mobile:
+            for k in range(clients):
+                mobility_draw[k] = g.standard_normal()
+        _advance_row(e, fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, innovation, others,
+                     shadowing_draw, mobility_draw, rayleigh, mobile, rho, rho_keep, blocks, shadowing_std_db,
+                     decorrelation_m, mobility_m, low_m, high_m, intercept_db, slope_db)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _advance(fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, innovation, others, shadowing_draw,
-             mobility_draw, rho, rho_keep, blocks, shadowing_std_db, decorrelation_m, mobility_m, low_m, high_m,
-             intercept_db, slope_db) -> None:  # fmt: skip
-    """Channel.step's arithmetic on every episode (row), in place, from the round's standard draws (an empty
-    table: not drawn): the Gauss-Markov fading and the round's fading power, Gudmundson's shadowing move, the
-    reflected mobility step, then the large-scale gain of the rows whose shadowing or distance moved."""
-    half = math.sqrt(0.5)
+def _advance_rows(fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, innovation, others,
+                  shadowing_draw, mobility_draw, rayleigh, mobile, rho, rho_keep, blocks, shadowing_std_db,
+                  decorrelation_m, mobility_m, low_m, high_m, intercept_db, slope_db) -> None:  # fmt: skip
+    """Channel.step on every row, in place, from the round's draws (:meth:`Channel._draws`)."""
     for e in range(fading.shape[0]):
-        moved_shadowing = shadowing_draw.size > 0 and moves[e]
-        kept = math.exp(-moved_m[e] / decorrelation_m) if moved_shadowing else 0.0
-        for k in range(fading.shape[1]):
-            if innovation.size > 0:
-                fresh = complex(half * innovation[e, 0, k], half * innovation[e, 1, k])
-                fading[e, k] = fresh if rho == 0 else complex(rho * fading[e, k].real + rho_keep * fresh.real,
-                                                              rho * fading[e, k].imag + rho_keep * fresh.imag)
-            power[e, k] = _round_power(fading, others, blocks, e, k)
-            if moved_shadowing:
-                shadowing_db[e, k] = kept * shadowing_db[e, k] + math.sqrt(1.0 - kept * kept) * (
-                    shadowing_std_db * shadowing_draw[e, k])
-            if mobility_draw.size > 0:
-                distance_m[e, k] = _reflected(distance_m[e, k] + mobility_m * mobility_draw[e, k], low_m, high_m)
-            if moved_shadowing or mobility_draw.size > 0:  # each row by its own moves only
-                path_gain[e, k] = _path_gain(distance_m[e, k], shadowing_db[e, k], intercept_db, slope_db)
+        _advance_row(e, fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, innovation[e], others[e],
+                     shadowing_draw[e], mobility_draw[e], rayleigh, mobile, rho, rho_keep, blocks, shadowing_std_db,
+                     decorrelation_m, mobility_m, low_m, high_m, intercept_db, slope_db)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _advance_row(e, fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, innovation, others,
+                 shadowing_draw, mobility_draw, rayleigh, mobile, rho, rho_keep, blocks, shadowing_std_db,
+                 decorrelation_m, mobility_m, low_m, high_m, intercept_db, slope_db) -> None:  # fmt: skip
+    """Row e's move over a round, in place, from its standard draws (innovation (2, K) read if ``rayleigh``,
+    others (blocks - 1, K), shadowing_draw (K,) read if ``moves[e]``, mobility_draw (K,) read if ``mobile``):
+    the Gauss-Markov fading and the round's fading power, Gudmundson's shadowing move, the reflected mobility
+    step, then the large-scale gain where the shadowing or the distance moved."""
+    half = math.sqrt(0.5)
+    moved_shadowing = moves[e]
+    kept = math.exp(-moved_m[e] / decorrelation_m) if moved_shadowing else 0.0
+    for k in range(fading.shape[1]):
+        if rayleigh:
+            fresh = complex(half * innovation[0, k], half * innovation[1, k])
+            fading[e, k] = fresh if rho == 0 else complex(rho * fading[e, k].real + rho_keep * fresh.real,
+                                                          rho * fading[e, k].imag + rho_keep * fresh.imag)
+        power[e, k] = _round_power(fading[e, k], others, blocks, k)
+        if moved_shadowing:
+            shadowing_db[e, k] = kept * shadowing_db[e, k] + math.sqrt(1.0 - kept * kept) * (
+                shadowing_std_db * shadowing_draw[k])
+        if mobile:
+            distance_m[e, k] = _reflected(distance_m[e, k] + mobility_m * mobility_draw[k], low_m, high_m)
+        if moved_shadowing or mobile:  # each row by its own moves only
+            path_gain[e, k] = _path_gain(distance_m[e, k], shadowing_db[e, k], intercept_db, slope_db)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -224,20 +259,20 @@ def _settle(rows, fading, others, blocks, distance_m, shadowing_db, intercept_db
     """The fading power and the large-scale gain of new episodes in ``rows``, from their drawn state."""
     for e in rows:
         for k in range(fading.shape[1]):
-            power[e, k] = _round_power(fading, others, blocks, e, k)
+            power[e, k] = _round_power(fading[e, k], others[e], blocks, k)
             path_gain[e, k] = _path_gain(distance_m[e, k], shadowing_db[e, k], intercept_db, slope_db)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _round_power(fading, others, blocks, e, k) -> float:
+def _round_power(fade, others, blocks, k) -> float:
     """``|h|^2`` of a round: its first block's fade (the Gauss-Markov state) averaged with the ``blocks - 1``
-    independent fades ``others[e, :, k]`` of the round's other coherence intervals (an empty table: one block)."""
-    magnitude = abs(fading[e, k])
-    if others.size == 0:
+    independent fades ``others[:, k]`` of the round's other coherence intervals (none: one block)."""
+    magnitude = abs(fade)
+    if others.shape[0] == 0:
         return magnitude * magnitude
     total = 0.0
-    for b in range(others.shape[1]):
-        total += others[e, b, k]
+    for b in range(others.shape[0]):
+        total += others[b, k]
     return (magnitude * magnitude + total) / blocks
 
 

@@ -121,9 +121,11 @@ def test_one_episode_draws_by_numpy_what_the_compiled_loop_draws(method):
 
 @pytest.fixture
 def threaded_runs(monkeypatch):
-    """Every fill of two rows or more split into three runs on threads, whatever the cores."""
+    """Every fill of two rows or more split into three runs on threads, whatever the cores and the draws."""
+    import sfl_env.draws
     from solvers import row_runs
 
+    monkeypatch.setattr(sfl_env.draws, "THREADED_FROM_DRAWS", 1)
     monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 2)
     monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)
     monkeypatch.setattr(row_runs, "_executor", None)
@@ -154,4 +156,16 @@ def test_a_generator_serving_two_rows_keeps_its_fills_in_one_run(threaded_runs, 
     assert split == []
     generators.replace([2], [np.random.default_rng(14)])  # now every row has its own
     generators.standard_normal(out)
+    assert split == [4]
+
+
+def test_a_small_fill_stays_on_this_thread(monkeypatch):
+    import sfl_env.draws
+
+    split = []
+    monkeypatch.setattr(sfl_env.draws, "over_rows", lambda rows, run: split.append(rows) or run(0, rows))
+    generators = EpisodeGenerators([np.random.default_rng(seed) for seed in range(4)])
+    generators.standard_normal(np.empty((4, sfl_env.draws.THREADED_FROM_DRAWS // 4 - 1)))
+    assert split == []
+    generators.standard_normal(np.empty((4, sfl_env.draws.THREADED_FROM_DRAWS // 4)))
     assert split == [4]

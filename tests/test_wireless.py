@@ -106,6 +106,22 @@ def test_no_fading_gives_pure_path_loss_every_round():
     np.testing.assert_allclose(first, 10 ** (-path_loss_db(channel.distance_m) / 10), rtol=1e-12)
 
 
+
+@pytest.mark.parametrize("config", [{}, {"fading_blocks": 1, "fading_correlation": 0.0},
+                                    {"fading": "none", "mobility_km_per_round": 0.02},
+                                    {"shadowing_db": 0.0, "mobility_km_per_round": 0.01}, {"speed_km_h": 0.0}])
+def test_episodes_of_one_channel_equal_channels_of_their_own(config):
+    # Many episodes draw and move in one compiled loop (on threads when large); one episode by numpy's draws.
+    seeds, wireless = range(4), WirelessConfig(**config)
+    together = Channel(5, wireless, [np.random.default_rng(seed) for seed in seeds])
+    alone = [Channel(5, wireless, np.random.default_rng(seed)) for seed in seeds]
+    for elapsed_s in (0.5, 2.0, 0.0, 7.5):
+        together.step(np.full(len(seeds), elapsed_s))
+        for channel in alone:
+            channel.step(elapsed_s)
+        np.testing.assert_array_equal(together.gain, np.stack([channel.gain for channel in alone]))
+        np.testing.assert_array_equal(together.distance_m, np.stack([channel.distance_m for channel in alone]))
+
 def fading_powers(correlation, num_clients, rounds, seed=0):
     channel = Channel(num_clients, WirelessConfig(fading_correlation=correlation, fading_blocks=1),
                       np.random.default_rng(seed))
