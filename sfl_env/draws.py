@@ -25,6 +25,8 @@ from numba import njit, typed
 
 from solvers.row_runs import over_rows
 
+from .episode_seeds import seed_in_place
+
 __all__ = ["THREADED_FROM_DRAWS", "EpisodeGenerators"]
 
 _COMPILE = {"cache": True, "nogil": True}
@@ -79,8 +81,8 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
 
     Each fill takes ``out`` of shape (E, ...) (C-contiguous; a row is filled in C order, as numpy fills
     ``out=``) and ``rows``, the episodes that draw (all of them by default); the other rows of ``out``
-    are left as they are. :meth:`replace` puts new generators in some rows, :meth:`set_states` new states
-    into the generators some rows hold (new episodes, without a new numba handle).
+    are left as they are. :meth:`replace` puts new generators in some rows, :meth:`seed` seeds the generators
+    some rows hold anew (new episodes, without a new numba handle).
     """
 
     def __init__(self, rngs: Sequence[np.random.Generator]) -> None:
@@ -112,11 +114,10 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
                 if self._typed is not None:
                     self._typed[row] = rng  # numba's handle to a new generator: ~40 us
 
-    def set_states(self, rows: Sequence[int] | np.ndarray, states: Sequence[dict]) -> None:
-        """Row r's generator goes on from the matching bit generator state (a ``bit_generator.state`` dict); the
-        object, and numba's handle to it, stay."""
-        for row, state in zip(rows, states):
-            self._rngs[row].bit_generator.state = state
+    def seed(self, rows: Sequence[int] | np.ndarray, words: np.ndarray) -> None:
+        """Row r's generator goes on as PCG64 seeded with the matching row of ``words`` (R, 8), as
+        :func:`~sfl_env.episode_seeds.seed_in_place` seeds it; the object, and numba's handle to it, stay."""
+        seed_in_place([self._rngs[row] for row in rows], words)
 
     def standard_normal(self, out: np.ndarray, rows: np.ndarray | None = None) -> None:
         self._fill(_STANDARD_NORMAL, 0.0, 0.0, out, rows)

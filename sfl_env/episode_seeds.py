@@ -11,10 +11,15 @@ episodes every step. :func:`episode_states` computes the same PCG64 states with 
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+import ctypes
+import functools
+from collections.abc import Sequence
 
-__all__ = ["episode_states", "pcg64_states"]
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+__all__ = ["episode_states", "episode_words", "pcg64_states", "seed_in_place"]
 
 _POOL_SIZE = 4
 # numpy's SeedSequence constants, as unsigned 64-bit integers: products of two 32-bit words fit, nothing wraps.
@@ -24,6 +29,8 @@ _MIX_MULT_L, _MIX_MULT_R = _U(0xCA01F9DD), _U(0x4973F715)
 _XSHIFT, _MASK32, _TWO32, _ZERO = _U(16), _U(0xFFFFFFFF), _U(1 << 32), _U(0)
 _PCG_MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341
 _MASK128 = (1 << 128) - 1
+_MULTIPLIER_HIGH, _MULTIPLIER_LOW = _U(_PCG_MULTIPLIER >> 64), _U(_PCG_MULTIPLIER & ((1 << 64) - 1))
+_ONE, _SHIFT32, _SHIFT63 = _U(1), _U(32), _U(63)
 
 
 @njit(cache=True)
@@ -104,11 +111,94 @@ def pcg64_states(words: np.ndarray) -> list[dict]:
     return states
 
 
-def episode_states(seeds: np.ndarray) -> tuple[list[dict], list[dict]]:
-    """The PCG64 states of the channel's and the twin's generators of episodes seeded ``seeds`` (each in
-    [0, 2^32)): ``default_rng(SeedSequence(s).spawn(2)[0])`` and ``default_rng(int(spawn(2)[1].generate_state(1)[0]))``."""
+def episode_words(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The seeding words (R, 8) of the channel's and the twin's generators of episodes seeded ``seeds`` (each in
+    [0, 2^32)), for :func:`pcg64_states` or :func:`seed_in_place`."""
     seeds = np.asarray(seeds)
     if seeds.size and not (seeds.min() >= 0 and seeds.max() < 2**32):
         raise ValueError(f"episode seeds must lie in [0, 2^32); got {seeds.min()} to {seeds.max()}")
-    channel, trainer = _episode_words(seeds.astype(np.uint64))
+    return _episode_words(seeds.astype(np.uint64))
+
+
+def episode_states(seeds: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """The PCG64 states of the channel's and the twin's generators of episodes seeded ``seeds`` (each in
+    [0, 2^32)): ``default_rng(SeedSequence(s).spawn(2)[0])`` and ``default_rng(int(spawn(2)[1].generate_state(1)[0]))``."""
+    channel, trainer = episode_words(seeds)
     return pcg64_states(channel), pcg64_states(trainer)
+
+
+def seed_in_place(generators: Sequence[np.random.Generator], words: np.ndarray) -> None:
+    """Generator i goes on as PCG64 seeded with row i of ``words`` (R, 8): what ``generator.bit_generator.state =
+    pcg64_states(words)[i]`` does, written in place where the layout check passed (module docstring)."""
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    if words.ndim != 2 or words.shape != (len(generators), 8):
+        raise ValueError(f"words has shape {words.shape}; allowed: ({len(generators)}, 8), a row per generator")
+    for i, generator in enumerate(generators):
+        if type(generator.bit_generator) is not np.random.PCG64:
+            raise ValueError(f"generator {i} has a {type(generator.bit_generator).__name__}; allowed: PCG64 only")
+    if _layout_checked():
+        _write_states(np.array([g.bit_generator.ctypes.state_address for g in generators], dtype=np.uint64), words)
+        return
+    for generator, state in zip(generators, pcg64_states(words)):
+        generator.bit_generator.state = state
+
+
+@intrinsic
+def _words_at(typingctx, address):
+    """The memory at an integer ``address`` as a pointer to unsigned 64-bit words."""
+    if not isinstance(address, types.Integer):
+        return None
+    pointer = types.CPointer(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+    return pointer(address), codegen
+
+
+@njit(cache=True)
+def _mul_high(a, b):
+    """The upper 64 bits of the 128-bit product of two unsigned 64-bit words."""
+    a_low, a_high, b_low, b_high = a & _MASK32, a >> _SHIFT32, b & _MASK32, b >> _SHIFT32
+    low_low, low_high, high_low = a_low * b_low, a_low * b_high, a_high * b_low
+    middle = (low_low >> _SHIFT32) + (low_high & _MASK32) + (high_low & _MASK32)
+    return a_high * b_high + (low_high >> _SHIFT32) + (high_low >> _SHIFT32) + (middle >> _SHIFT32)
+
+
+@njit(cache=True)
+def _write_states(addresses, words):
+    """pcg64_set_state at each ``addresses[i]`` (a pcg64_state: the pointer to its 128-bit state and increment,
+    then has_uint32 and uinteger), seeded with ``words[i]`` as :func:`pcg64_states` seeds: 128-bit arithmetic
+    mod 2^128 in (high, low) words of 64 bits."""
+    for i in range(addresses.size):
+        w = words[i]
+        seed_high, seed_low = (w[1] << _SHIFT32) | w[0], (w[3] << _SHIFT32) | w[2]
+        sequence_high, sequence_low = (w[5] << _SHIFT32) | w[4], (w[7] << _SHIFT32) | w[6]
+        inc_high, inc_low = (sequence_high << _ONE) | (sequence_low >> _SHIFT63), (sequence_low << _ONE) | _ONE
+        low = inc_low + seed_low  # the increment plus the seed
+        high = inc_high + seed_high + (_ONE if low < inc_low else _ZERO)
+        product_low = low * _MULTIPLIER_LOW  # times the multiplier, plus the increment
+        product_high = _mul_high(low, _MULTIPLIER_LOW) + low * _MULTIPLIER_HIGH + high * _MULTIPLIER_LOW
+        state_low = product_low + inc_low
+        state_high = product_high + inc_high + (_ONE if state_low < product_low else _ZERO)
+        header = _words_at(addresses[i])
+        state = _words_at(header[0])
+        state[0], state[1], state[2], state[3] = state_low, state_high, inc_low, inc_high
+        header[1] = _ZERO  # has_uint32 and uinteger
+
+
+@functools.cache
+def _layout_checked() -> bool:
+    """Whether a PCG64's state lies where :func:`_write_states` writes it: the state setter's words are read back
+    in place, then a state written in place reads back through the getter."""
+    bit_generator = np.random.PCG64(0)
+    state, increment, held = (3 << 64) | 5, (7 << 64) | 9, 0x9E3779B9
+    bit_generator.state = {"bit_generator": "PCG64", "state": {"state": state, "inc": increment},
+                           "has_uint32": 1, "uinteger": held}
+    address = bit_generator.ctypes.state_address
+    header = (ctypes.c_uint64 * 2).from_address(address)
+    if list((ctypes.c_uint64 * 4).from_address(header[0])) != [5, 3, 9, 7] or header[1] != 1 | held << 32:
+        return False
+    words = np.arange(1, 9, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15 >> 32)
+    _write_states(np.array([address], dtype=np.uint64), words[None])
+    return bit_generator.state == pcg64_states(words[None])[0]

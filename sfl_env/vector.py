@@ -43,7 +43,7 @@ from gymnasium.vector.utils import batch_space
 from .availability import ClientDevices, CpuAvailability
 from .budgets import ENDS, EpisodeBudget
 from .draws import EpisodeGenerators
-from .episode_seeds import episode_states
+from .episode_seeds import episode_words, seed_in_place
 from .env import SFLEnv, observations
 from .errors import ActionError, ConfigError
 from .pricing import StateBatch
@@ -106,8 +106,8 @@ class SFLVectorEnv(VectorEnv):
             if episode_seed is not None or self._np_randoms[row] is None:
                 self._np_randoms[row], _ = seeding.np_random(episode_seed)
         self._env_rngs = EpisodeGenerators(self._np_randoms)
-        channel_states, trainer_states = self._draw_episodes(np.arange(self.num_envs))
-        channel_rngs, trainer_rngs = _generators(channel_states), _generators(trainer_states)
+        channel_words, trainer_words = self._draw_episodes(np.arange(self.num_envs))
+        channel_rngs, trainer_rngs = _generators(channel_words), _generators(trainer_words)
         # One list of each kind for the processes that draw from them, reseeded in place at autoreset.
         self._channel_rngs, self._trainer_rngs = EpisodeGenerators(channel_rngs), EpisodeGenerators(trainer_rngs)
         cfg, k = self.config, self._env.num_clients
@@ -198,18 +198,18 @@ class SFLVectorEnv(VectorEnv):
                               "integer (episode e gets seed + e) or None")
         return seeds
 
-    def _draw_episodes(self, rows: np.ndarray) -> tuple[list[dict], list[dict]]:
-        """Each row's generator states for a new episode, drawn from its env generator as a single env's reset
+    def _draw_episodes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's PCG64 seeding words for a new episode, drawn from its env generator as a single env's reset
         draws them: the channel's (which also draws the devices and their clocks) and the twin's."""
         seeds = np.zeros((self.num_envs, 1), dtype=np.int64)
         self._env_rngs.integers(2**31 - 1, seeds, rows)  # each: int(env_rng.integers(2**31 - 1))
-        return episode_states(seeds[rows, 0])
+        return episode_words(seeds[rows, 0])
 
     def _restart(self, rows: np.ndarray) -> None:
         """New episodes in ``rows`` (autoreset): drawn exactly as :meth:`reset` draws them."""
-        channel_states, trainer_states = self._draw_episodes(rows)
-        self._channel_rngs.set_states(rows, channel_states)
-        self._trainer_rngs.set_states(rows, trainer_states)
+        channel_words, trainer_words = self._draw_episodes(rows)
+        self._channel_rngs.seed(rows, channel_words)
+        self._trainer_rngs.seed(rows, trainer_words)
         channel_rngs, trainer_rngs = [self._channel_rngs[r] for r in rows], [self._trainer_rngs[r] for r in rows]
         self._channel.restart(rows, channel_rngs)  # each generator: the channel, then the devices
         devices = ClientDevices.draw_rows(self._env.num_clients, self.config.compute, self._channel_rngs, rows)
@@ -274,9 +274,8 @@ class SFLVectorEnv(VectorEnv):
                             loss=self._loss, latency_ratio=self._latency_ratio, left=self._budget.left_shares())
 
 
-def _generators(states: list[dict]) -> list[np.random.Generator]:
-    """A PCG64 generator in each of these states."""
-    generators = [np.random.Generator(np.random.PCG64(0)) for _ in states]
-    for generator, state in zip(generators, states):
-        generator.bit_generator.state = state
+def _generators(words: np.ndarray) -> list[np.random.Generator]:
+    """A PCG64 generator seeded with each row of ``words`` (see :mod:`sfl_env.episode_seeds`)."""
+    generators = [np.random.Generator(np.random.PCG64(0)) for _ in words]
+    seed_in_place(generators, words)
     return generators

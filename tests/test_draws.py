@@ -79,14 +79,16 @@ def test_a_replaced_generator_draws_its_row_after_the_first_fill():
     assert generators[1] is not None and len(generators) == 2
 
 
-def test_a_set_state_goes_on_from_that_state_in_the_same_object():
+def test_a_seeded_row_goes_on_from_its_new_state_in_the_same_object():
     generators = EpisodeGenerators([np.random.default_rng(0), np.random.default_rng(1)])
     held, out = generators[0], np.empty((2, 3))
     generators.random(out)
-    generators.set_states([0], [np.random.default_rng(9).bit_generator.state])
+    words = np.random.SeedSequence(9).generate_state(8)
+    generators.seed([0], words[None])
     generators.random(out)
     assert generators[0] is held
-    np.testing.assert_array_equal(out[0], np.random.default_rng(9).random(3))
+    np.testing.assert_array_equal(out[0], np.random.Generator(np.random.PCG64(np.random.SeedSequence(9))).random(3))
+    np.testing.assert_array_equal(out[1], np.random.default_rng(1).random(6)[3:])
 
 
 def test_a_pickled_copy_draws_on_from_the_same_states():
