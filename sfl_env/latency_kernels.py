@@ -22,11 +22,12 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from solvers import batch, model_root, newton, problem
+from solvers import batch, model_root, newton, problem, row_runs
 from solvers.batch import finish_row, numpy_sum
 from solvers.kernel_cache import drop_stale_kernels
 from solvers.newton import solve_row
 from solvers.problem import shannon_rate
+from solvers.row_runs import claim_rows
 
 from .schemes import Scheme
 from .schemes.base import BANDWIDTH_PHASES, ITERATION_PHASES, ROUND_PHASES, SERVER_PHASE
@@ -34,8 +35,10 @@ from .schemes.base import BANDWIDTH_PHASES, ITERATION_PHASES, ROUND_PHASES, SERV
 __all__ = ["REPORTED_PHASES", "ROUND_PHASE_CODES", "allocation_problems", "client_energy", "phase_seconds",
            "priced_rows", "schedule_table"]
 
-drop_stale_kernels(__file__, newton.__file__, model_root.__file__, batch.__file__, problem.__file__)  # the solver is compiled in
+drop_stale_kernels(__file__, newton.__file__, model_root.__file__, batch.__file__, problem.__file__,
+                   row_runs.__file__)  # the solver and the row claims are compiled in
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}  # numpy's error model: 1/0 is inf
+_ROWS_PER_CLAIM = 8  # rows a run of priced_rows takes at a time (~60 us): threads end within that of each other
 
 # Every phase a stage can hold, by code: the iteration phases, then the round phases.
 ROUND_PHASE_CODES: dict[str, int] = {name: code for code, name in enumerate(ITERATION_PHASES + ROUND_PHASES)}
@@ -263,28 +266,35 @@ def client_energy(costs, index, beta, gain, cpu_hz, cycles_per_flop, constants, 
 
 
 @njit(**_COMPILE)
-def priced_rows(costs, index, gain, cpu_hz, cycles_per_flop, constants, schedule, local_iters, sequential, broadcast,
-                settings, round_off, problems, snr, solved, beta, phi, allocation_latency, phases, total, per_client,
-                energy) -> None:  # fmt: skip
+def priced_rows(claims, costs, index, gain, cpu_hz, cycles_per_flop, constants, schedule, local_iters, sequential,
+                broadcast, settings, round_off, problems, snr, solved, beta, phi, allocation_latency, phases, total,
+                per_client, energy) -> None:  # fmt: skip
     """Row i, in one pass: :func:`allocation_problems` into ``problems[:, i]`` and its SNRs ``snr[i]``, the exact
     solver's row (:func:`solvers.newton.solve_row`, :func:`solvers.batch.finish_row`) into ``solved[i]``,
     ``beta[i]``, ``phi[i]`` and ``allocation_latency[i]``, then, where solved, :func:`phase_seconds` and
     :func:`client_energy` under those shares. The same row functions as the separate kernels, so the same
-    values to the bit; an unsolved row is left for the caller."""
+    values to the bit; an unsolved row is left for the caller. The rows are those this run takes from
+    ``claims`` (:func:`solvers.row_runs.sharing_rows`), a few at a time."""
     line = _allocated_line(schedule)
     seconds = np.empty((REPORTED.size, gain.shape[1]))
     snr_scale = constants[P_BANDWIDTH_HZ] * constants[P_NOISE]
-    for i in range(gain.shape[0]):
-        cost = costs[index[i]]
-        _problem_row(cost, gain[i], cpu_hz[i], cycles_per_flop[i], constants, line, local_iters, broadcast, problems,
-                     i)  # fmt: skip
-        for k in range(gain.shape[1]):
-            snr[i, k] = problems[4, i, k] * problems[3, i, k] / snr_scale
-        solve_row(i, problems[0], problems[1], problems[2], snr, constants[P_BANDWIDTH_HZ], constants[P_SERVER_HZ],
-                  round_off, solved, beta, phi, settings)  # fmt: skip
-        finish_row(i, solved, beta, phi, problems[0], problems[1], problems[2], snr, constants[P_BANDWIDTH_HZ],
-                   constants[P_SERVER_HZ], allocation_latency)  # fmt: skip
-        if solved[i]:
-            total[i] = _latency_row(cost, beta[i], phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, schedule,
-                                    local_iters, sequential, broadcast, seconds, phases, i, per_client[i])  # fmt: skip
-            _energy_row(cost, beta[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, local_iters, energy[i])
+    while True:
+        start, stop = claim_rows(claims, _ROWS_PER_CLAIM)
+        if start == stop:
+            return
+        for i in range(start, stop):
+            cost = costs[index[i]]
+            _problem_row(cost, gain[i], cpu_hz[i], cycles_per_flop[i], constants, line, local_iters, broadcast,
+                         problems, i)  # fmt: skip
+            for k in range(gain.shape[1]):
+                snr[i, k] = problems[4, i, k] * problems[3, i, k] / snr_scale
+            solve_row(i, problems[0], problems[1], problems[2], snr, constants[P_BANDWIDTH_HZ],
+                      constants[P_SERVER_HZ], round_off, solved, beta, phi, settings)  # fmt: skip
+            finish_row(i, solved, beta, phi, problems[0], problems[1], problems[2], snr, constants[P_BANDWIDTH_HZ],
+                       constants[P_SERVER_HZ], allocation_latency)  # fmt: skip
+            if solved[i]:
+                total[i] = _latency_row(cost, beta[i], phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants,
+                                        schedule, local_iters, sequential, broadcast, seconds, phases, i,
+                                        per_client[i])  # fmt: skip
+                _energy_row(cost, beta[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, local_iters,
+                            energy[i])  # fmt: skip

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers import ROUND_OFF, Allocation, AllocationBatch, equal_split, equal_split_batch, newton, solve_batch
-from solvers.row_runs import over_rows
+from solvers.row_runs import sharing_rows
 
 from .config import EnvConfig
 from .energy import round_energy_j_batch
@@ -244,16 +244,13 @@ class RoundPricer:
         phases, per_client = np.empty((n, len(PHASES))), np.empty((n, len(ITERATION_PHASES), k))
         sequential = costs.scheme.server is Server.SEQUENTIAL
 
-        def run(start: int, stop: int) -> None:
-            rows = slice(start, stop)
-            priced_rows(costs.table, costs.index[rows], gain[rows], cpu_hz[rows], per_flop[rows], self._constants,
-                        costs.schedule, costs.local_iters, sequential, costs.gradient_broadcast, newton.SETTINGS,
-                        ROUND_OFF, problems[:, rows], snr[rows], solved[rows], beta[rows], phi[rows],
-                        allocation_latency[rows], phases[rows], total[rows], per_client[rows],
-                        energy_j[rows])  # fmt: skip
+        def run(claims: np.ndarray) -> None:
+            priced_rows(claims, costs.table, costs.index, gain, cpu_hz, per_flop, self._constants, costs.schedule,
+                        costs.local_iters, sequential, costs.gradient_broadcast, newton.SETTINGS, ROUND_OFF, problems,
+                        snr, solved, beta, phi, allocation_latency, phases, total, per_client, energy_j)  # fmt: skip
 
         start = time.perf_counter()
-        over_rows(n, run)
+        sharing_rows(n, run)
         solve_time_s = time.perf_counter() - start  # the whole pass's, which its solves dominate
         status, fallback = ["optimal"] * n, np.zeros(n, dtype=bool)
         if np.count_nonzero(solved) < n:

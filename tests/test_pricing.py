@@ -80,7 +80,7 @@ def test_the_one_pass_exact_pricing_equals_allocating_then_timing(scheme, monkey
 
     def leaving_rows_unsolved(*args):
         real_pass(*args)
-        solved = args[14]
+        solved = args[15]
         solved[::3] = False
 
     for one_pass in (real_pass, leaving_rows_unsolved):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numba import njit
 
 import solvers
 from solvers import (
@@ -217,6 +218,46 @@ def test_an_error_in_one_run_reaches_the_caller_after_every_run_has_ended(monkey
     with pytest.raises(ArithmeticError, match=f"rows {[0, 100, 200][failing]}-"):
         row_runs.over_rows(300, run)
     assert sorted(ended) == sorted({0, 100, 200} - {[0, 100, 200][failing]})
+
+
+@njit(nogil=True)
+def _take_rows(claims: np.ndarray, taken: np.ndarray, chunk: int) -> None:
+    while True:
+        start, stop = row_runs.claim_rows(claims, chunk)
+        if start == stop:
+            return
+        for i in range(start, stop):
+            taken[i] += 1
+
+
+@pytest.mark.parametrize(("rows", "chunk"), [(1000, 8), (7, 3), (0, 4)])
+def test_threads_sharing_rows_take_each_row_once(monkeypatch: pytest.MonkeyPatch, rows: int, chunk: int) -> None:
+    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 1)
+    monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)
+    monkeypatch.setattr(row_runs, "_executor", None)
+    taken, runs = np.zeros(rows, dtype=np.int64), []
+    row_runs.sharing_rows(rows, lambda claims: runs.append(1) or _take_rows(claims, taken, chunk))
+    np.testing.assert_array_equal(taken, 1)
+    assert len(runs) == (3 if rows else 1)
+
+
+def test_an_error_in_a_sharing_run_reaches_the_caller_after_every_run_has_ended(monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:  # fmt: skip
+    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 1)
+    monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)
+    monkeypatch.setattr(row_runs, "_executor", None)
+    calls, ended = [], []
+
+    def run(claims: np.ndarray) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ArithmeticError("the first run")
+        time.sleep(0.2)  # still taking rows when the failing run has raised
+        ended.append(1)
+
+    with pytest.raises(ArithmeticError, match="the first run"):
+        row_runs.sharing_rows(300, run)
+    assert len(ended) == 2
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
