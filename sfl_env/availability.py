@@ -54,25 +54,30 @@ class ClientDevices:
     @classmethod
     def draw(cls, num_clients: int, config: ComputeConfig, rng: np.random.Generator) -> ClientDevices:
         check_int("num_clients", num_clients, low=1)
-        return cls.draw_rows(num_clients, config, EpisodeGenerators([rng]), np.zeros(1, dtype=np.int64))[0]
+        return cls.draw_rows(num_clients, config, EpisodeGenerators([rng]), np.zeros(1, dtype=np.int64)).row(0)
 
     @classmethod
     def draw_rows(cls, num_clients: int, config: ComputeConfig, rngs: EpisodeGenerators,
-                  rows: np.ndarray) -> list[ClientDevices]:  # fmt: skip
-        """``[draw(num_clients, config, rngs[r]) for r in rows]``, each episode's devices from its generator: a clock
-        uniform in ``client_cpu_hz`` per client (peak model), or tiers as ``rng.choice(len(DEVICE_TIERS),
-        num_clients, p=device_mix)`` draws them (the mix's cdf searched with uniforms), without its checks."""
+                  rows: np.ndarray) -> DeviceTable:  # fmt: skip
+        """What ``[draw(num_clients, config, rngs[r]) for r in rows]`` draws, as a table: a clock uniform in
+        ``client_cpu_hz`` per client (peak model), or tiers as ``rng.choice(len(DEVICE_TIERS), num_clients,
+        p=device_mix)`` draws them (the mix's cdf searched with uniforms), without its checks."""
         table = np.empty((len(rngs), num_clients))
         if config.client_devices == "peak":
             low_hz, high_hz = config.client_cpu_hz
             rngs.uniform(low_hz, high_hz, table, rows)
-            per_flop = np.full(num_clients, config.client_cycles_per_flop)
-            return [cls((None,) * num_clients, table[r].copy(), per_flop.copy()) for r in rows]
+            shape = (len(rows), num_clients)
+            return DeviceTable(np.full(shape, -1), table[rows], np.full(shape, config.client_cycles_per_flop))
         rngs.random(table, rows)
         index = _mix_cdf(tuple(config.device_mix)).searchsorted(table[rows], side="right")
-        names, cpu_hz, cycles_per_flop = _tier_table()
-        return [cls(tier, hz, per_flop) for tier, hz, per_flop
-                in zip(map(tuple, np.asarray(names, dtype=object)[index]), cpu_hz[index], cycles_per_flop[index])]
+        _, cpu_hz, cycles_per_flop = _tier_table()
+        return DeviceTable(index, cpu_hz[index], cycles_per_flop[index])
+
+    def table(self) -> DeviceTable:
+        """These devices as a table of one row."""
+        names = _tier_table()[0]
+        index = np.array([[-1 if tier is None else names.index(tier) for tier in self.tier]])
+        return DeviceTable(index, self.cpu_hz[None].copy(), self.cycles_per_flop[None].copy())
 
     @classmethod
     def nominal(cls, num_clients: int, config: ComputeConfig) -> ClientDevices:
@@ -96,6 +101,22 @@ class ClientDevices:
     @property
     def flops_per_s(self) -> np.ndarray:
         return self.cpu_hz / self.cycles_per_flop
+
+
+@dataclass(frozen=True)
+class DeviceTable:
+    """The devices of several episodes' clients, a row per episode: each client's tier as an index into
+    ``DEVICE_TIERS`` (-1: the peak model's clock), its clock (Hz) and its cycles per FLOP, arrays (R, K)."""
+
+    tier_index: np.ndarray
+    cpu_hz: np.ndarray
+    cycles_per_flop: np.ndarray
+
+    def row(self, i: int) -> ClientDevices:
+        """Row i's devices."""
+        names = _tier_table()[0]
+        tier = tuple(None if index < 0 else names[index] for index in self.tier_index[i].tolist())
+        return ClientDevices(tier, self.cpu_hz[i].copy(), self.cycles_per_flop[i].copy())
 
 
 @functools.cache
@@ -125,35 +146,35 @@ def fastest_client_flops(config: ComputeConfig) -> float:
 class CpuAvailability:
     """Each client's device, busy state and the clock it gives training this round.
 
-    ``devices`` and ``rng`` are one episode's (arrays of shape (K,)) or sequences of E episodes' (arrays
-    of shape (E, K), row e drawn from ``rng[e]`` alone, in the order one episode draws; :meth:`restart`
-    begins new episodes in some rows), as for :class:`~sfl_env.wireless.Channel`.
+    ``devices`` and ``rng`` are one episode's (a :class:`ClientDevices` and a generator: arrays of shape
+    (K,)) or E episodes' (a :class:`DeviceTable` of E rows and E generators: arrays of shape (E, K), row e
+    drawn from ``rng[e]`` alone, in the order one episode draws; :meth:`restart` begins new episodes in
+    some rows), as for :class:`~sfl_env.wireless.Channel`.
     """
 
-    def __init__(self, devices: ClientDevices | Sequence[ClientDevices], config: ComputeConfig,
+    def __init__(self, devices: ClientDevices | DeviceTable, config: ComputeConfig,
                  rng: np.random.Generator | Sequence[np.random.Generator]) -> None:
         self.config = config
         self._single = isinstance(rng, np.random.Generator)
-        devices = [devices] if self._single else list(devices)
+        table = devices.table() if isinstance(devices, ClientDevices) else devices
         rngs = EpisodeGenerators.of([rng] if self._single else rng)
-        shape = (len(rngs), len(devices[0].cpu_hz))
+        if len(table.cpu_hz) != len(rngs):
+            raise ValueError(f"devices for {len(table.cpu_hz)} episodes and {len(rngs)} generators; allowed: as many")
+        shape = table.cpu_hz.shape
         self._rngs = rngs
-        self._devices: list[ClientDevices] = [None] * len(rngs)  # type: ignore[list-item]
+        self._tier_index = np.zeros(shape, dtype=np.int64)
         self._base_hz, self._cycles_per_flop = np.zeros(shape), np.zeros(shape)
         self._busy, self._governor = np.zeros(shape, dtype=bool), np.ones(shape)
         self._sample = np.zeros(shape, dtype=np.int64)  # the governor's sample index of each client
-        self.restart(np.arange(len(rngs)), devices, rngs)
+        self.restart(np.arange(len(rngs)), table, rngs)
 
-    def restart(self, rows: np.ndarray, devices: Sequence[ClientDevices], rngs: Sequence[np.random.Generator]) -> None:
-        """Begins a new episode in each of ``rows``, on the matching ``devices``, drawn from ``rngs``."""
+    def restart(self, rows: np.ndarray, devices: DeviceTable, rngs: Sequence[np.random.Generator]) -> None:
+        """Begins a new episode in each of ``rows``, on the matching row of ``devices``, drawn from ``rngs``."""
         config = self.config
         self._rngs.replace(rows, list(rngs))
         rows = np.asarray(rows, dtype=np.int64)
-        for row, device in zip(rows.tolist(), devices):
-            self._devices[row] = device
-        if len(rows):
-            self._base_hz[rows] = [device.cpu_hz for device in devices]
-            self._cycles_per_flop[rows] = [device.cycles_per_flop for device in devices]
+        self._tier_index[rows], self._base_hz[rows] = devices.tier_index, devices.cpu_hz
+        self._cycles_per_flop[rows] = devices.cycles_per_flop
         if config.busy_probability > 0:
             draws = np.empty(self._busy.shape)
             self._rngs.random(draws, rows)
@@ -168,7 +189,8 @@ class CpuAvailability:
 
     @property
     def devices(self) -> ClientDevices | list[ClientDevices]:
-        return self._devices[0] if self._single else list(self._devices)
+        table = DeviceTable(self._tier_index, self._base_hz, self._cycles_per_flop)
+        return table.row(0) if self._single else [table.row(i) for i in range(len(self._base_hz))]
 
     @property
     def base_hz(self) -> np.ndarray:

@@ -78,7 +78,8 @@ def test_devices_drawn_for_many_episodes_are_each_episodes_own_draw(config):
     generators, twins = EpisodeGenerators(_seeded(12)), _seeded(12)
     rows = np.array([0, 3, 4, 11])
     drawn = ClientDevices.draw_rows(10, config, generators, rows)
-    for devices, row in zip(drawn, rows):
+    for i, row in enumerate(rows):
+        devices = drawn.row(i)
         expected = ClientDevices.draw(10, config, twins[row])
         assert devices.tier == expected.tier
         np.testing.assert_array_equal(devices.cpu_hz, expected.cpu_hz)
@@ -130,3 +131,15 @@ def test_device_options_are_checked_by_name(kwargs, message):
     assert message in str(error.value)
 
 
+
+
+def test_cpus_of_many_episodes_hold_each_episodes_devices():
+    config, rows = ComputeConfig(), np.arange(3)
+    generators, twins = EpisodeGenerators(_seeded(3)), _seeded(3)
+    cpus = CpuAvailability(ClientDevices.draw_rows(4, config, generators, rows), config, generators)
+    for devices, twin in zip(cpus.devices, twins):
+        expected = ClientDevices.draw(4, config, twin)
+        assert devices.tier == expected.tier
+        np.testing.assert_array_equal(devices.cpu_hz, expected.cpu_hz)
+    with pytest.raises(ValueError, match="devices for 3 episodes and 2 generators"):
+        CpuAvailability(ClientDevices.draw_rows(4, config, generators, rows), config, _seeded(2))
