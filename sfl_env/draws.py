@@ -25,7 +25,7 @@ from numba import njit, typed
 
 from solvers.row_runs import over_rows
 
-from .episode_seeds import seed_in_place
+from .episode_seeds import seed_in_place, state_addresses
 
 __all__ = ["THREADED_FROM_DRAWS", "EpisodeGenerators"]
 
@@ -90,6 +90,7 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
         self._all = np.arange(len(self._rngs))
         self._typed: typed.List | None = None  # numba's list of the same generators, built on first use
         self._distinct: bool | None = None  # whether no generator serves two rows, known on first use
+        self._addresses: np.ndarray | None = None  # where each row's PCG64 state lies, known on first seed
 
     def __len__(self) -> int:
         return len(self._rngs)
@@ -110,14 +111,18 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
         for row, rng in zip(rows, rngs):
             if self._rngs[row] is not rng:
                 self._rngs[row] = rng
-                self._distinct = None
+                self._distinct, self._addresses = None, None
                 if self._typed is not None:
                     self._typed[row] = rng  # numba's handle to a new generator: ~40 us
 
     def seed(self, rows: Sequence[int] | np.ndarray, words: np.ndarray) -> None:
         """Row r's generator goes on as PCG64 seeded with the matching row of ``words`` (R, 8), as
         :func:`~sfl_env.episode_seeds.seed_in_place` seeds it; the object, and numba's handle to it, stay."""
-        seed_in_place([self._rngs[row] for row in rows], words)
+        if self._addresses is None:
+            self._addresses = state_addresses(self._rngs)
+        rows = np.asarray(rows, dtype=np.int64)
+        seed_in_place([self._rngs[row] for row in rows], words,
+                      None if self._addresses is None else self._addresses[rows])
 
     def standard_normal(self, out: np.ndarray, rows: np.ndarray | None = None) -> None:
         self._fill(_STANDARD_NORMAL, 0.0, 0.0, out, rows)
@@ -149,7 +154,8 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
                         lambda start, stop: _integers(gens, rows[start:stop], int(high), table))
 
     def __getstate__(self) -> dict:
-        return {"_rngs": self._rngs, "_all": self._all, "_typed": None, "_distinct": None}  # rebuilt where used
+        return {"_rngs": self._rngs, "_all": self._all, "_typed": None, "_distinct": None,
+                "_addresses": None}  # rebuilt where used
 
     def _fill(self, kind: int, a: float, b: float, out: np.ndarray, rows: np.ndarray | None) -> None:
         table = self._table(out, np.float64)

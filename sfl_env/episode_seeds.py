@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["episode_states", "episode_words", "pcg64_states", "seed_in_place"]
+__all__ = ["episode_states", "episode_words", "pcg64_states", "seed_in_place", "state_addresses"]
 
 _POOL_SIZE = 4
 # numpy's SeedSequence constants, as unsigned 64-bit integers: products of two 32-bit words fit, nothing wraps.
@@ -127,20 +127,32 @@ def episode_states(seeds: np.ndarray) -> tuple[list[dict], list[dict]]:
     return pcg64_states(channel), pcg64_states(trainer)
 
 
-def seed_in_place(generators: Sequence[np.random.Generator], words: np.ndarray) -> None:
+def seed_in_place(generators: Sequence[np.random.Generator], words: np.ndarray,
+                  addresses: np.ndarray | None = None) -> None:  # fmt: skip
     """Generator i goes on as PCG64 seeded with row i of ``words`` (R, 8): what ``generator.bit_generator.state =
-    pcg64_states(words)[i]`` does, written in place where the layout check passed (module docstring)."""
+    pcg64_states(words)[i]`` does, written in place where the layout check passed (module docstring).
+    ``addresses``: the generators' :func:`state_addresses`, where the caller keeps them."""
     words = np.ascontiguousarray(words, dtype=np.uint64)
     if words.ndim != 2 or words.shape != (len(generators), 8):
         raise ValueError(f"words has shape {words.shape}; allowed: ({len(generators)}, 8), a row per generator")
-    for i, generator in enumerate(generators):
-        if type(generator.bit_generator) is not np.random.PCG64:
-            raise ValueError(f"generator {i} has a {type(generator.bit_generator).__name__}; allowed: PCG64 only")
-    if _layout_checked():
-        _write_states(np.array([g.bit_generator.ctypes.state_address for g in generators], dtype=np.uint64), words)
+    if addresses is None:
+        addresses = state_addresses(generators)
+    if addresses is not None:
+        _write_states(addresses, words)
         return
     for generator, state in zip(generators, pcg64_states(words)):
         generator.bit_generator.state = state
+
+
+def state_addresses(generators: Sequence[np.random.Generator]) -> np.ndarray | None:
+    """Where each generator's PCG64 state lies, for :func:`seed_in_place` (they stay while the generator lives);
+    None where the layout check failed. Raises for a generator that is not PCG64."""
+    for i, generator in enumerate(generators):
+        if type(generator.bit_generator) is not np.random.PCG64:
+            raise ValueError(f"generator {i} has a {type(generator.bit_generator).__name__}; allowed: PCG64 only")
+    if not _layout_checked():
+        return None
+    return np.array([g.bit_generator.ctypes.state_address for g in generators], dtype=np.uint64)
 
 
 @intrinsic
