@@ -108,16 +108,24 @@ def _iteration_seconds(cost, gain, cpu_hz, cycles_per_flop, constants, broadcast
 
 
 @njit(**_COMPILE)
-def _phase_row(cost, beta, phi, gain, cpu_hz, cycles_per_flop, constants, sequential, broadcast, seconds):
-    """One round's (9, K) seconds of every phase (a round-wide phase repeated over the clients)."""
+def _uplink_rates(beta, gain, constants, rates) -> None:
+    """Each client's uplink rate (bit/s) on its share ``beta[k]`` of the band, into ``rates`` (K,)."""
+    uplink_snr_scale = constants[P_BANDWIDTH_HZ] * constants[P_NOISE]
+    for k in range(gain.size):
+        rates[k] = shannon_rate(beta[k], constants[P_CLIENT_W] * gain[k] / uplink_snr_scale, constants[P_BANDWIDTH_HZ])
+
+
+@njit(**_COMPILE)
+def _phase_row(cost, rates, phi, gain, cpu_hz, cycles_per_flop, constants, sequential, broadcast, seconds):
+    """One round's (9, K) seconds of every phase (a round-wide phase repeated over the clients), the clients
+    sending at ``rates`` (:func:`_uplink_rates`)."""
     clients = gain.size
     broadcast_bps = _broadcast_rate(gain, constants)
-    uplink_snr_scale = constants[P_BANDWIDTH_HZ] * constants[P_NOISE]
     server_cycles = constants[P_SERVER_PER_FLOP] * cost[C_SERVER]
     for k in range(clients):
         forward, downlink, backward = _iteration_seconds(cost, gain, cpu_hz, cycles_per_flop, constants, broadcast,
                                                          broadcast_bps, k)  # fmt: skip
-        rate = shannon_rate(beta[k], constants[P_CLIENT_W] * gain[k] / uplink_snr_scale, constants[P_BANDWIDTH_HZ])
+        rate = rates[k]
         seconds[FORWARD, k], seconds[DOWNLINK, k], seconds[BACKWARD, k] = forward, downlink, backward
         seconds[UPLINK, k] = transfer(cost[C_SMASHED], rate)
         if sequential:
@@ -165,11 +173,11 @@ def _in_chain(value, code, per_iteration, local_iters) -> float:
 
 
 @njit(**_COMPILE)
-def _latency_row(cost, beta, phi, gain, cpu_hz, cycles_per_flop, constants, schedule, local_iters, sequential,
+def _latency_row(cost, rates, phi, gain, cpu_hz, cycles_per_flop, constants, schedule, local_iters, sequential,
                  broadcast, seconds, phases, row, per_client) -> float:  # fmt: skip
-    """One round's phases into ``phases[row]`` and iteration phases into ``per_client`` (5, K); returns its
-    seconds. ``seconds``: (9, K) scratch."""
-    _phase_row(cost, beta, phi, gain, cpu_hz, cycles_per_flop, constants, sequential, broadcast, seconds)
+    """One round's phases into ``phases[row]`` and iteration phases into ``per_client`` (5, K), the clients
+    sending at ``rates``; returns its seconds. ``seconds``: (9, K) scratch."""
+    _phase_row(cost, rates, phi, gain, cpu_hz, cycles_per_flop, constants, sequential, broadcast, seconds)
     phases[row] = 0.0
     _charge(schedule, seconds, local_iters, phases, row)
     total = 0.0
@@ -184,9 +192,10 @@ def phase_seconds(costs, index, beta, phi, gain, cpu_hz, cycles_per_flop, consta
                   sequential, broadcast, phases, total, per_client) -> None:  # fmt: skip
     """Row i: round ``costs[index[i]]`` under shares ``beta[i]``, ``phi[i]`` in state row i, into
     ``phases[i]`` (latency.PHASES), ``total[i]`` and ``per_client[i]`` (the iteration phases, (5, K))."""
-    seconds = np.empty((REPORTED.size, gain.shape[1]))
+    seconds, rates = np.empty((REPORTED.size, gain.shape[1])), np.empty(gain.shape[1])
     for i in range(gain.shape[0]):
-        total[i] = _latency_row(costs[index[i]], beta[i], phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants,
+        _uplink_rates(beta[i], gain[i], constants, rates)
+        total[i] = _latency_row(costs[index[i]], rates, phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants,
                                 schedule, local_iters, sequential, broadcast, seconds, phases, i,
                                 per_client[i])  # fmt: skip
 
@@ -243,25 +252,25 @@ def allocation_problems(costs, index, gain, cpu_hz, cycles_per_flop, constants, 
 
 
 @njit(**_COMPILE)
-def _energy_row(cost, beta, gain, cpu_hz, cycles_per_flop, constants, local_iters, energy) -> None:
-    """One round's joules per client into ``energy`` (K,)."""
-    clients = gain.size
-    uplink_snr_scale = constants[P_BANDWIDTH_HZ] * constants[P_NOISE]
+def _energy_row(cost, rates, cpu_hz, cycles_per_flop, constants, local_iters, energy) -> None:
+    """One round's joules per client into ``energy`` (K,), the clients sending at ``rates``."""
+    clients = rates.size
     flops = cost[C_FORWARD] + cost[C_BACKWARD]
     bits = cost[C_BITS_UP] / clients
     for k in range(clients):
         cycles = cycles_per_flop[k] * local_iters * flops
         compute_j = constants[P_CAPACITANCE] * cycles * (cpu_hz[k] * cpu_hz[k])
-        rate = shannon_rate(beta[k], constants[P_CLIENT_W] * gain[k] / uplink_snr_scale, constants[P_BANDWIDTH_HZ])
-        energy[k] = compute_j + constants[P_CLIENT_W] * transfer(bits, rate)
+        energy[k] = compute_j + constants[P_CLIENT_W] * transfer(bits, rates[k])
 
 
 @njit(**_COMPILE)
 def client_energy(costs, index, beta, gain, cpu_hz, cycles_per_flop, constants, local_iters, energy) -> None:
     """Row i: joules each client spends in round ``costs[index[i]]`` (its passes' cycles at its clock,
     its share of the uplink bits at its rate), into ``energy[i]``."""
+    rates = np.empty(gain.shape[1])
     for i in range(gain.shape[0]):
-        _energy_row(costs[index[i]], beta[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, local_iters,
+        _uplink_rates(beta[i], gain[i], constants, rates)
+        _energy_row(costs[index[i]], rates, cpu_hz[i], cycles_per_flop[i], constants, local_iters,
                     energy[i])  # fmt: skip
 
 
@@ -276,7 +285,7 @@ def priced_rows(claims, costs, index, gain, cpu_hz, cycles_per_flop, constants, 
     values to the bit; an unsolved row is left for the caller. The rows are those this run takes from
     ``claims`` (:func:`solvers.row_runs.sharing_rows`), a few at a time."""
     line = _allocated_line(schedule)
-    seconds = np.empty((REPORTED.size, gain.shape[1]))
+    seconds, rates = np.empty((REPORTED.size, gain.shape[1])), np.empty(gain.shape[1])
     snr_scale = constants[P_BANDWIDTH_HZ] * constants[P_NOISE]
     while True:
         start, stop = claim_rows(claims, _ROWS_PER_CLAIM)
@@ -293,8 +302,8 @@ def priced_rows(claims, costs, index, gain, cpu_hz, cycles_per_flop, constants, 
             finish_row(i, solved, beta, phi, problems[0], problems[1], problems[2], snr, constants[P_BANDWIDTH_HZ],
                        constants[P_SERVER_HZ], allocation_latency)  # fmt: skip
             if solved[i]:
-                total[i] = _latency_row(cost, beta[i], phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants,
+                _uplink_rates(beta[i], gain[i], constants, rates)
+                total[i] = _latency_row(cost, rates, phi[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants,
                                         schedule, local_iters, sequential, broadcast, seconds, phases, i,
                                         per_client[i])  # fmt: skip
-                _energy_row(cost, beta[i], gain[i], cpu_hz[i], cycles_per_flop[i], constants, local_iters,
-                            energy[i])  # fmt: skip
+                _energy_row(cost, rates, cpu_hz[i], cycles_per_flop[i], constants, local_iters, energy[i])
