@@ -400,16 +400,17 @@ def _solve_rows(fixed_time_s, upload_bits, server_cycles, snr, bandwidth_hz, ser
 
 def solve_rows(fixed_time_s: np.ndarray, upload_bits: np.ndarray, server_cycles: np.ndarray,
                full_band_snr: np.ndarray, bandwidth_hz: float, server_cpu_hz: float, round_off: float,
-               solved: np.ndarray, beta: np.ndarray, phi: np.ndarray) -> None:  # fmt: skip
+               solved: np.ndarray, beta: np.ndarray, phi: np.ndarray, settings: Settings | None = None) -> None:  # fmt: skip
     """Solves N problems given as C-contiguous (N, K) float64 arrays into ``solved`` (N,) and the shares ``beta``
-    and ``phi`` (N, K), in place; it releases the GIL, so runs of rows may be solved on threads.
+    and ``phi`` (N, K), in place; it releases the GIL, so runs of rows may be solved on threads. ``settings``:
+    :data:`SETTINGS` unless given (``benchmarks/solver_start.py`` times others).
 
     Row i is solved where every client uploads and every client or none has server work, the iteration
     converges, and its shares pass ``solve``'s checks: below 0 by at most ``round_off`` (then clipped), a
     total above 1 by at most ``round_off`` (the caller scales it to 1). Unsolved rows are left as they are.
     """
     _solve_rows(fixed_time_s, upload_bits, server_cycles, full_band_snr, float(bandwidth_hz), float(server_cpu_hz),
-                float(round_off), solved, beta, phi, SETTINGS)
+                float(round_off), solved, beta, phi, SETTINGS if settings is None else settings)
 
 
 SETTINGS = _settings()  # the constants every solve of this module reads
