@@ -26,10 +26,12 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["PARALLEL_FROM_ROWS", "SOLVER_THREADS", "claim_rows", "over_rows", "sharing_rows"]
+__all__ = ["PARALLEL_FROM_ROWS", "SHARING_FROM_ROWS", "SOLVER_THREADS", "claim_rows", "over_rows", "sharing_rows"]
 
 # From this many rows a batch is split into SOLVER_THREADS runs.
 PARALLEL_FROM_ROWS = 256
+# From this many rows threads share a batch (sharing_rows): no thread waits for another to start.
+SHARING_FROM_ROWS = 32
 
 
 def _solver_threads() -> int:
@@ -60,7 +62,7 @@ def sharing_rows(rows: int, run: Callable[[np.ndarray], None]) -> None:
     ``claims`` is the int64 counter array from which a compiled ``run`` takes its rows with :func:`claim_rows`
     until none of ``range(rows)`` is left (``run`` must touch the rows it took only)."""
     claims = np.array([0, rows], dtype=np.int64)
-    if rows < PARALLEL_FROM_ROWS or SOLVER_THREADS == 1:
+    if rows < SHARING_FROM_ROWS or SOLVER_THREADS == 1:
         run(claims)
         return
     _on_threads(lambda *args: run(claims), *[()] * SOLVER_THREADS)

@@ -232,7 +232,7 @@ def _take_rows(claims: np.ndarray, taken: np.ndarray, chunk: int) -> None:
 
 @pytest.mark.parametrize(("rows", "chunk"), [(1000, 8), (7, 3), (0, 4)])
 def test_threads_sharing_rows_take_each_row_once(monkeypatch: pytest.MonkeyPatch, rows: int, chunk: int) -> None:
-    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 1)
+    monkeypatch.setattr(row_runs, "SHARING_FROM_ROWS", 1)
     monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)
     monkeypatch.setattr(row_runs, "_executor", None)
     taken, runs = np.zeros(rows, dtype=np.int64), []
@@ -243,7 +243,7 @@ def test_threads_sharing_rows_take_each_row_once(monkeypatch: pytest.MonkeyPatch
 
 def test_an_error_in_a_sharing_run_reaches_the_caller_after_every_run_has_ended(monkeypatch: pytest.MonkeyPatch
                                                                                ) -> None:  # fmt: skip
-    monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 1)
+    monkeypatch.setattr(row_runs, "SHARING_FROM_ROWS", 1)
     monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)
     monkeypatch.setattr(row_runs, "_executor", None)
     calls, ended = [], []

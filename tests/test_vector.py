@@ -6,6 +6,7 @@ import pytest
 from gymnasium.vector import VectorEnv
 
 import sfl_env
+import sfl_env.draws
 from sfl_env.errors import ActionError, ConfigError
 
 ANALYTIC_IDS = [env_id for env_id, kwargs in sfl_env.TASK_IDS.items() if kwargs.get("training") == "analytic"]
@@ -110,8 +111,9 @@ def test_bad_input_is_refused_before_any_work():
 
 
 def test_a_step_split_over_threads_is_bitwise_the_step_in_one_run(monkeypatch):
-    # From PARALLEL_FROM_ROWS episodes the compiled kernels (the pricer's pass, the solver, the channel, the draws) take
-    # their rows in runs on threads; each row is computed by the same code, so nothing may change.
+    # From PARALLEL_FROM_ROWS episodes the compiled kernels (the solver, the channel, the draws) take their rows in
+    # runs on threads, and from SHARING_FROM_ROWS the pricer's pass shares its rows among threads; each row is computed
+    # by the same code, so nothing may change.
     from solvers import row_runs
 
     def play() -> list[np.ndarray]:
@@ -124,8 +126,11 @@ def test_a_step_split_over_threads_is_bitwise_the_step_in_one_run(monkeypatch):
         return seen
 
     monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 10**9)
+    monkeypatch.setattr(row_runs, "SHARING_FROM_ROWS", 10**9)
     in_one_run = play()
     monkeypatch.setattr(row_runs, "PARALLEL_FROM_ROWS", 1)
+    monkeypatch.setattr(row_runs, "SHARING_FROM_ROWS", 1)
+    monkeypatch.setattr(sfl_env.draws, "THREADED_FROM_DRAWS", 1)
     monkeypatch.setattr(row_runs, "SOLVER_THREADS", 3)  # three runs of rows, whatever the cores
     monkeypatch.setattr(row_runs, "_executor", None)
     for threaded, expected in zip(play(), in_one_run, strict=True):
