@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 from numba import njit, typed
 
-from solvers.row_runs import over_rows
+from solvers import row_runs
+from solvers.row_runs import over_rows, sharing_rows
 
 from .episode_seeds import seed_in_place, state_addresses
 
@@ -167,15 +168,16 @@ class EpisodeGenerators(Sequence[np.random.Generator]):
         self._over_rows(rows.size, table.shape[1],
                         lambda start, stop: _fill(gens, rows[start:stop], kind, float(a), float(b), table))
 
-    def over_episodes(self, run: Callable[[typed.List, int, int], None]) -> None:
-        """``run(generators, start, stop)`` over runs of the rows ``range(E)``, ``generators`` numba's list of
-        the generators (row r draws from ``generators[r]`` only): a compiled loop that draws as it goes. The
-        runs go to threads where every row has a generator of its own (see :func:`solvers.row_runs.over_rows`)."""
+    def over_episodes(self, run: Callable[[typed.List, np.ndarray], None]) -> None:
+        """``run(generators, claims)``, ``generators`` numba's list of the generators (row r draws from
+        ``generators[r]`` only): a compiled loop that draws as it goes, over the rows it takes from ``claims``
+        (:func:`solvers.row_runs.claim_rows`). From ``PARALLEL_FROM_ROWS`` rows, threads share the rows
+        (:func:`solvers.row_runs.sharing_rows`) where every row has a generator of its own."""
         gens = self._compiled()
         if self.distinct:
-            over_rows(len(self._rngs), lambda start, stop: run(gens, start, stop))
+            sharing_rows(len(self._rngs), lambda claims: run(gens, claims), from_rows=row_runs.PARALLEL_FROM_ROWS)
         else:
-            run(gens, 0, len(self._rngs))
+            run(gens, np.array([0, len(self._rngs)], dtype=np.int64))
 
     @property
     def distinct(self) -> bool:

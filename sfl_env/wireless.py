@@ -21,12 +21,16 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike
 
-from solvers import shannon_rate_bps
+from solvers import row_runs, shannon_rate_bps
+from solvers.kernel_cache import drop_stale_kernels
+from solvers.row_runs import claim_rows
 
 from .config import WirelessConfig
 from .draws import EpisodeGenerators
 from .validation import check_int
 
+drop_stale_kernels(__file__, row_runs.__file__)  # the row claims are compiled in
+_ROWS_PER_CLAIM = 32  # episodes a run of a round's draws and moves takes at a time (~30 us)
 
 
 def path_loss_db(distance_m: ArrayLike, intercept_db: float = 128.1, slope_db: float = 37.6) -> np.ndarray:
@@ -123,7 +127,7 @@ class Channel:
                      config.mobility_m_per_round, *config.distance_m, config.path_loss_intercept_db,
                      config.path_loss_slope_db)  # fmt: skip
         if episodes > 1 and self._rngs.distinct:  # each row draws its round, then moves, in one compiled loop
-            self._rngs.over_episodes(lambda gens, start, stop: _step_rows(gens, start, stop, *state, *constants))
+            self._rngs.over_episodes(lambda gens, claims: _step_rows(gens, claims, *state, *constants))
         else:  # numpy's own draws for one episode; a generator serving two rows draws them row after row
             _advance_rows(*state, *self._draws(moves), *constants)
         self._gain = self._compute_gain()
@@ -189,32 +193,37 @@ class Channel:
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _step_rows(gens, start, stop, fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, rayleigh, mobile,
+def _step_rows(gens, claims, fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, rayleigh, mobile,
                rho, rho_keep, blocks, shadowing_std_db, decorrelation_m, mobility_m, low_m, high_m, intercept_db,
                slope_db) -> None:  # fmt: skip
-    """Channel.step on rows ``start`` to ``stop``, in place: each row draws its round from ``gens[row]`` as
-    :meth:`Channel._draws` orders them (numba's draws are numpy's), then moves (:func:`_advance_row`)."""
+    """Channel.step on the rows taken from ``claims`` (:func:`solvers.row_runs.claim_rows`), in place: each row
+    draws its round from ``gens[row]`` as :meth:`Channel._draws` orders them (numba's draws are numpy's), then
+    moves (:func:`_advance_row`)."""
     clients = fading.shape[1]
     innovation = np.empty((2 if rayleigh else 0, clients))
     others = np.empty((blocks - 1 if rayleigh else 0, clients))
     shadowing_draw, mobility_draw = np.empty(clients), np.empty(clients)
-    for e in range(start, stop):
-        g = gens[e]
-        for i in range(innovation.shape[0]):
-            for k in range(clients):
-                innovation[i, k] = g.standard_normal()
-        for i in range(others.shape[0]):
-            for k in range(clients):
-                others[i, k] = g.standard_exponential()
-        if moves[e]:
-            for k in range(clients):
-                shadowing_draw[k] = g.standard_normal()
-        if mobile:
-            for k in range(clients):
-                mobility_draw[k] = g.standard_normal()
-        _advance_row(e, fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, innovation, others,
-                     shadowing_draw, mobility_draw, rayleigh, mobile, rho, rho_keep, blocks, shadowing_std_db,
-                     decorrelation_m, mobility_m, low_m, high_m, intercept_db, slope_db)  # fmt: skip
+    while True:
+        start, stop = claim_rows(claims, _ROWS_PER_CLAIM)
+        if start == stop:
+            return
+        for e in range(start, stop):
+            g = gens[e]
+            for i in range(innovation.shape[0]):
+                for k in range(clients):
+                    innovation[i, k] = g.standard_normal()
+            for i in range(others.shape[0]):
+                for k in range(clients):
+                    others[i, k] = g.standard_exponential()
+            if moves[e]:
+                for k in range(clients):
+                    shadowing_draw[k] = g.standard_normal()
+            if mobile:
+                for k in range(clients):
+                    mobility_draw[k] = g.standard_normal()
+            _advance_row(e, fading, power, shadowing_db, distance_m, path_gain, moved_m, moves, innovation, others,
+                         shadowing_draw, mobility_draw, rayleigh, mobile, rho, rho_keep, blocks, shadowing_std_db,
+                         decorrelation_m, mobility_m, low_m, high_m, intercept_db, slope_db)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy", nogil=True)

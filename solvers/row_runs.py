@@ -57,12 +57,13 @@ def over_rows(rows: int, run: Callable[[int, int], None]) -> None:
     _on_threads(run, *zip(bounds[:-1], bounds[1:]))
 
 
-def sharing_rows(rows: int, run: Callable[[np.ndarray], None]) -> None:
-    """Calls ``run(claims)`` once for a small batch, else on SOLVER_THREADS threads at once, this one among them:
-    ``claims`` is the int64 counter array from which a compiled ``run`` takes its rows with :func:`claim_rows`
-    until none of ``range(rows)`` is left (``run`` must touch the rows it took only)."""
+def sharing_rows(rows: int, run: Callable[[np.ndarray], None], from_rows: int | None = None) -> None:
+    """Calls ``run(claims)`` once for a batch of fewer than ``from_rows`` rows (default
+    :data:`SHARING_FROM_ROWS`), else on SOLVER_THREADS threads at once, this one among them: ``claims`` is
+    the int64 counter array from which a compiled ``run`` takes its rows with :func:`claim_rows` until none
+    of ``range(rows)`` is left (``run`` must touch the rows it took only)."""
     claims = np.array([0, rows], dtype=np.int64)
-    if rows < SHARING_FROM_ROWS or SOLVER_THREADS == 1:
+    if rows < (SHARING_FROM_ROWS if from_rows is None else from_rows) or SOLVER_THREADS == 1:
         run(claims)
         return
     _on_threads(lambda *args: run(claims), *[()] * SOLVER_THREADS)
