@@ -12,8 +12,9 @@ tests compare the two paths through whole episodes. A fill of :data:`THREADED_FR
 is split into runs on threads (:func:`solvers.row_runs.over_rows`) when no generator serves two rows: a
 run draws from its own rows' generators only, so it gives the same values. A smaller fill stays on this
 thread, because handing a run to another thread costs as much as the draws it would save.
-:meth:`EpisodeGenerators.over_episodes` gives compiled code that draws as it goes (the channel's round)
-numba's list of the generators, on the same terms.
+:meth:`EpisodeGenerators.over_episodes` hands numba's list of the generators to compiled code that draws
+as it goes (the channel's round); threads share its rows from ``PARALLEL_FROM_ROWS`` episodes, where no
+generator serves two rows.
 """
 
 from __future__ import annotations

@@ -4,9 +4,18 @@ A single env's ``reset`` draws an episode seed from its env generator and makes 
 generators from it: ``SeedSequence(seed).spawn(2)`` gives the channel's seed sequence (its generator
 also draws the devices and their clocks) and the twin's, whose first 32-bit word seeds the twin's
 generator. numpy spends tens of microseconds on each of these objects; a vectorised env resets
-episodes every step. :func:`episode_states` computes the same PCG64 states with numpy's
-``SeedSequence`` hash (compiled) and PCG64's seeding (128-bit integers), for every episode at once;
-``tests/test_episode_seeds.py`` checks them against numpy's objects.
+episodes every step. :func:`episode_words` computes the words PCG64 is seeded with by numpy's
+``SeedSequence`` hash (compiled), for every episode at once; :func:`pcg64_states` turns them into
+``bit_generator.state`` dicts (:func:`episode_states` does both), and :func:`seed_in_place` seeds
+existing generators with them.
+
+Setting ``bit_generator.state`` costs ~2 us a generator, more than the rest of a new episode's draws, so
+:func:`seed_in_place` writes PCG64's state where numpy's ``bit_generator.ctypes.state_address`` points,
+in compiled code, as numpy's own state setter (``pcg64_set_state``) writes it. That memory's layout is
+numpy's, not a public interface: the first call checks it on a scratch generator, by reading back in
+place what the state setter wrote and by writing a state in place that numpy's getter must read back.
+Where the check fails (a numpy built without 128-bit integers lays the state out otherwise), the state
+setter is used. ``tests/test_episode_seeds.py`` checks every path against numpy's objects.
 """
 
 from __future__ import annotations
