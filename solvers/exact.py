@@ -55,9 +55,9 @@ _MAX_ITERATIONS = 60
 _MAX_HALVINGS = 30
 _FLOOR_FRACTION = 0.9  # a step may close at most this fraction of the gap
 # starting point
-# Measured by benchmarks/solver_start.py: a fourth round of the model brings the start's residual on
-# client-bound problems from ~2e-3 to ~4e-4 (median); the model's gap to 1e-2 instead of 1e-8 costs ~5% less
-# per solve and moves the start by ~1e-9 (Newton's next step would be ~1e-4 of the gap).
+# A fourth round of the model brings the start's residual on tests/test_solvers.py's client-bound problems
+# from ~2e-3 to ~4e-4 (median; worst 0.18 to 0.05). The model's gap to 1e-2 instead of 1e-8 makes a solve ~5%
+# cheaper (benchmarks/solver_start.py) and moves the start by ~1e-9: Newton's next step would be ~1e-4 of it.
 _MODEL_ROUNDS = 4  # re-solves of the model
 _MIN_ELASTICITY = 0.01  # keeps the model finite for clients in bandwidth saturation
 _MODEL_FLOOR_FRACTION = 0.1  # the start keeps at least this fraction of the equal split's gap
