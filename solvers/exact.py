@@ -45,7 +45,7 @@ from .conditions import (
     Point,
     pulled_back,
 )
-from .model_root import model_gap, model_sums
+from .model_root import model_gap, model_sigma
 from .problem import ResourceProblem
 
 # Newton iteration
@@ -180,10 +180,7 @@ def _model_solution(clients: Clients, equal_gap: float) -> tuple[float, float, n
         terms = (np.concatenate([work, no_upload]), np.concatenate([mixed, no_upload]),
                 np.concatenate([mixed / elasticity, no_upload]), gamma, slack)  # fmt: skip
         gap = model_gap(*terms, lo, hi, gap, _MODEL_ROOT_TOLERANCE, _MODEL_ROOT_STEPS)
-        A, B, C, D, _, _, _, _ = model_sums(*terms, gap)
-        if B > 0:  # of the two expressions of sigma, the one without cancellation
-            root = (1.0 - A) / B if A <= C else D / (1.0 - C)
-            sigma = root if 0 < root < math.inf else sigma
+        sigma = model_sigma(*terms, gap, sigma)
         beta = (work + sigma * mixed) / (gap + slack[: clients.c.size])
         beta /= beta.sum()  # when the gap is held at a bound, the shares of the model's optimum do not sum to 1
     return gap, sigma, beta

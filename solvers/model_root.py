@@ -12,7 +12,7 @@ import math
 
 from numba import njit
 
-__all__ = ["model_gap", "model_sums"]
+__all__ = ["model_gap", "model_sigma", "model_sums"]
 
 _COMPILE = {"cache": True, "error_model": "numpy", "nogil": True}
 
@@ -72,3 +72,14 @@ def model_gap(work, mixed, mixed_over_e, gamma, slack, lo, hi, gap, tolerance, m
                 new = math.sqrt(a * b)
         gap = new
     return gap
+
+
+@njit(**_COMPILE)
+def model_sigma(work, mixed, mixed_over_e, gamma, slack, gap, sigma) -> float:
+    """The model's sigma at ``gap``: ``(1 - A) / B`` or ``D / (1 - C)``, whichever has no cancellation
+    (``sigma`` as it was where B is 0 or the root is not positive and finite)."""
+    A, B, C, D, _, _, _, _ = model_sums(work, mixed, mixed_over_e, gamma, slack, gap)
+    if B > 0:
+        root = (1.0 - A) / B if A <= C else D / (1.0 - C)
+        sigma = root if 0 < root < math.inf else sigma
+    return sigma

@@ -26,7 +26,7 @@ from numba import njit
 
 from . import conditions, exact, model_root, problem
 from .kernel_cache import drop_stale_kernels
-from .model_root import model_gap, model_sums
+from .model_root import model_gap, model_sigma
 from .problem import LN2
 
 __all__ = ["solve_row", "solve_rows"]
@@ -199,10 +199,7 @@ def _initial_point(c, kappa, gamma, m, gamma_over_m, d, coupled, p, scalars, st)
             mixed_over_e[k] = mixed[k] / elasticity
         gap = model_gap(work, mixed, mixed_over_e, gamma, slack, lo, hi, gap, st.model_root_tolerance,
                         st.model_root_steps)
-        A, B, C, D, _, _, _, _ = model_sums(work, mixed, mixed_over_e, gamma, slack, gap)
-        if B > 0:
-            root = (1.0 - A) / B if A <= C else D / (1.0 - C)
-            sigma = root if 0 < root < math.inf else sigma
+        sigma = model_sigma(work, mixed, mixed_over_e, gamma, slack, gap, sigma)
         total = 0.0
         for k in range(n):
             beta[k] = (work[k] + sigma * mixed[k]) / (gap + slack[k])
