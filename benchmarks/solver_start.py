@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
+    for name in ("num_envs", "steps", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')}={getattr(args, name)} is invalid; allowed: an integer >= 1")
     batch = collect_problems(args.env_id, args.num_envs, args.steps)
     _, reference = solve(batch, newton.SETTINGS)  # also compiles
     print(f"{batch.num_problems} problems of {batch.num_clients} clients from {args.env_id}; default: "
